@@ -1,0 +1,3 @@
+"""alva: adversarial machine learning for PyTorch."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,183 @@
+"""The one attack interface: build with a model and settings, call on ``(x, y)``, get an :class:`AttackResult`.
+
+Inputs are images in ``bounds`` (default [0, 1]); normalisation belongs in the model
+(:class:`alva.models.Normalized`). During an attack the model is in eval mode and its weights
+compute no gradient; both are restored afterwards, also when the attack raises.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+TARGET_RULES = ("random", "least-likely")
+
+
+class AttackInputError(ValueError):
+    """The batch given to an attack (or its settings) cannot be attacked as it is."""
+
+
+@dataclass
+class AttackResult:
+    """What an attack returns.
+
+    x_adv: the adversarial batch, same shape as the input.
+    success: per-sample bool: misclassified (untargeted) or classified as ``target`` (targeted).
+    steps: per-sample number of gradient steps (or iterations) spent.
+    queries: per-sample number of model forward passes spent.
+    adv_logits: the model's logits at ``x_adv``; clean_logits: at the clean input.
+    target: the target labels of a targeted attack, else None.
+    """
+
+    x_adv: torch.Tensor
+    success: torch.Tensor
+    steps: torch.Tensor
+    queries: torch.Tensor
+    adv_logits: torch.Tensor
+    clean_logits: torch.Tensor
+    target: torch.Tensor | None = None
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def success_rate(self) -> float:
+        return self.success.float().mean().item()
+
+    @property
+    def adv_pred(self) -> torch.Tensor:
+        return self.adv_logits.argmax(dim=1)
+
+    def __len__(self) -> int:
+        return len(self.x_adv)
+
+
+@contextlib.contextmanager
+def attack_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode and frozen weights for the duration; each module's mode and each flag restored after."""
+    modes = [(m, m.training) for m in model.modules()]
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    model.eval()
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        with torch.enable_grad():
+            yield model
+    finally:
+        for m, training in modes:
+            m.training = training
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+def check_batch(x: torch.Tensor, y: torch.Tensor, bounds: tuple[float, float]) -> None:
+    """Raise :class:`AttackInputError` with a clear message for a batch that cannot be attacked."""
+    if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
+        raise AttackInputError(f"x and y must be tensors, got {type(x).__name__} and {type(y).__name__}")
+    if not x.is_floating_point():
+        raise AttackInputError(f"x must be a floating-point tensor of images, got dtype {x.dtype}")
+    if x.ndim < 2:
+        raise AttackInputError(f"x must be a batch (N x ...), got shape {tuple(x.shape)}")
+    if len(x) == 0:
+        raise AttackInputError("x is an empty batch")
+    if y.ndim != 1 or y.dtype in (torch.bool,) or y.is_floating_point() or y.is_complex():
+        raise AttackInputError(f"y must be a 1-D tensor of integer labels, got shape {tuple(y.shape)} "
+                               f"and dtype {y.dtype}")
+    if len(y) != len(x):
+        raise AttackInputError(f"batch sizes differ: x has {len(x)} samples, y has {len(y)}")
+    if y.device != x.device:
+        raise AttackInputError(f"x is on {x.device} but y is on {y.device}")
+    if torch.isnan(x).any() or torch.isinf(x).any():
+        raise AttackInputError("x contains NaN or infinite values")
+    lo, hi = bounds
+    x_min, x_max = x.min().item(), x.max().item()
+    if x_min < lo or x_max > hi:
+        raise AttackInputError(
+            f"x has values in [{x_min:.4g}, {x_max:.4g}], outside the bounds [{lo}, {hi}]: attacks take raw "
+            "images; put normalisation inside the model with alva.models.Normalized"
+        )
+    if (y < 0).any():
+        raise AttackInputError(f"labels must be >= 0, got {int(y.min())}")
+
+
+def check_labels(labels: torch.Tensor, num_classes: int, what: str = "labels") -> None:
+    if (labels < 0).any() or (labels >= num_classes).any():
+        raise AttackInputError(
+            f"{what} must be in [0, {num_classes - 1}] for a model with {num_classes} outputs, "
+            f"got values in [{int(labels.min())}, {int(labels.max())}]"
+        )
+
+
+def check_bounds(bounds: tuple[float, float]) -> tuple[float, float]:
+    lo, hi = float(bounds[0]), float(bounds[1])
+    if not lo < hi:
+        raise AttackInputError(f"bounds must satisfy low < high, got {bounds}")
+    return lo, hi
+
+
+def pick_targets(rule: str, y: torch.Tensor, clean_logits: torch.Tensor,
+                 generator: torch.Generator | None) -> torch.Tensor:
+    """Target labels by ``rule``: ``random`` (uniform over the other classes) or ``least-likely``."""
+    num_classes = clean_logits.shape[1]
+    if rule == "random":
+        offset = torch.randint(1, num_classes, y.shape, generator=generator, device=y.device)
+        return (y + offset) % num_classes
+    if rule == "least-likely":
+        return clean_logits.scatter(1, y[:, None], float("inf")).argmin(dim=1)
+    raise AttackInputError(f"unknown target rule {rule!r}; choose one of {TARGET_RULES} or pass a tensor")
+
+
+class Attack:
+    """Base class: validation, eval mode, targets and seeding; subclasses implement :meth:`run`.
+
+    Args:
+        model: a classifier returning logits for images in ``bounds``.
+        target: ``None`` for an untargeted attack, or a rule (``"random"``, ``"least-likely"``) that
+            chooses targets; a tensor passed to ``__call__`` overrides it.
+        early_stop: stop working on each sample as soon as it succeeds.
+        bounds: the valid pixel range.
+        seed: seeds the attack's own generator (random starts, random targets) so that a call repeats
+            exactly; ``None`` draws from torch's global generator.
+    """
+
+    def __init__(self, model: nn.Module, *, target: str | None = None, early_stop: bool = False,
+                 bounds: tuple[float, float] = (0.0, 1.0), seed: int | None = None) -> None:
+        if not isinstance(model, nn.Module):
+            raise AttackInputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if target is not None and target not in TARGET_RULES:
+            raise AttackInputError(f"unknown target rule {target!r}; choose one of {TARGET_RULES}")
+        self.model = model
+        self.target_rule = target
+        self.early_stop = bool(early_stop)
+        self.bounds = check_bounds(bounds)
+        self.seed = seed
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None) -> AttackResult:
+        """Attack the batch ``(x, y)``; ``target`` (labels) makes the attack targeted for this call."""
+        check_batch(x, y, self.bounds)
+        y = y.long()
+        generator = None
+        if self.seed is not None:
+            generator = torch.Generator(device=x.device).manual_seed(self.seed)
+        with attack_mode(self.model):
+            with torch.no_grad():
+                clean_logits = self.model(x)
+            check_labels(y, clean_logits.shape[1])
+            if target is not None:
+                if not isinstance(target, torch.Tensor) or target.shape != y.shape:
+                    raise AttackInputError(f"target must be a tensor of shape {tuple(y.shape)}")
+                target = target.to(y.device).long()
+                check_labels(target, clean_logits.shape[1], "target labels")
+            elif self.target_rule is not None:
+                target = pick_targets(self.target_rule, y, clean_logits, generator)
+            return self.run(x.detach(), y, target, clean_logits, generator)
+
+    def run(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None, clean_logits: torch.Tensor,
+            generator: torch.Generator | None) -> AttackResult:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        settings = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if k != "model")
+        return f"{type(self).__name__}({settings})"

@@ -1,0 +1,20 @@
+"""Options shared by several commands."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("--data-root", default=None,
+                        help="folder with the MNIST IDX files (default: $ALVA_MNIST_ROOT, else data/mnist)")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback on error")
+
+
+def csv_floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from err

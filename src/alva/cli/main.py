@@ -1,0 +1,37 @@
+"""The ``alva`` command: ``alva train``, ``alva attack``, ``alva demo``, ``alva zoo``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from alva.cli import attack_cmd, demo_cmd, train_cmd, zoo_cmd
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="alva", description="Adversarial machine learning for PyTorch.")
+    parser.add_argument("--version", action="version", version=f"alva {__import__('alva').__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in (demo_cmd, train_cmd, attack_cmd, zoo_cmd):
+        module.register(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except KeyboardInterrupt:
+        print("\nstopped: finished epochs and parts are saved; rerun the same command (with --resume for "
+              "training) to go on", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        if getattr(args, "debug", False):
+            raise
+        print(f"alva {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

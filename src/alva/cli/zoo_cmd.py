@@ -1,0 +1,25 @@
+"""``alva zoo``: list the shipped models and show their cards."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from alva.models import zoo
+
+
+def register(commands) -> None:
+    p = commands.add_parser("zoo", help="list the shipped models, or show one card")
+    p.add_argument("name", nargs="?", help="a model to show, e.g. mnist/cnn-small")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.name:
+        print(json.dumps(zoo.card(args.name), indent=2))
+        return 0
+    for name in zoo.available():
+        info = zoo.card(name)
+        print(f"{name:24s} {info['architecture']:10s} clean test acc {info['clean_test_accuracy']:.4f}   "
+              f"{info.get('command', '')}")
+    return 0

@@ -1,0 +1,118 @@
+"""Image classifiers for MNIST-sized inputs, each returning logits.
+
+Architectures follow the papers whose results alva reproduces:
+- ``softmax``: multinomial logistic regression on raw pixels (Goodfellow et al. 2015, section 4).
+- ``mlp``: two hidden ReLU layers.
+- ``maxout``: two maxout layers of 240 units with 5 pieces, the permutation-invariant MNIST
+  network of Goodfellow et al. 2013, used in "Explaining and Harnessing Adversarial Examples" (2015).
+- ``cnn-small``: conv 16 and 32 channels 4x4 stride 2, fc 100 (Wong, Rice and Kolter 2020, "Fast is
+  better than free"; the small MNIST model of Wong and Kolter 2018).
+- ``cnn``: conv 32 and 64 channels 5x5 with 2x2 max-pooling, fc 1024 (Madry et al. 2018).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from alva.models.wrapper import Normalized
+
+MNIST_MEAN = (0.1307,)
+MNIST_STD = (0.3081,)
+
+
+class Maxout(nn.Module):
+    """A linear layer whose ``pieces`` outputs per unit are reduced by max (Goodfellow et al. 2013)."""
+
+    def __init__(self, in_features: int, out_features: int, pieces: int) -> None:
+        super().__init__()
+        self.out_features, self.pieces = out_features, pieces
+        self.linear = nn.Linear(in_features, out_features * pieces)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x).view(-1, self.out_features, self.pieces).amax(dim=2)
+
+
+def softmax_regression(in_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
+    c, h, w = in_shape
+    return nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, num_classes))
+
+
+def mlp(in_shape: tuple[int, int, int], num_classes: int, hidden: int = 256) -> nn.Module:
+    c, h, w = in_shape
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(c * h * w, hidden), nn.ReLU(),
+        nn.Linear(hidden, hidden), nn.ReLU(),
+        nn.Linear(hidden, num_classes),
+    )
+
+
+def maxout(in_shape: tuple[int, int, int], num_classes: int, units: int = 240, pieces: int = 5,
+           dropout: float = 0.2) -> nn.Module:
+    c, h, w = in_shape
+    return nn.Sequential(
+        nn.Flatten(), nn.Dropout(dropout),
+        Maxout(c * h * w, units, pieces), nn.Dropout(dropout),
+        Maxout(units, units, pieces), nn.Dropout(dropout),
+        nn.Linear(units, num_classes),
+    )
+
+
+def cnn_small(in_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
+    c, h, w = in_shape
+    return nn.Sequential(
+        nn.Conv2d(c, 16, 4, stride=2, padding=1), nn.ReLU(),
+        nn.Conv2d(16, 32, 4, stride=2, padding=1), nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(32 * (h // 4) * (w // 4), 100), nn.ReLU(),
+        nn.Linear(100, num_classes),
+    )
+
+
+def cnn(in_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
+    c, h, w = in_shape
+    return nn.Sequential(
+        nn.Conv2d(c, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(64 * (h // 4) * (w // 4), 1024), nn.ReLU(),
+        nn.Linear(1024, num_classes),
+    )
+
+
+@dataclass(frozen=True)
+class Architecture:
+    build: Callable[..., nn.Module]
+    normalize: bool  # whether inputs are standardised with the data set's statistics
+    summary: str
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "softmax": Architecture(softmax_regression, False, "multinomial logistic regression on raw pixels"),
+    "mlp": Architecture(mlp, True, "MLP 784-256-256-10, ReLU"),
+    "maxout": Architecture(maxout, True, "two maxout layers (240 units, 5 pieces), dropout 0.2"),
+    "cnn-small": Architecture(cnn_small, True, "conv16-4x4/2, conv32-4x4/2, fc100 (Wong et al. 2020)"),
+    "cnn": Architecture(cnn, True, "conv32-5x5, pool, conv64-5x5, pool, fc1024 (Madry et al. 2018)"),
+}
+
+
+def create(name: str, *, num_classes: int = 10, in_shape: tuple[int, int, int] = (1, 28, 28),
+           mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None) -> Normalized:
+    """A freshly initialised classifier ``name`` wrapped with its input normalisation.
+
+    ``mean``/``std`` default to the MNIST statistics for architectures that standardise their input,
+    and to the identity for ``softmax`` (raw pixels, as in the FGSM paper).
+    """
+    if name not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {name!r}; choose one of {sorted(ARCHITECTURES)}")
+    arch = ARCHITECTURES[name]
+    if mean is None or std is None:
+        mean, std = (MNIST_MEAN, MNIST_STD) if arch.normalize else ((0.0,) * in_shape[0], (1.0,) * in_shape[0])
+    model = Normalized(arch.build(tuple(in_shape), num_classes), mean, std)
+    # What rebuilds this model from a weights file (see alva.models.zoo.architecture_card).
+    model.spec = {"architecture": name, "num_classes": num_classes, "in_shape": list(in_shape)}
+    return model

@@ -1,0 +1,81 @@
+"""Checkpoints as one safetensors file: tensors stored as tensors, everything else as JSON in its header.
+
+Loading never unpickles, so a checkpoint from anyone is safe to open.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+from alva.tracking.files import atomic_write_bytes
+
+_TENSOR = "__tensor__"
+_TUPLE = "__tuple__"
+_INTKEYS = "__intkeys__"
+
+
+def flatten_state(obj: Any, prefix: str = "") -> tuple[Any, dict[str, torch.Tensor]]:
+    """Split a nested structure into a JSON skeleton and a flat ``{key: tensor}`` dict.
+
+    Dicts with integer keys (optimizer states) and tuples survive the round trip.
+    """
+    tensors: dict[str, torch.Tensor] = {}
+
+    def walk(node: Any, path: str) -> Any:
+        if isinstance(node, torch.Tensor):
+            tensors[path] = node.detach().cpu().contiguous().clone()
+            return {_TENSOR: path}
+        if isinstance(node, dict):
+            int_keys = bool(node) and all(isinstance(k, int) for k in node)
+            if not int_keys and not all(isinstance(k, str) for k in node):
+                raise TypeError(f"{path or 'state'}: keys must be all str or all int")
+            out = {str(k): walk(v, f"{path}.{k}" if path else str(k)) for k, v in node.items()}
+            return {_INTKEYS: out} if int_keys else out
+        if isinstance(node, (list, tuple)):
+            items = [walk(v, f"{path}.{i}") for i, v in enumerate(node)]
+            return {_TUPLE: items} if isinstance(node, tuple) else items
+        if node is None or isinstance(node, (bool, int, float, str)):
+            return node
+        raise TypeError(f"{path or 'state'}: cannot store a {type(node).__name__} in a checkpoint")
+
+    return walk(obj, prefix), tensors
+
+
+def unflatten_state(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """Inverse of :func:`flatten_state`."""
+    if isinstance(skeleton, dict):
+        if set(skeleton) == {_TENSOR}:
+            return tensors[skeleton[_TENSOR]]
+        if set(skeleton) == {_TUPLE}:
+            return tuple(unflatten_state(v, tensors) for v in skeleton[_TUPLE])
+        if set(skeleton) == {_INTKEYS}:
+            return {int(k): unflatten_state(v, tensors) for k, v in skeleton[_INTKEYS].items()}
+        return {k: unflatten_state(v, tensors) for k, v in skeleton.items()}
+    if isinstance(skeleton, list):
+        return [unflatten_state(v, tensors) for v in skeleton]
+    return skeleton
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
+    """Write ``state`` (nested dicts of tensors and plain values) atomically to ``path``."""
+    skeleton, tensors = flatten_state(state)
+    payload = save_safetensors(tensors, metadata={"alva_state": json.dumps(skeleton)})
+    atomic_write_bytes(path, payload)
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` (no unpickling)."""
+    raw = Path(path).read_bytes()
+    tensors = load_safetensors(raw)
+    header_len = int.from_bytes(raw[:8], "little")
+    metadata = json.loads(raw[8:8 + header_len]).get("__metadata__", {})
+    if "alva_state" not in metadata:
+        raise ValueError(f"{path} is a safetensors file but not an alva checkpoint (no 'alva_state' metadata)")
+    return unflatten_state(json.loads(metadata["alva_state"]), tensors)

@@ -1,0 +1,181 @@
+"""The one training loop: seeded, resumable after every epoch, logged to JSONL and TensorBoard.
+
+The objective (clean, or an adversarial recipe) is a part passed in; the loop is written once.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from alva.data.loaders import make_loader
+from alva.evaluation.accuracy import accuracy
+from alva.tracking.checkpoint import load_checkpoint, save_checkpoint
+from alva.tracking.logger import MetricsLogger
+from alva.training.objectives import Objective, Standard
+
+CHECKPOINT = "checkpoint.safetensors"
+SCHEDULES = ("constant", "cosine")
+OPTIMIZERS = ("adam", "sgd")
+
+
+@dataclass
+class TrainSettings:
+    """How to optimise: everything here is recorded in the checkpoint and must match on resume."""
+
+    epochs: int = 2
+    batch_size: int = 128
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {OPTIMIZERS}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; choose one of {SCHEDULES}")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+def make_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if settings.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=settings.lr, momentum=settings.momentum,
+                               weight_decay=settings.weight_decay)
+    return torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay)
+
+
+def learning_rate(settings: TrainSettings, step: int, total_steps: int) -> float:
+    """The learning rate at optimiser step ``step`` of ``total_steps``: a pure function, so resume needs no state."""
+    if settings.schedule == "cosine":
+        return 0.5 * settings.lr * (1 + math.cos(math.pi * step / max(total_steps, 1)))
+    return settings.lr
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The global torch seed for one epoch (dropout, random starts): a function of ``(seed, epoch)``."""
+    return (int(seed) * 7919 + int(epoch) * 104729) % (2**63 - 1)
+
+
+def fit(model: nn.Module, train_data: tuple[torch.Tensor, torch.Tensor], settings: TrainSettings, *,
+        objective: Objective | None = None, out: str | Path | None = None, resume: bool = False,
+        eval_data: tuple[torch.Tensor, torch.Tensor] | None = None, device: str | torch.device = "cpu",
+        progress: bool = True, on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None
+        ) -> list[dict[str, Any]]:
+    """Train ``model`` in place on ``train_data`` and return one record per epoch run.
+
+    With ``out``, a checkpoint is written atomically after every epoch and metrics go to
+    ``out/metrics.jsonl`` and TensorBoard (``out/tb``); ``resume=True`` continues from the last
+    finished epoch and ends with the same weights as an uninterrupted run. Batches, dropout and
+    random starts depend only on ``(settings.seed, epoch)``.
+    """
+    objective = objective or Standard()
+    x_train, y_train = train_data
+    model.to(device)
+    optimizer = make_optimizer(model, settings)
+    steps_per_epoch = math.ceil(len(x_train) / settings.batch_size)
+    total_steps = settings.epochs * steps_per_epoch
+    checkpoint = Path(out) / CHECKPOINT if out is not None else None
+
+    start_epoch = 0
+    if resume:
+        if checkpoint is None:
+            raise ValueError("resume=True needs out=, the folder of the run to continue")
+        if checkpoint.exists():
+            start_epoch = _restore(checkpoint, model, optimizer, objective, settings)
+    logger = MetricsLogger(out, resume_step=start_epoch if resume else None) if out is not None else None
+
+    history: list[dict[str, Any]] = []
+    try:
+        for epoch in range(start_epoch, settings.epochs):
+            torch.manual_seed(epoch_seed(settings.seed, epoch))
+            objective.start_epoch(epoch, settings.epochs)
+            started = time.perf_counter()
+            train_stats = _train_epoch(model, optimizer, objective, x_train, y_train, settings, epoch,
+                                       steps_per_epoch, total_steps, device, progress)
+            record: dict[str, Any] = {
+                "epoch": epoch + 1,
+                "lr": learning_rate(settings, (epoch + 1) * steps_per_epoch - 1, total_steps),
+                "train": train_stats,
+            }
+            if eval_data is not None:
+                record["eval"] = {"clean_acc": accuracy(model, *eval_data)}
+            record["time_s"] = round(time.perf_counter() - started, 3)
+            history.append(record)
+            if logger is not None:
+                logger.log(epoch + 1, record)
+            if checkpoint is not None:
+                save_checkpoint(checkpoint, {
+                    "epochs_done": epoch + 1,
+                    "settings": asdict(settings),
+                    "objective": objective.describe(),
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                })
+            if on_epoch_end is not None:
+                on_epoch_end(epoch + 1, record)
+    finally:
+        if logger is not None:
+            logger.close()
+    return history
+
+
+def _restore(checkpoint: Path, model: nn.Module, optimizer: torch.optim.Optimizer, objective: Objective,
+             settings: TrainSettings) -> int:
+    state = load_checkpoint(checkpoint)
+    saved = state["settings"]
+    changed = {k: (saved.get(k), v) for k, v in asdict(settings).items() if saved.get(k) != v}
+    if changed:
+        raise ValueError(f"cannot resume {checkpoint}: settings differ from the saved run (saved, now): {changed}")
+    if state["objective"] != objective.describe():
+        raise ValueError(f"cannot resume {checkpoint}: objective {objective.describe()} differs from the "
+                         f"saved {state['objective']}")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    return int(state["epochs_done"])
+
+
+def _train_epoch(model, optimizer, objective, x_train, y_train, settings, epoch, steps_per_epoch, total_steps,
+                 device, progress) -> dict[str, float]:
+    model.train()
+    loader = make_loader(x_train, y_train, settings.batch_size, shuffle=True, seed=settings.seed, epoch=epoch)
+    totals: dict[str, float] = {}
+    seen = 0
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{settings.epochs}", disable=not progress, leave=False,
+               dynamic_ncols=True)
+    for i, (xb, yb) in enumerate(bar):
+        xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(settings, epoch * steps_per_epoch + i, total_steps)
+        loss, metrics = objective(model, xb, yb)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(f"loss is {loss.item()} at epoch {epoch + 1}, batch {i + 1}: lower the lr")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        n = len(xb)
+        seen += n
+        for k, v in metrics.items():
+            totals[k] = totals.get(k, 0.0) + v * n
+        bar.set_postfix({k: f"{v / seen:.4f}" for k, v in totals.items()}, refresh=False)
+    return {k: v / seen for k, v in totals.items()}
