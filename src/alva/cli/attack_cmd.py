@@ -1,2 +1,94 @@
-def register(commands):
-    pass
+"""``alva attack``: attack a classifier on MNIST test images; write a summary, an image grid and the eps curve."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from alva.attacks import ATTACKS, FGSM, PGD, Attack
+from alva.cli.common import add_common, csv_floats
+from alva.data import fixed_subset, load_mnist
+from alva.evaluation import eps_curve, evaluate_attack
+from alva.models import load
+from alva.report import adversarial_grid, eps_curve_plot
+from alva.tracking import atomic_write_json
+
+DEFAULT_CURVE = {"linf": [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3], "l2": [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0]}
+
+
+def register(commands) -> None:
+    p = commands.add_parser("attack", help="attack a classifier and write results and pictures",
+                            description="Attack a model on a fixed subset of the MNIST test split. Writes "
+                                        "summary.json, grid.png and eps_curve.png to --out.")
+    p.add_argument("--model", default="mnist/cnn-small", help="zoo name, weights file or run folder")
+    p.add_argument("--attack", default="pgd", choices=sorted(ATTACKS))
+    p.add_argument("--eps", type=float, default=0.3)
+    p.add_argument("--norm", default="linf", choices=["linf", "l2"])
+    p.add_argument("--steps", type=int, default=40, help="PGD steps")
+    p.add_argument("--alpha", type=float, default=None, help="PGD step size (default 2.5 * eps / steps)")
+    p.add_argument("--restarts", type=int, default=1)
+    p.add_argument("--no-random-start", action="store_true")
+    p.add_argument("--loss", default="ce", choices=["ce", "margin"])
+    p.add_argument("--target", default=None, choices=["random", "least-likely"], help="make the attack targeted")
+    p.add_argument("--early-stop", action="store_true", help="stop on each sample once it succeeds")
+    p.add_argument("--n", type=int, default=1000, help="number of test images (fixed stratified subset)")
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--curve", type=csv_floats, default=None,
+                   help="comma-separated eps values for the eps curve (default: 7 values up to 0.3 for linf, 3 for l2)")
+    p.add_argument("--no-curve", action="store_true", help="skip the eps curve")
+    p.add_argument("--out", required=True, help="output folder")
+    add_common(p)
+    p.set_defaults(handler=run)
+
+
+def build_attack(model: torch.nn.Module, args: argparse.Namespace, eps: float) -> Attack:
+    common: dict[str, Any] = {"norm": args.norm, "loss": args.loss, "target": args.target,
+                              "early_stop": args.early_stop, "seed": args.seed}
+    if args.attack == "fgsm":
+        return FGSM(model, eps=eps, **common)
+    return PGD(model, eps=eps, alpha=args.alpha, steps=args.steps, restarts=args.restarts,
+               random_start=not args.no_random_start, **common)
+
+
+def run(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model = load(args.model, device=args.device)
+    x, y = fixed_subset(*load_mnist("test", args.data_root), args.n, seed=args.seed)
+    progress = not args.no_progress
+    report, batch = evaluate_attack(build_attack(model, args, args.eps), x, y, name=args.attack,
+                                    batch_size=args.batch_size, device=args.device, progress=progress)
+    summary: dict[str, Any] = {"model": args.model, "settings": {k: v for k, v in vars(args).items()
+                                                                 if k not in ("handler", "func")},
+                               "report": report.to_dict()}
+    title = f"{args.attack.upper()} {args.norm} eps={args.eps} on {args.model}"
+    adversarial_grid(out / "grid.png", batch, title=title)
+    if not args.no_curve:
+        values = args.curve or DEFAULT_CURVE[args.norm]
+        curve = eps_curve(lambda e: build_attack(model, args, e), values, x, y, batch_size=args.batch_size,
+                          device=args.device, progress=progress)
+        summary["eps_curve"] = curve
+        eps_curve_plot(out / "eps_curve.png", {f"{args.attack} ({args.norm})": curve}, title=args.model)
+    atomic_write_json(out / "summary.json", summary)
+    print(format_report(report))
+    print(f"wrote {out}/summary.json, {out}/grid.png" + ("" if args.no_curve else f", {out}/eps_curve.png"))
+    return 0
+
+
+def format_report(report) -> str:
+    lines = [
+        f"{report.attack}: n={report.n}  clean acc {report.clean_acc:.4f}  robust acc {report.robust_acc:.4f}  "
+        f"success {report.success_rate:.4f}  adv error {report.adv_error:.4f}",
+        f"  confidence on misclassified {report.confidence_misclassified:.4f}  "
+        f"mean |d|inf {report.norms['linf']:.4f}  |d|2 {report.norms['l2']:.4f}  "
+        f"steps {report.mean_steps:.1f}  queries {report.mean_queries:.1f}",
+        "  per class robust acc: " + " ".join(f"{c}:{v['robust_acc']:.2f}" for c, v in report.per_class.items()),
+    ]
+    return "\n".join(lines)
+
+
+__all__ = ["build_attack", "format_report", "register", "run"]

@@ -36,20 +36,15 @@ def _show(ax, image: torch.Tensor, **kwargs) -> None:
 
 
 def pick_examples(batch: Batch, n: int) -> torch.Tensor:
-    """Indices of up to ``n`` samples to show: successes first, one per class where possible."""
-    order = torch.argsort((~batch.success).int(), stable=True)
-    chosen, seen = [], set()
-    for i in order.tolist():
-        if int(batch.y[i]) not in seen:
+    """Indices of up to ``n`` samples to show: successes of distinct classes, then other successes, then the rest."""
+    order = torch.argsort((~batch.success).int(), stable=True).tolist()
+    chosen, classes = [], set()
+    for i in order:
+        if batch.success[i] and int(batch.y[i]) not in classes and len(chosen) < n:
             chosen.append(i)
-            seen.add(int(batch.y[i]))
-        if len(chosen) == n:
-            break
-    for i in order.tolist():
-        if len(chosen) == n:
-            break
-        if i not in chosen:
-            chosen.append(i)
+            classes.add(int(batch.y[i]))
+    taken = set(chosen)
+    chosen += [i for i in order if i not in taken][: n - len(chosen)]
     return torch.tensor(chosen, dtype=torch.long)
 
 

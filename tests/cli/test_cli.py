@@ -1,0 +1,76 @@
+"""The alva command, run in-process as a user would type it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from alva.cli.main import main
+from alva.models import load
+from alva.tracking import read_metrics
+
+
+def test_attack_writes_summary_grid_and_curve(tmp_path, capsys):
+    out = tmp_path / "pgd"
+    code = main(["attack", "--model", "mnist/cnn-small", "--attack", "pgd", "--eps", "0.3", "--steps", "10",
+                 "--n", "100", "--curve", "0,0.3", "--no-progress", "--out", str(out)])
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["report"]["robust_acc"] < 0.1 < summary["report"]["clean_acc"]
+    assert [p["eps"] for p in summary["eps_curve"]] == [0.0, 0.3]
+    assert (out / "grid.png").stat().st_size > 1000 and (out / "eps_curve.png").stat().st_size > 1000
+    assert "robust acc" in capsys.readouterr().out
+
+
+def test_train_resume_continues_and_refuses_changed_settings(tmp_path):
+    out = tmp_path / "run"
+    args = ["train", "--model", "softmax", "--epochs", "1", "--train-size", "500", "--no-progress",
+            "--out", str(out)]
+    assert main(args) == 0
+    assert load(out).card["epochs"] == 1
+    assert main([*args, "--resume"]) == 0  # nothing left to do: the run is complete
+    assert len(read_metrics(out / "metrics.jsonl")) == 1
+    assert main([*args, "--lr", "0.5", "--resume"]) == 2  # changed settings: clear error
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["attack", "--model", "mnist/nope", "--out", "OUT"], "no model"),
+    (["attack", "--eps", "-1", "--n", "10", "--out", "OUT"], "eps must be >= 0"),
+    (["train", "--epochs", "0", "--out", "OUT"], "epochs must be >= 1"),
+])
+def test_bad_input_gives_a_clear_error_and_exit_code_2(tmp_path, capsys, argv, message):
+    argv = [str(tmp_path / "o") if a == "OUT" else a for a in argv]
+    assert main([*argv, "--no-progress"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_unknown_option_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        main(["attack", "--attack", "nope", "--out", "x"])
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_zoo_lists_the_shipped_models(capsys):
+    assert main(["zoo"]) == 0
+    listing = capsys.readouterr().out
+    assert "mnist/softmax" in listing and "mnist/cnn-small" in listing
+    assert main(["zoo", "mnist/softmax"]) == 0
+    assert json.loads(capsys.readouterr().out)["architecture"] == "softmax"
+
+
+def test_demo_runs_and_a_rerun_skips_finished_parts(tmp_path, capsys):
+    out = tmp_path / "demo"
+    argv = ["demo", "--out", str(out), "--epochs", "2", "--train-size", "2000", "--n", "50", "--no-progress"]
+    assert main(argv) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["clean_test_acc"] > 0.7
+    assert summary["attacks"]["pgd"]["robust_acc"] <= summary["attacks"]["fgsm"]["robust_acc"]
+    assert summary["softmax_fgsm_eps_0.25"]["adv_error"] >= 0.995
+    for picture in ("eps_curve.png", "fgsm/grid.png", "pgd/grid.png", "softmax-fgsm/grid.png"):
+        assert (out / picture).stat().st_size > 1000
+    capsys.readouterr()
+    (out / "pgd" / "result.json").unlink()  # as if the demo had been stopped during the PGD part
+    assert main(argv) == 0
+    log = capsys.readouterr().out
+    assert "[train] already done" in log and "[fgsm] already done" in log and "[pgd] running" in log
