@@ -2,12 +2,12 @@
 
 from alva.attacks.base import Attack, AttackInputError, AttackResult, attack_mode
 from alva.attacks.losses import LOSSES, cross_entropy, is_success, margin
-from alva.attacks.norms import NORMS, L2, Linf, Norm, get_norm
+from alva.attacks.norms import L2, NORMS, Linf, Norm, get_norm
 from alva.attacks.pgd import FGSM, PGD
 
 ATTACKS = {"fgsm": FGSM, "pgd": PGD}
 
 __all__ = [
-    "ATTACKS", "Attack", "AttackInputError", "AttackResult", "FGSM", "L2", "LOSSES", "Linf", "NORMS", "Norm", "PGD",
-    "attack_mode", "cross_entropy", "get_norm", "is_success", "margin",
+    "ATTACKS", "Attack", "AttackInputError", "AttackResult", "FGSM", "L2", "LOSSES", "Linf", "NORMS", "Norm",
+    "PGD", "attack_mode", "cross_entropy", "get_norm", "is_success", "margin",
 ]

@@ -1,4 +1,5 @@
-"""The one attack interface: build with a model and settings, call on ``(x, y)``, get an :class:`AttackResult`.
+"""The one attack interface: build with a model and settings, call on ``(x, y)``, get an
+:class:`AttackResult`.
 
 Inputs are images in ``bounds`` (default [0, 1]); normalisation belongs in the model
 (:class:`alva.models.Normalized`). During an attack the model is in eval mode and its weights
@@ -110,6 +111,14 @@ def check_labels(labels: torch.Tensor, num_classes: int, what: str = "labels") -
         )
 
 
+def positive_int(name: str, value) -> int:
+    """``value`` as an int, or :class:`AttackInputError` unless it is a whole number >= 1."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or not 1 <= value < 2**62 \
+            or int(value) != value:
+        raise AttackInputError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
 def check_bounds(bounds: tuple[float, float]) -> tuple[float, float]:
     lo, hi = float(bounds[0]), float(bounds[1])
     if not lo < hi:
@@ -168,6 +177,8 @@ class Attack:
             if target is not None:
                 if not isinstance(target, torch.Tensor) or target.shape != y.shape:
                     raise AttackInputError(f"target must be a tensor of shape {tuple(y.shape)}")
+                if target.dtype == torch.bool or target.is_floating_point() or target.is_complex():
+                    raise AttackInputError(f"target must hold integer labels, got dtype {target.dtype}")
                 target = target.to(y.device).long()
                 check_labels(target, clean_logits.shape[1], "target labels")
             elif self.target_rule is not None:

@@ -34,7 +34,17 @@ class Norm:
         """The closest point of the eps ball to ``delta``."""
         raise NotImplementedError
 
-    def random_in_ball(self, like: torch.Tensor, eps: float, generator: torch.Generator | None) -> torch.Tensor:
+    def ascend(self, x: torch.Tensor, grad: torch.Tensor, center: torch.Tensor, alpha: float, eps: float
+               ) -> torch.Tensor:
+        """``x`` plus the ascent step of size ``alpha`` along ``grad``, projected onto the eps ball around
+        ``center``: one PGD step before the pixel bounds.
+
+        May overwrite ``grad`` (give it a gradient not needed afterwards); never ``x`` or ``center``.
+        """
+        return center + self.project(x + self.ascent_step(grad, alpha) - center, eps)
+
+    def random_in_ball(self, like: torch.Tensor, eps: float, generator: torch.Generator | None
+                       ) -> torch.Tensor:
         """A sample uniformly distributed in the eps ball, one per sample of ``like``."""
         raise NotImplementedError
 
@@ -54,7 +64,13 @@ class Linf(Norm):
     def project(self, delta: torch.Tensor, eps: float) -> torch.Tensor:
         return delta.clamp(-eps, eps)
 
-    def random_in_ball(self, like: torch.Tensor, eps: float, generator: torch.Generator | None) -> torch.Tensor:
+    def ascend(self, x: torch.Tensor, grad: torch.Tensor, center: torch.Tensor, alpha: float, eps: float
+               ) -> torch.Tensor:
+        # The arithmetic of Norm.ascend, in place in grad's memory, so that a step allocates nothing.
+        return grad.sign_().mul_(alpha).add_(x).sub_(center).clamp_(-eps, eps).add_(center)
+
+    def random_in_ball(self, like: torch.Tensor, eps: float, generator: torch.Generator | None
+                       ) -> torch.Tensor:
         u = torch.rand(like.shape, generator=generator, device=like.device, dtype=like.dtype)
         return u.mul_(2 * eps).sub_(eps)
 
@@ -74,7 +90,8 @@ class L2(Norm):
         factor = torch.where(norms > eps, eps / norms.clamp_min(1e-12), torch.ones_like(norms))
         return delta * _per_sample(factor, delta)
 
-    def random_in_ball(self, like: torch.Tensor, eps: float, generator: torch.Generator | None) -> torch.Tensor:
+    def random_in_ball(self, like: torch.Tensor, eps: float, generator: torch.Generator | None
+                       ) -> torch.Tensor:
         # Uniform in the ball: a uniform direction, and a radius with density proportional to r^(d-1).
         direction = torch.randn(like.shape, generator=generator, device=like.device, dtype=like.dtype)
         direction = direction / _per_sample(self.measure(direction).clamp_min(1e-12), like)

@@ -3,9 +3,11 @@ Attacks") under L-inf or L2, with random start, restarts and per-sample early st
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from alva.attacks.base import Attack, AttackInputError, AttackResult
+from alva.attacks.base import Attack, AttackInputError, AttackResult, positive_int
 from alva.attacks.losses import Objective, get_loss, is_success
 from alva.attacks.norms import Norm, get_norm
 
@@ -20,6 +22,9 @@ class PGD(Attack):
         norm: ``"linf"`` or ``"l2"``.
         random_start: start each restart uniformly inside the ball.
         restarts: independent runs; each sample keeps its worst case (a success, else the highest loss).
+
+    The result for a sample is the last iterate where that succeeds (the textbook PGD point), else the
+    first successful iterate, else the iterate of highest loss.
         loss: ``"ce"`` (cross-entropy), ``"margin"`` (Carlini-Wagner) or a callable
             ``(logits, labels, targeted) -> per-sample loss to maximise``.
 
@@ -31,14 +36,11 @@ class PGD(Attack):
                  *, norm: str | Norm = "linf", random_start: bool = True, restarts: int = 1,
                  loss: str | Objective = "ce", **kwargs) -> None:
         super().__init__(model, **kwargs)
-        if not eps >= 0:
-            raise AttackInputError(f"eps must be >= 0, got {eps}")
-        if int(steps) != steps or steps < 1:
-            raise AttackInputError(f"steps must be an integer >= 1, got {steps}")
-        if int(restarts) != restarts or restarts < 1:
-            raise AttackInputError(f"restarts must be an integer >= 1, got {restarts}")
-        if alpha is not None and not alpha > 0:
-            raise AttackInputError(f"alpha must be > 0, got {alpha}")
+        if not 0 <= eps < float("inf"):
+            raise AttackInputError(f"eps must be >= 0 and finite, got {eps}")
+        steps, restarts = positive_int("steps", steps), positive_int("restarts", restarts)
+        if alpha is not None and not 0 < alpha < float("inf"):
+            raise AttackInputError(f"alpha must be > 0 and finite, got {alpha}")
         self.eps = float(eps)
         self.steps = int(steps)
         self.alpha = float(alpha) if alpha is not None else 2.5 * self.eps / self.steps
@@ -51,56 +53,95 @@ class PGD(Attack):
         targeted = target is not None
         labels = target if targeted else y
         n = len(x)
-        best_x = x.clone()
-        best_logits = clean_logits.clone()
-        best_success = is_success(clean_logits, labels, targeted)
-        best_loss = self.loss(clean_logits, labels, targeted)
+        best = _Best(x.clone(), clean_logits.clone(), self.loss(clean_logits, labels, targeted),
+                     is_success(clean_logits, labels, targeted))
         steps = torch.zeros(n, dtype=torch.long, device=x.device)
         queries = torch.ones(n, dtype=torch.long, device=x.device)
-
-        def keep_best(idx: torch.Tensor, x_cand: torch.Tensor, logits: torch.Tensor, loss: torch.Tensor
-                      ) -> torch.Tensor:
-            success = is_success(logits, labels[idx], targeted)
-            old = best_success[idx]
-            better = (success & ~old) | (~success & ~old & (loss > best_loss[idx]))
-            chosen = idx[better]
-            best_x[chosen] = x_cand[better]
-            best_logits[chosen] = logits[better]
-            best_loss[chosen] = loss[better]
-            best_success[chosen] = success[better]
-            return success
-
-        lo, hi = self.bounds
         for _ in range(self.restarts):
-            idx = (~best_success).nonzero().squeeze(1) if self.early_stop else torch.arange(n, device=x.device)
-            if len(idx) == 0:
+            # Rows still attacked; None stands for the whole batch and spares the indexing.
+            idx = (~best.success).nonzero().squeeze(1) if self.early_stop else None
+            if idx is not None and len(idx) == 0:
                 break
-            x0, lab = x[idx], labels[idx]
-            x_adv = x0
-            if self.random_start:
-                x_adv = (x0 + self.norm.random_in_ball(x0, self.eps, generator)).clamp_(lo, hi)
-            for _ in range(self.steps):
-                x_adv = x_adv.detach().requires_grad_(True)
-                logits = self.model(x_adv)
-                loss = self.loss(logits, lab, targeted)
-                (grad,) = torch.autograd.grad(loss.sum(), x_adv)
-                queries[idx] += 1
-                with torch.no_grad():
-                    success = keep_best(idx, x_adv.detach(), logits.detach(), loss.detach())
-                    if self.early_stop and success.any():
-                        keep = ~success
-                        idx, x0, lab, x_adv, grad = idx[keep], x0[keep], lab[keep], x_adv[keep], grad[keep]
-                        if len(idx) == 0:
-                            break
-                    steps[idx] += 1
-                    x_adv = x_adv.detach() + self.norm.ascent_step(grad, self.alpha)
-                    x_adv = (x0 + self.norm.project(x_adv - x0, self.eps)).clamp_(lo, hi)
-            if len(idx):
-                with torch.no_grad():
-                    logits = self.model(x_adv)
-                    queries[idx] += 1
-                    keep_best(idx, x_adv, logits, self.loss(logits, lab, targeted))
-        return AttackResult(best_x, best_success.clone(), steps, queries, best_logits, clean_logits, target)
+            self._restart(x, labels, targeted, idx, best, steps, queries, generator)
+        return AttackResult(best.x, best.success.clone(), steps, queries, best.logits, clean_logits, target)
+
+    def _restart(self, x: torch.Tensor, labels: torch.Tensor, targeted: bool, idx: torch.Tensor | None,
+                 best: _Best, steps: torch.Tensor, queries: torch.Tensor,
+                 generator: torch.Generator | None) -> None:
+        """One run of ``self.steps`` steps on rows ``idx`` (all if None), updating ``best`` and the counts."""
+        lo, hi = self.bounds
+        x0, lab = (x, labels) if idx is None else (x[idx], labels[idx])
+        x_adv = x0
+        if self.random_start:
+            x_adv = (x0 + self.norm.random_in_ball(x0, self.eps, generator)).clamp_(lo, hi)
+        for _ in range(self.steps):
+            x_adv = x_adv.detach().requires_grad_(True)
+            logits = self.model(x_adv)
+            loss = self.loss(logits, lab, targeted)
+            (grad,) = torch.autograd.grad(loss.sum(), x_adv)
+            _count(queries, idx)
+            with torch.no_grad():
+                x_adv, logits, loss = x_adv.detach(), logits.detach(), loss.detach()
+                success = is_success(logits, lab, targeted)
+                best.update(idx, x_adv, logits, loss, success)
+                if self.early_stop and success.any():
+                    keep = ~success
+                    idx, x0, lab, x_adv, grad = idx[keep], x0[keep], lab[keep], x_adv[keep], grad[keep]
+                    if len(idx) == 0:
+                        return
+                _count(steps, idx)
+                x_adv = self._step(x_adv, grad, x0)
+        with torch.no_grad():
+            logits = self.model(x_adv)
+            _count(queries, idx)
+            loss = self.loss(logits, lab, targeted)
+            # A successful last iterate wins over an earlier success: without early stop the result is then
+            # the textbook PGD (or FGSM) point, and an earlier iterate is kept only where the last one fails.
+            best.update(idx, x_adv, logits, loss, is_success(logits, lab, targeted), final=True)
+
+    def _step(self, x_adv: torch.Tensor, grad: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+        """``x_adv`` plus an ascent step, projected onto the eps ball around ``x0`` and the bounds.
+
+        Overwrites ``grad``: the norm may compute the step in its memory, so that a step allocates less.
+        """
+        lo, hi = self.bounds
+        return self.norm.ascend(x_adv, grad, x0, self.alpha, self.eps).clamp_(lo, hi)
+
+
+@dataclass
+class _Best:
+    """The best iterate of each sample so far: a success, else the one with the highest loss."""
+
+    x: torch.Tensor
+    logits: torch.Tensor
+    loss: torch.Tensor
+    success: torch.Tensor
+
+    def update(self, idx: torch.Tensor | None, x_cand: torch.Tensor, logits: torch.Tensor, loss: torch.Tensor,
+               success: torch.Tensor, final: bool = False) -> None:
+        """Keep the candidates (for rows ``idx``; all rows when None) that beat the best so far;
+        a ``final`` candidate that succeeds replaces an earlier success too."""
+        old_success = self.success if idx is None else self.success[idx]
+        old_loss = self.loss if idx is None else self.loss[idx]
+        better = ~old_success & (success | (loss > old_loss))
+        if final:
+            better |= success
+        local = better.nonzero().squeeze(1)
+        if len(local) == 0:
+            return
+        rows = local if idx is None else idx[local]
+        self.x[rows] = x_cand[local]
+        self.logits[rows] = logits[local]
+        self.loss[rows] = loss[local]
+        self.success[rows] = success[local]
+
+
+def _count(counter: torch.Tensor, idx: torch.Tensor | None) -> None:
+    """Add one to ``counter`` at rows ``idx`` (all rows when None)."""
+    if idx is None:
+        counter += 1
+    else:
+        counter[idx] += 1
 
 
 class FGSM(PGD):

@@ -10,6 +10,7 @@ import hashlib
 import os
 import struct
 import urllib.request
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -85,8 +86,12 @@ def _verified_bytes(folder: Path, name: str, download: bool) -> bytes:
     try:
         with gzip.open(path, "rb") as f:
             raw = f.read()
-    except (OSError, EOFError) as err:
-        raise DataError(f"MNIST file corrupt: {path} is not a readable gzip file ({err})") from err
+    except (OSError, EOFError, zlib.error) as err:  # zlib.error: damaged deflate data inside a gzip file
+        raise DataError(
+            f"MNIST file corrupt: {path} is not a readable gzip file ({err}); expected it to unpack to "
+            f"SHA-256 {SHA256[name]}; delete it (it is downloaded again where the network is there) "
+            "or restore it"
+        ) from err
     digest = hashlib.sha256(raw).hexdigest()
     if digest != SHA256[name]:
         raise DataError(

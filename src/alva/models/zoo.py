@@ -82,8 +82,11 @@ def card(name_or_path: str | os.PathLike) -> dict[str, Any]:
     beside = path.with_suffix(".json")
     if beside.exists():
         return json.loads(beside.read_text())
-    with safe_open(str(path), framework="pt") as f:
-        metadata = f.metadata() or {}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+    except Exception as err:
+        raise ValueError(f"{path} is not a valid safetensors file ({err}); alva never unpickles weights") from err
     if "alva_card" not in metadata:
         raise ValueError(f"{path} has no card: neither {beside.name} nor 'alva_card' in its header")
     return json.loads(metadata["alva_card"])
@@ -98,6 +101,10 @@ def load(name_or_path: str | os.PathLike, *, device: str | torch.device = "cpu")
     info = card(path)
     model = create(info["architecture"], num_classes=info["num_classes"], in_shape=tuple(info["in_shape"]),
                    mean=tuple(info["mean"]), std=tuple(info["std"]))
-    model.load_state_dict(load_file(str(path), device="cpu"), strict=True)
+    try:
+        weights = load_file(str(path), device="cpu")
+    except Exception as err:  # safetensors raises its own error type for a file that is not safetensors
+        raise ValueError(f"{path} is not a valid safetensors file ({err}); alva never unpickles weights") from err
+    model.load_state_dict(weights, strict=True)
     model.card = info
     return model.to(device).eval()

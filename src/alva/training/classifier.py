@@ -13,8 +13,7 @@ from torch import nn
 
 import alva
 from alva.data import fixed_subset, load_mnist
-from alva.models import create
-from alva.models import zoo
+from alva.models import create, zoo
 from alva.tracking.files import atomic_write_json
 from alva.training.loop import TrainSettings, fit
 from alva.training.objectives import Objective, get_objective

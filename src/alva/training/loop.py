@@ -103,7 +103,8 @@ def fit(model: nn.Module, train_data: tuple[torch.Tensor, torch.Tensor], setting
             raise ValueError("resume=True needs out=, the folder of the run to continue")
         if checkpoint.exists():
             start_epoch = _restore(checkpoint, model, optimizer, objective, settings)
-    logger = MetricsLogger(out, resume_step=start_epoch if resume else None) if out is not None else None
+    # Records are logged at step epoch + 1: keep those of the finished epochs, drop any of later ones.
+    logger = MetricsLogger(out, resume_step=start_epoch + 1 if resume else None) if out is not None else None
 
     history: list[dict[str, Any]] = []
     try:

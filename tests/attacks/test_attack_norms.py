@@ -1,0 +1,225 @@
+"""Threat models (alva.attacks.norms): measure, project, random_in_ball and ascent_step under L-inf and L2.
+
+Norms are checked against torch.linalg.vector_norm; balls are checked with a small tolerance for
+float32 rounding.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from alva.attacks import L2, NORMS, Linf, Norm, get_norm
+
+ORDS = {"linf": math.inf, "l2": 2}
+TOL = 1e-5
+
+shapes = st.tuples(
+    st.integers(1, 8),
+    st.lists(st.integers(1, 12), min_size=1, max_size=3),
+).map(lambda t: (t[0], *t[1]))
+norm_names = st.sampled_from(sorted(NORMS))
+radii = st.floats(0.0, 2.0, allow_nan=False)
+seeds = st.integers(0, 2**31 - 1)
+hyp = settings(max_examples=60, deadline=None)
+
+
+def reference_norm(name: str, t: torch.Tensor) -> torch.Tensor:
+    return torch.linalg.vector_norm(t.reshape(len(t), -1).double(), ord=ORDS[name], dim=1)
+
+
+def random_delta(shape: tuple[int, ...], seed: int, scale: float) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(shape, generator=g) * scale
+
+
+def test_registry_and_names():
+    assert isinstance(NORMS["linf"], Linf) and isinstance(NORMS["l2"], L2)
+    for alias in ("linf", "Linf", "LINF", "l-inf", "l_inf", "inf"):
+        assert isinstance(get_norm(alias), Linf), alias
+    for alias in ("l2", "L2", "2"):
+        assert isinstance(get_norm(alias), L2), alias
+    own = L2()
+    assert get_norm(own) is own
+    assert repr(get_norm("linf")) == "linf"
+
+
+@pytest.mark.parametrize("name", ["l1", "l0", "", "euclid"])
+def test_unknown_norm_is_a_value_error(name):
+    with pytest.raises(ValueError, match="unknown norm"):
+        get_norm(name)
+
+
+@hyp
+@given(name=norm_names, shape=shapes, seed=seeds, scale=st.floats(1e-3, 10.0))
+def test_measure_matches_torch(name, shape, seed, scale):
+    delta = random_delta(shape, seed, scale)
+    got = get_norm(name).measure(delta)
+    assert got.shape == (shape[0],)
+    torch.testing.assert_close(got.double(), reference_norm(name, delta), rtol=1e-5, atol=1e-6)
+
+
+@hyp
+@given(name=norm_names, shape=shapes, seed=seeds, scale=st.floats(1e-3, 10.0), eps=radii)
+def test_project_lands_in_the_ball_and_is_idempotent(name, shape, seed, scale, eps):
+    norm = get_norm(name)
+    delta = random_delta(shape, seed, scale)
+    proj = norm.project(delta, eps)
+    assert proj.shape == delta.shape and proj.dtype == delta.dtype
+    assert torch.isfinite(proj).all()
+    assert (reference_norm(name, proj) <= eps + TOL).all()
+    torch.testing.assert_close(norm.project(proj, eps), proj, rtol=1e-5, atol=1e-6)
+
+
+@hyp
+@given(name=norm_names, shape=shapes, seed=seeds, eps=st.floats(1e-3, 2.0), frac=st.floats(0.0, 0.99))
+def test_project_keeps_points_inside_the_ball(name, shape, seed, eps, frac):
+    norm = get_norm(name)
+    delta = random_delta(shape, seed, 1.0)
+    factor = frac * eps / reference_norm(name, delta).clamp_min(1e-12).float()
+    inside = delta * factor.view(-1, *[1] * (len(shape) - 1))
+    torch.testing.assert_close(norm.project(inside, eps), inside, rtol=0, atol=1e-7)
+
+
+@hyp
+@given(name=norm_names, shape=shapes, seed=seeds, scale=st.floats(1e-2, 10.0), eps=radii)
+def test_project_is_the_closest_point_of_the_ball(name, shape, seed, scale, eps):
+    """No point of the ball (random ones, the scaled-down delta) is closer to delta than its projection."""
+    norm = get_norm(name)
+    delta = random_delta(shape, seed, scale)
+    proj = norm.project(delta, eps)
+    dist = reference_norm("l2", delta - proj)
+    g = torch.Generator().manual_seed(seed + 1)
+    candidates = [norm.random_in_ball(delta, eps, g) for _ in range(8)]
+    scale_down = (eps / reference_norm(name, delta).clamp_min(1e-12)).clamp(max=1.0).float()
+    candidates.append(delta * scale_down.view(-1, *[1] * (len(shape) - 1)))
+    for q in candidates:
+        assert (dist <= reference_norm("l2", delta - q) + 1e-4).all()
+
+
+@hyp
+@given(shape=shapes, seed=seeds, scale=st.floats(1.5, 10.0), eps=st.floats(1e-2, 1.0))
+def test_l2_project_scales_outside_points_onto_the_sphere(shape, seed, scale, eps):
+    delta = random_delta(shape, seed, 1.0)
+    delta = delta / reference_norm("l2", delta).float().view(-1, *[1] * (len(shape) - 1)) * (scale * eps)
+    proj = L2().project(delta, eps)
+    torch.testing.assert_close(reference_norm("l2", proj), torch.full((shape[0],), eps, dtype=torch.float64),
+                               rtol=1e-5, atol=1e-6)
+    # Same direction: proj is a positive multiple of delta.
+    dot = (proj * delta).reshape(shape[0], -1).sum(1).double()
+    cos = dot / (reference_norm("l2", proj) * reference_norm("l2", delta))
+    torch.testing.assert_close(cos, torch.ones_like(cos), rtol=0, atol=1e-5)
+
+
+def test_linf_project_is_the_coordinatewise_clamp():
+    delta = torch.tensor([[0.5, -0.5, 0.1, -0.1, 0.0], [2.0, -3.0, 0.25, -0.25, 0.3]])
+    expected = torch.tensor([[0.25, -0.25, 0.1, -0.1, 0.0], [0.25, -0.25, 0.25, -0.25, 0.25]])
+    torch.testing.assert_close(Linf().project(delta, 0.25), expected)
+
+
+@hyp
+@given(name=norm_names, shape=shapes, seed=seeds, eps=radii)
+def test_random_in_ball_is_inside_and_repeats_with_its_generator(name, shape, seed, eps):
+    norm = get_norm(name)
+    like = torch.zeros(shape)
+    a = norm.random_in_ball(like, eps, torch.Generator().manual_seed(seed))
+    b = norm.random_in_ball(like, eps, torch.Generator().manual_seed(seed))
+    assert a.shape == like.shape and a.dtype == like.dtype
+    assert torch.isfinite(a).all()
+    assert (reference_norm(name, a) <= eps + TOL).all()
+    assert torch.equal(a, b)
+    if eps == 0:
+        assert (a == 0).all()
+
+
+def ks_uniform(samples: torch.Tensor) -> float:
+    """Kolmogorov-Smirnov distance between the samples and Uniform(0, 1)."""
+    s, _ = torch.sort(samples.double().flatten())
+    n = len(s)
+    upper = torch.arange(1, n + 1, dtype=torch.float64) / n - s
+    lower = s - torch.arange(0, n, dtype=torch.float64) / n
+    return max(upper.max().item(), lower.max().item())
+
+
+@pytest.mark.parametrize("dim", [1, 2, 3, 5])
+def test_l2_random_in_ball_is_uniform_in_low_dimensions(dim):
+    """Uniform in the ball: (r / eps)^d ~ U(0, 1), so radii are spread over [0, eps] and not on the sphere."""
+    n, eps = 20000, 0.7
+    sample = L2().random_in_ball(torch.zeros(n, dim), eps, torch.Generator().manual_seed(dim))
+    r = sample.norm(dim=1) / eps
+    assert r.max() <= 1 + 1e-6
+    # KS critical value at n = 20000 for alpha = 1e-3 is about 0.0138.
+    assert ks_uniform(r.pow(dim)) < 0.015
+    # Radii are spread: a quarter of the samples lie inside half the radius for d = 2 (1/2**d in general).
+    assert abs((r < 0.5).double().mean().item() - 0.5**dim) < 0.015
+    # Directions are uniform: they average to ~0.
+    directions = sample / sample.norm(dim=1, keepdim=True)
+    assert directions.mean(0).abs().max() < 0.03
+
+
+def test_l2_random_in_ball_radii_in_high_dimension():
+    """In d = 784 a uniform sample's radius is eps * U^(1/d): mean eps * d/(d+1), strictly inside the ball."""
+    n, dim, eps = 4000, 784, 2.0
+    sample = L2().random_in_ball(torch.zeros(n, 1, 28, 28), eps, torch.Generator().manual_seed(0))
+    r = reference_norm("l2", sample) / eps
+    assert r.max() <= 1 + 1e-6
+    assert abs(r.mean().item() - dim / (dim + 1)) < 2e-4
+    assert (r < 1 - 1e-4).double().mean() > 0.8  # P(U^(1/d) < 1 - 1e-4) = (1 - 1e-4)^d ~ 0.92
+    assert r.std() > 2e-4
+
+
+def test_linf_random_in_ball_is_uniform_in_the_cube():
+    eps = 0.3
+    sample = Linf().random_in_ball(torch.zeros(500, 1, 8, 8), eps, torch.Generator().manual_seed(0))
+    assert sample.abs().max() <= eps
+    assert ks_uniform((sample + eps) / (2 * eps)) < 0.015  # 32000 values: critical value ~0.011 at 1e-3
+
+
+def test_random_in_ball_without_a_generator_uses_the_global_one():
+    like = torch.zeros(4, 3, 5, 5)
+    for norm in NORMS.values():
+        torch.manual_seed(123)
+        a = norm.random_in_ball(like, 0.5, None)
+        torch.manual_seed(123)
+        b = norm.random_in_ball(like, 0.5, None)
+        assert torch.equal(a, b)
+        assert (norm.measure(a) <= 0.5 + TOL).all()
+
+
+@hyp
+@given(name=norm_names, shape=shapes, seed=seeds, alpha=st.floats(1e-3, 2.0))
+def test_ascent_step_has_size_alpha_and_is_steepest(name, shape, seed, alpha):
+    """The step has norm alpha and a larger inner product with the gradient than any point of its ball."""
+    norm = get_norm(name)
+    grad = random_delta(shape, seed, 1.0)
+    step = norm.ascent_step(grad.clone(), alpha)
+    assert step.shape == grad.shape
+    expected = torch.full((shape[0],), alpha, dtype=torch.float64)
+    torch.testing.assert_close(reference_norm(name, step), expected, rtol=1e-5, atol=1e-6)
+    gain = (step * grad).reshape(shape[0], -1).double().sum(1)
+    # The dual norm of the gradient: L2 for L2, L1 for L-inf.
+    dual = torch.linalg.vector_norm(grad.reshape(shape[0], -1).double(), ord=2 if name == "l2" else 1, dim=1)
+    torch.testing.assert_close(gain, alpha * dual, rtol=1e-4, atol=1e-6)
+    g = torch.Generator().manual_seed(seed + 1)
+    for _ in range(4):
+        other = norm.random_in_ball(grad, alpha, g)
+        assert ((other * grad).reshape(shape[0], -1).double().sum(1) <= gain + 1e-4).all()
+
+
+@pytest.mark.parametrize("name", sorted(NORMS))
+def test_ascent_step_of_a_zero_gradient_is_zero(name):
+    step = get_norm(name).ascent_step(torch.zeros(3, 1, 4, 4), 0.5)
+    assert torch.isfinite(step).all() and (step == 0).all()
+
+
+def test_base_norm_is_abstract():
+    base = Norm()
+    x = torch.zeros(2, 3)
+    for call in (lambda: base.measure(x), lambda: base.project(x, 1.0), lambda: base.ascent_step(x, 1.0),
+                 lambda: base.random_in_ball(x, 1.0, None)):
+        with pytest.raises(NotImplementedError):
+            call()
