@@ -15,12 +15,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-TARGET_RULES = ("random", "least-likely")
+from alva.attacks.errors import AttackInputError, check_label_range
+from alva.attacks.losses import AttackLoss, Objective, as_attack_loss
 
-
-class AttackInputError(ValueError):
-    """The batch given to an attack (or its settings) cannot be attacked as it is."""
-
+__all__ = ["Attack", "AttackInputError", "AttackResult", "attack_mode", "check_batch", "check_label_range"]
 
 @dataclass
 class AttackResult:
@@ -83,9 +81,8 @@ def check_batch(x: torch.Tensor, y: torch.Tensor, bounds: tuple[float, float]) -
         raise AttackInputError(f"x must be a batch (N x ...), got shape {tuple(x.shape)}")
     if len(x) == 0:
         raise AttackInputError("x is an empty batch")
-    if y.ndim != 1 or y.dtype in (torch.bool,) or y.is_floating_point() or y.is_complex():
-        raise AttackInputError(f"y must be a 1-D tensor of integer labels, got shape {tuple(y.shape)} "
-                               f"and dtype {y.dtype}")
+    if y.ndim == 0:
+        raise AttackInputError("y must be a batch of labels, got a scalar")
     if len(y) != len(x):
         raise AttackInputError(f"batch sizes differ: x has {len(x)} samples, y has {len(y)}")
     if y.device != x.device:
@@ -98,16 +95,6 @@ def check_batch(x: torch.Tensor, y: torch.Tensor, bounds: tuple[float, float]) -
         raise AttackInputError(
             f"x has values in [{x_min:.4g}, {x_max:.4g}], outside the bounds [{lo}, {hi}]: attacks take raw "
             "images; put normalisation inside the model with alva.models.Normalized"
-        )
-    if (y < 0).any():
-        raise AttackInputError(f"labels must be >= 0, got {int(y.min())}")
-
-
-def check_labels(labels: torch.Tensor, num_classes: int, what: str = "labels") -> None:
-    if (labels < 0).any() or (labels >= num_classes).any():
-        raise AttackInputError(
-            f"{what} must be in [0, {num_classes - 1}] for a model with {num_classes} outputs, "
-            f"got values in [{int(labels.min())}, {int(labels.max())}]"
         )
 
 
@@ -126,37 +113,29 @@ def check_bounds(bounds: tuple[float, float]) -> tuple[float, float]:
     return lo, hi
 
 
-def pick_targets(rule: str, y: torch.Tensor, clean_logits: torch.Tensor,
-                 generator: torch.Generator | None) -> torch.Tensor:
-    """Target labels by ``rule``: ``random`` (uniform over the other classes) or ``least-likely``."""
-    num_classes = clean_logits.shape[1]
-    if rule == "random":
-        offset = torch.randint(1, num_classes, y.shape, generator=generator, device=y.device)
-        return (y + offset) % num_classes
-    if rule == "least-likely":
-        return clean_logits.scatter(1, y[:, None], float("inf")).argmin(dim=1)
-    raise AttackInputError(f"unknown target rule {rule!r}; choose one of {TARGET_RULES} or pass a tensor")
-
-
 class Attack:
     """Base class: validation, eval mode, targets and seeding; subclasses implement :meth:`run`.
 
     Args:
         model: a classifier returning logits for images in ``bounds``.
-        target: ``None`` for an untargeted attack, or a rule (``"random"``, ``"least-likely"``) that
-            chooses targets; a tensor passed to ``__call__`` overrides it.
+        loss: what the attack maximises and what counts as success: ``"ce"``, ``"margin"`` (class labels),
+            a function ``(logits, labels, targeted) -> per-sample loss``, or an
+            :class:`~alva.attacks.losses.AttackLoss` for other outputs (multi-label models).
+        target: ``None`` for an untargeted attack, or a rule that chooses targets (for class labels
+            ``"random"``, ``"least-likely"``); a tensor passed to ``__call__`` overrides it.
         early_stop: stop working on each sample as soon as it succeeds.
         bounds: the valid pixel range.
         seed: seeds the attack's own generator (random starts, random targets) so that a call repeats
             exactly; ``None`` draws from torch's global generator.
     """
 
-    def __init__(self, model: nn.Module, *, target: str | None = None, early_stop: bool = False,
-                 bounds: tuple[float, float] = (0.0, 1.0), seed: int | None = None) -> None:
+    def __init__(self, model: nn.Module, *, loss: str | Objective | AttackLoss = "ce", target: str | None = None,
+                 early_stop: bool = False, bounds: tuple[float, float] = (0.0, 1.0), seed: int | None = None) -> None:
         if not isinstance(model, nn.Module):
             raise AttackInputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        if target is not None and target not in TARGET_RULES:
-            raise AttackInputError(f"unknown target rule {target!r}; choose one of {TARGET_RULES}")
+        self.loss = as_attack_loss(loss)
+        if target is not None and target not in self.loss.target_rules:
+            raise AttackInputError(f"unknown target rule {target!r}; choose one of {self.loss.target_rules}")
         self.model = model
         self.target_rule = target
         self.early_stop = bool(early_stop)
@@ -166,23 +145,18 @@ class Attack:
     def __call__(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None) -> AttackResult:
         """Attack the batch ``(x, y)``; ``target`` (labels) makes the attack targeted for this call."""
         check_batch(x, y, self.bounds)
-        y = y.long()
+        y = self.loss.check_labels(y, None)
         generator = None
         if self.seed is not None:
             generator = torch.Generator(device=x.device).manual_seed(self.seed)
         with attack_mode(self.model):
             with torch.no_grad():
                 clean_logits = self.model(x)
-            check_labels(y, clean_logits.shape[1])
+            y = self.loss.check_labels(y, clean_logits.shape[1])
             if target is not None:
-                if not isinstance(target, torch.Tensor) or target.shape != y.shape:
-                    raise AttackInputError(f"target must be a tensor of shape {tuple(y.shape)}")
-                if target.dtype == torch.bool or target.is_floating_point() or target.is_complex():
-                    raise AttackInputError(f"target must hold integer labels, got dtype {target.dtype}")
-                target = target.to(y.device).long()
-                check_labels(target, clean_logits.shape[1], "target labels")
+                target = self.loss.check_targets(target, y, clean_logits.shape[1])
             elif self.target_rule is not None:
-                target = pick_targets(self.target_rule, y, clean_logits, generator)
+                target = self.loss.pick_targets(self.target_rule, y, clean_logits, generator)
             return self.run(x.detach(), y, target, clean_logits, generator)
 
     def run(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None, clean_logits: torch.Tensor,

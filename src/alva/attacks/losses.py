@@ -7,6 +7,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from alva.attacks.errors import AttackInputError, check_label_range
+
 Objective = Callable[[torch.Tensor, torch.Tensor, bool], torch.Tensor]
 
 
@@ -44,3 +46,85 @@ def is_success(logits: torch.Tensor, labels: torch.Tensor, targeted: bool) -> to
     """Per-sample success: predicted as the target, or predicted as anything but the true label."""
     pred = logits.argmax(dim=1)
     return pred == labels if targeted else pred != labels
+
+
+class AttackLoss:
+    """What an attack maximises and what counts as success, for one kind of labels.
+
+    ``y`` holds the labels of the batch; ``target`` is ``None`` for an untargeted attack, else a
+    per-sample tensor whose meaning the loss defines (a class for class labels, a label index to
+    flip for multi-label outputs). Attacks call only these methods, so a loss that fits another kind
+    of model (see :mod:`alva.attacks.multilabel`) makes every attack work on it unchanged.
+    """
+
+    target_rules: tuple[str, ...] = ()
+
+    def __call__(self, logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def success(self, logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def check_labels(self, y: torch.Tensor, num_outputs: int | None) -> torch.Tensor:
+        """``y`` in the form the loss uses, or :class:`AttackInputError`; range checks need ``num_outputs``."""
+        raise NotImplementedError
+
+    def check_targets(self, target: torch.Tensor, y: torch.Tensor, num_outputs: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def pick_targets(self, rule: str, y: torch.Tensor, clean_logits: torch.Tensor,
+                     generator: torch.Generator | None) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class ClassLoss(AttackLoss):
+    """A loss on class labels (``y``: N integer labels): wraps ``fn(logits, labels, targeted)``."""
+
+    target_rules = ("random", "least-likely")
+
+    def __init__(self, fn: Objective) -> None:
+        self.fn = fn
+
+    def __call__(self, logits, y, target):
+        return self.fn(logits, y if target is None else target, target is not None)
+
+    def success(self, logits, y, target):
+        return is_success(logits, y if target is None else target, target is not None)
+
+    def check_labels(self, y, num_outputs):
+        if y.ndim != 1 or y.dtype == torch.bool or y.is_floating_point() or y.is_complex():
+            raise AttackInputError(f"y must be a 1-D tensor of integer labels, got shape {tuple(y.shape)} "
+                                   f"and dtype {y.dtype}")
+        if num_outputs is None:
+            if (y < 0).any():
+                raise AttackInputError(f"labels must be >= 0, got {int(y.min())}")
+            return y.long()
+        check_label_range(y, num_outputs, "labels")
+        return y.long()
+
+    def check_targets(self, target, y, num_outputs):
+        if not isinstance(target, torch.Tensor) or target.shape != y.shape:
+            raise AttackInputError(f"target must be a tensor of shape {tuple(y.shape)}")
+        if target.dtype == torch.bool or target.is_floating_point() or target.is_complex():
+            raise AttackInputError(f"target must hold integer labels, got dtype {target.dtype}")
+        target = target.to(y.device).long()
+        check_label_range(target, num_outputs, "target labels")
+        return target
+
+    def pick_targets(self, rule, y, clean_logits, generator):
+        num_classes = clean_logits.shape[1]
+        if rule == "random":
+            offset = torch.randint(1, num_classes, y.shape, generator=generator, device=y.device)
+            return (y + offset) % num_classes
+        return clean_logits.scatter(1, y[:, None], float("inf")).argmin(dim=1)  # least-likely
+
+    def __repr__(self) -> str:
+        return getattr(self.fn, "__name__", repr(self.fn))
+
+
+def as_attack_loss(loss: str | Objective | AttackLoss) -> AttackLoss:
+    """An :class:`AttackLoss` from a name (``ce``, ``margin``/``cw``), a per-sample function
+    ``(logits, labels, targeted) -> loss``, or an :class:`AttackLoss` as it is."""
+    if isinstance(loss, AttackLoss):
+        return loss
+    return ClassLoss(get_loss(loss))
