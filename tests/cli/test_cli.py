@@ -74,3 +74,12 @@ def test_demo_runs_and_a_rerun_skips_finished_parts(tmp_path, capsys):
     assert main(argv) == 0
     log = capsys.readouterr().out
     assert "[train] already done" in log and "[fgsm] already done" in log and "[pgd] running" in log
+
+
+def test_attack_label_compares_naive_and_single_label(tmp_path):
+    out = tmp_path / "flips"
+    assert main(["attack-label", "--eps", "0.2", "--steps", "20", "--n", "40", "--no-progress",
+                 "--out", str(out)]) == 0
+    rows = {r["attack"]: r for r in json.loads((out / "summary.json").read_text())["rows"]}
+    assert rows["single-label"]["collateral"] < rows["naive PGD"]["collateral"]
+    assert (out / "flips.png").stat().st_size > 1000

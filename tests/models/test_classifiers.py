@@ -8,7 +8,7 @@ from torch import nn
 
 from alva.models import ARCHITECTURES, MNIST_MEAN, MNIST_STD, Normalized, create
 
-NAMES = ["softmax", "mlp", "maxout", "cnn-small", "cnn"]
+NAMES = ["softmax", "mlp", "maxout", "cnn-small", "cnn", "cnn-gmp"]
 
 
 def test_the_documented_architectures_exist():

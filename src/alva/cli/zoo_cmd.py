@@ -20,6 +20,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     for name in zoo.available():
         info = zoo.card(name)
-        print(f"{name:24s} {info['architecture']:10s} clean test acc {info['clean_test_accuracy']:.4f}   "
-              f"{info.get('command', '')}")
+        figures = f"clean test acc {info['clean_test_accuracy']:.4f}"
+        if info["task"] == "multilabel":
+            figures = f"exact match {info['clean_test_accuracy']:.4f}, mAP {info['clean_test_map']:.4f}"
+        print(f"{name:28s} {info['architecture']:10s} {figures}   {info.get('command', '')}")
     return 0

@@ -8,6 +8,8 @@ Architectures follow the papers whose results alva reproduces:
 - ``cnn-small``: conv 16 and 32 channels 4x4 stride 2, fc 100 (Wong, Rice and Kolter 2020, "Fast is
   better than free"; the small MNIST model of Wong and Kolter 2018).
 - ``cnn``: conv 32 and 64 channels 5x5 with 2x2 max-pooling, fc 1024 (Madry et al. 2018).
+- ``cnn-gmp``: four 3x3 conv layers with global max-pooling; made for multi-label MNIST grids (see
+  :func:`cnn_gmp`).
 """
 
 from __future__ import annotations
@@ -84,6 +86,31 @@ def cnn(in_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
     )
 
 
+def cnn_gmp(in_shape: tuple[int, int, int], num_classes: int, widths: tuple[int, int, int, int] = (16, 32, 64, 64)
+            ) -> nn.Module:
+    """Four 3x3 conv layers (16, 32, 64, 64 channels; 2x2 max-pooling after the first three), global
+    max-pooling over positions, then one linear layer: each label's logit reads the strongest evidence
+    anywhere in the image.
+
+    Made for multi-label MNIST (``alva.data.make_multilabel_mnist``): a digit looks the same in every cell of
+    the 2 x 2 grid, and the max over positions lets the same filters find it in any cell (the receptive
+    field of the last layer, 38 pixels, covers a 28 x 28 digit), as in multiple-instance learning. On
+    56 x 56 inputs it costs about 4x the multiply-adds of ``cnn-small`` but has 10x fewer weights (61 k
+    against 637 k), and in a short CPU run it beats ``cnn-small`` clearly (see the README, "Multi-label
+    MNIST"). It works on any input of at least 8 x 8 pixels.
+    """
+    c = in_shape[0]
+    w1, w2, w3, w4 = widths
+    return nn.Sequential(
+        nn.Conv2d(c, w1, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(w1, w2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(w2, w3, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(w3, w4, 3, padding=1), nn.ReLU(),
+        nn.AdaptiveMaxPool2d(1), nn.Flatten(),
+        nn.Linear(w4, num_classes),
+    )
+
+
 @dataclass(frozen=True)
 class Architecture:
     build: Callable[..., nn.Module]
@@ -97,6 +124,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     "maxout": Architecture(maxout, True, "two maxout layers (240 units, 5 pieces), dropout 0.2"),
     "cnn-small": Architecture(cnn_small, True, "conv16-4x4/2, conv32-4x4/2, fc100 (Wong et al. 2020)"),
     "cnn": Architecture(cnn, True, "conv32-5x5, pool, conv64-5x5, pool, fc1024 (Madry et al. 2018)"),
+    "cnn-gmp": Architecture(cnn_gmp, True, "conv16/32/64/64-3x3 with pooling, global max-pool, linear (multi-label)"),
 }
 
 

@@ -2,7 +2,10 @@
 
 A card says what the weights are and how to make them again: architecture, normalisation,
 the exact command that trained them, the seed, the SHA-256 of the training data and the clean
-test accuracy. ``load`` never unpickles: weights come from safetensors alone.
+test accuracy. Its ``task`` says how to read the outputs: ``"multiclass"`` (argmax of the logits; the
+default for cards without the field) or ``"multilabel"`` (one sigmoid per label, a label is present when
+its probability exceeds the card's ``decision_threshold``). ``load`` never unpickles: weights come from
+safetensors alone.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from alva.tracking.files import atomic_write_bytes, atomic_write_json
 
 ZOO_DIR = Path(__file__).resolve().parent / "zoo"
 CARD_KEYS = ("architecture", "num_classes", "in_shape", "mean", "std")
+TASKS = ("multiclass", "multilabel")
 
 
 def available() -> list[str]:
@@ -51,6 +55,8 @@ def save(model: nn.Module, card: dict[str, Any], path: str | os.PathLike) -> Pat
     missing = [k for k in CARD_KEYS if k not in card]
     if missing:
         raise ValueError(f"card lacks {missing}")
+    if card.get("task", "multiclass") not in TASKS:
+        raise ValueError(f"card task {card['task']!r} is not one of {TASKS}")
     path = Path(path).with_suffix(".safetensors")
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     atomic_write_bytes(path, save_safetensors(tensors, metadata={"alva_card": json.dumps(card)}))
@@ -77,8 +83,15 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
 
 
 def card(name_or_path: str | os.PathLike) -> dict[str, Any]:
-    """The card of a model: the JSON beside its weights, else the copy in the weights' header."""
-    path = resolve(name_or_path)
+    """The card of a model: the JSON beside its weights, else the copy in the weights' header.
+
+    A card without ``task`` (one written before multi-label models) gets ``"task": "multiclass"``.
+    """
+    info = _stored_card(resolve(name_or_path))
+    return {**info, "task": info.get("task", "multiclass")}
+
+
+def _stored_card(path: Path) -> dict[str, Any]:
     beside = path.with_suffix(".json")
     if beside.exists():
         return json.loads(beside.read_text())

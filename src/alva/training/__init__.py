@@ -2,7 +2,17 @@
 
 from alva.training.classifier import ClassifierRun, train_classifier
 from alva.training.loop import TrainingDiverged, TrainSettings, fit, learning_rate
-from alva.training.objectives import OBJECTIVES, Objective, Standard, get_objective
+from alva.training.multilabel import asymmetric_loss, multilabel_bce
+from alva.training.objectives import (
+    OBJECTIVES,
+    AsymmetricLoss,
+    MultiLabel,
+    MultiLabelBCE,
+    Objective,
+    Standard,
+    get_objective,
+)
 
-__all__ = ["OBJECTIVES", "ClassifierRun", "Objective", "Standard", "TrainSettings", "TrainingDiverged", "fit",
-           "get_objective", "learning_rate", "train_classifier"]
+__all__ = ["OBJECTIVES", "AsymmetricLoss", "ClassifierRun", "MultiLabel", "MultiLabelBCE", "Objective", "Standard",
+           "TrainSettings", "TrainingDiverged", "asymmetric_loss", "fit", "get_objective", "learning_rate",
+           "multilabel_bce", "train_classifier"]

@@ -17,7 +17,6 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from alva.data.loaders import make_loader
-from alva.evaluation.accuracy import accuracy
 from alva.tracking.checkpoint import load_checkpoint, save_checkpoint
 from alva.tracking.logger import MetricsLogger
 from alva.training.objectives import Objective, Standard
@@ -120,7 +119,7 @@ def fit(model: nn.Module, train_data: tuple[torch.Tensor, torch.Tensor], setting
                 "train": train_stats,
             }
             if eval_data is not None:
-                record["eval"] = {"clean_acc": accuracy(model, *eval_data)}
+                record["eval"] = objective.evaluate(model, *eval_data)
             record["time_s"] = round(time.perf_counter() - started, 3)
             history.append(record)
             if logger is not None:
