@@ -1,0 +1,135 @@
+"""ALVA data augmentation: generate labelled adversarial images through a generator, in resumable chunks.
+
+Each chunk's latent vectors and labels depend only on ``(seed, chunk index)``, and a chunk is written
+atomically once finished, so a stopped run resumes with no sample lost or duplicated and ends with the
+same data set as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+from safetensors.torch import save as save_safetensors
+from torch import nn
+from tqdm.auto import tqdm
+
+from alva.attacks.alva import ALVA, ALVAResult, alva_summary
+from alva.evaluation.robustness import Batch
+from alva.models.generative import is_conditional
+from alva.report.figures import adversarial_grid
+from alva.tracking.files import atomic_write_bytes, atomic_write_json
+
+KEEP = ("valid", "successful", "all")
+
+
+@dataclass
+class GenerationSettings:
+    """What to generate: ``n`` latent vectors attacked with ALVA(eps, steps, norm); ``keep`` selects which
+    samples enter the data set: valid adversarial ones (default), all successful ones, or all."""
+
+    n: int = 1000
+    eps: float = 0.5
+    steps: int = 1
+    norm: str = "linf"
+    chunk_size: int = 500
+    seed: int = 0
+    keep: str = "valid"
+
+    def __post_init__(self) -> None:
+        if self.n < 1 or self.chunk_size < 1:
+            raise ValueError(f"n and chunk_size must be >= 1, got {self.n} and {self.chunk_size}")
+        if self.keep not in KEEP:
+            raise ValueError(f"keep must be one of {KEEP}, got {self.keep!r}")
+
+
+def chunk_seed(seed: int, index: int) -> int:
+    return int(seed) * 1_000_003 + int(index)
+
+
+def attack_chunk(attack: ALVA, settings: GenerationSettings, index: int, device: str = "cpu") -> ALVAResult:
+    """ALVA on chunk ``index``: its latent vectors (and labels) drawn from ``chunk_seed(seed, index)``."""
+    size = min(settings.chunk_size, settings.n - index * settings.chunk_size)
+    generator = torch.Generator(device=device).manual_seed(chunk_seed(settings.seed, index))
+    z = attack.generator.get_noise(size, generator=generator, device=device)
+    y = attack.generator.get_labels(size, generator=generator, device=device) if attack.conditional else None
+    return attack(z, y)
+
+
+def _selected(result: ALVAResult, keep: str) -> torch.Tensor:
+    if keep == "all":
+        return torch.ones_like(result.success)
+    if keep == "successful":
+        return result.success
+    return result.valid_adversarial
+
+
+def generate_dataset(generator: nn.Module, classifier: nn.Module, oracle: nn.Module | None, out: str | Path,
+                     settings: GenerationSettings, *, device: str = "cpu", progress: bool = True
+                     ) -> dict[str, Any]:
+    """Write ``out/dataset.safetensors`` (``x``: the kept ``G(z')``, ``y``: their classes) and
+    ``out/summary.json``; finished chunks in ``out/chunks/`` are reused on a rerun."""
+    if settings.keep == "valid" and oracle is None:
+        raise ValueError("keep='valid' needs an oracle classifier to judge validity")
+    out = Path(out)
+    chunks = out / "chunks"
+    chunks.mkdir(parents=True, exist_ok=True)
+    config = {**asdict(settings), "conditional": is_conditional(generator)}
+    config_path = out / "config.json"
+    if config_path.exists() and json.loads(config_path.read_text()) != config:
+        raise ValueError(f"{out} holds a generation with other settings ({config_path}); use a new --out")
+    atomic_write_json(config_path, config)
+    attack = ALVA(generator, classifier, eps=settings.eps, steps=settings.steps, norm=settings.norm, oracle=oracle)
+    count = math.ceil(settings.n / settings.chunk_size)
+    for index in tqdm(range(count), desc="ALVA chunks", disable=not progress, dynamic_ncols=True):
+        path = chunks / f"chunk-{index:05d}.safetensors"
+        if path.exists():
+            continue
+        result = attack_chunk(attack, settings, index, device)
+        stats = alva_summary(result)
+        tensors = {"z": result.z, "z_adv": result.z_adv, "x_adv": result.x_adv, "y": result.y,
+                   "success": result.success, "keep": _selected(result, settings.keep)}
+        if result.valid is not None:
+            tensors["valid"] = result.valid
+        if index == 0:
+            _grid(out / "grid.png", result, classifier)
+        atomic_write_bytes(path, save_safetensors({k: v.detach().cpu().contiguous() for k, v in tensors.items()},
+                                                  metadata={"summary": json.dumps(stats)}))
+    return _merge(out, count)
+
+
+def _grid(path: Path, result: ALVAResult, classifier: nn.Module) -> None:
+    with torch.no_grad():
+        clean_pred = classifier(result.x).argmax(1)
+    probs = result.adv_logits.softmax(1)
+    batch = Batch(result.x.cpu(), result.x_adv.cpu(), result.y.cpu(), clean_pred.cpu(), probs.argmax(1).cpu(),
+                  probs.amax(1).cpu(), result.success.cpu())
+    adversarial_grid(path, batch, title="ALVA: G(z), G(z'), and their difference")
+
+
+def _merge(out: Path, count: int) -> dict[str, Any]:
+    parts = [load_file(str(out / "chunks" / f"chunk-{i:05d}.safetensors")) for i in range(count)]
+    keep = torch.cat([p["keep"] for p in parts])
+    x = torch.cat([p["x_adv"] for p in parts])[keep]
+    y = torch.cat([p["y"] for p in parts])[keep]
+    atomic_write_bytes(out / "dataset.safetensors", save_safetensors({"x": x.contiguous(), "y": y.contiguous()}))
+    success = torch.cat([p["success"] for p in parts])
+    summary: dict[str, Any] = {"generated": len(keep), "kept": int(keep.sum()),
+                               "success": success.float().mean().item()}
+    if all("valid" in p for p in parts):
+        valid = torch.cat([p["valid"] for p in parts])
+        summary["validity"] = valid.float().mean().item()
+        summary["valid_adversarial"] = (valid & success).float().mean().item()
+    atomic_write_json(out / "summary.json", summary)
+    return summary
+
+
+def load_dataset(out: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``(x, y)`` written by :func:`generate_dataset`."""
+    tensors = load_file(str(Path(out) / "dataset.safetensors"))
+    return tensors["x"], tensors["y"]
