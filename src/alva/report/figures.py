@@ -71,12 +71,12 @@ def adversarial_grid(path: str | os.PathLike, batch: Batch, *, n: int = 10, titl
 
 
 def eps_curve_plot(path: str | os.PathLike, curves: Mapping[str, Sequence[Mapping[str, float]]], *,
-                   metric: str = "robust_acc", title: str = "") -> Path:
-    """One line per attack: ``metric`` (default robust accuracy) against eps."""
+                   metric: str = "robust_acc", title: str = "", x: str = "eps") -> Path:
+    """One line per attack: ``metric`` (default robust accuracy) against ``x`` (default eps)."""
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for label, points in curves.items():
-        ax.plot([p["eps"] for p in points], [p[metric] for p in points], marker="o", label=label)
-    ax.set_xlabel("eps")
+        ax.plot([p[x] for p in points], [p[metric] for p in points], marker="o", label=label)
+    ax.set_xlabel(x)
     ax.set_ylabel(metric.replace("_", " "))
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)

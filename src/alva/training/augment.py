@@ -98,7 +98,7 @@ def generate_dataset(generator: nn.Module, classifier: nn.Module, oracle: nn.Mod
             tensors["valid"] = result.valid
         if index == 0:
             _grid(out / "grid.png", result, classifier)
-        atomic_write_bytes(path, save_safetensors({k: v.detach().cpu().contiguous() for k, v in tensors.items()},
+        atomic_write_bytes(path, save_safetensors({k: v.detach().cpu().clone() for k, v in tensors.items()},
                                                   metadata={"summary": json.dumps(stats)}))
     return _merge(out, count)
 
