@@ -36,8 +36,8 @@ def test_convergence_training_lowers_alva_success_and_resumes(tmp_path, mnist_tr
     templates = torch.stack([x_train[y_train == c][:20].mean(0) for c in range(10)])
     generator = TinyConditional(templates)
     test = fixed_subset(*mnist_test, 500, seed=0)
-    settings = ConvergenceSettings(rounds=2, threshold=0.0, n_eval=200,
-                                   generation=GenerationSettings(n=600, eps=2.0, steps=5, chunk_size=300, keep="successful"),
+    generation = GenerationSettings(n=600, eps=2.0, steps=5, chunk_size=300, keep="successful")
+    settings = ConvergenceSettings(rounds=2, threshold=0.0, n_eval=200, generation=generation,
                                    training=TrainSettings(epochs=2, lr=1e-3))
     cnn, oracle = load("mnist/cnn-small"), load("mnist/softmax")
     history = converge(cnn, generator, oracle, (x_train, y_train), test, (test[0][:100], test[1][:100]),
