@@ -83,3 +83,18 @@ def test_attack_label_compares_naive_and_single_label(tmp_path):
     rows = {r["attack"]: r for r in json.loads((out / "summary.json").read_text())["rows"]}
     assert rows["single-label"]["collateral"] < rows["naive PGD"]["collateral"]
     assert (out / "flips.png").stat().st_size > 1000
+
+
+def test_alva_generate_and_converge_on_the_shipped_generator(tmp_path):
+    data = tmp_path / "data"
+    assert main(["alva", "generate", "--n", "60", "--chunk-size", "30", "--eps", "0.5", "--keep", "all",
+                 "--no-progress", "--out", str(data)]) == 0
+    summary = json.loads((data / "summary.json").read_text())
+    assert summary["generated"] == summary["kept"] == 60 and 0 < summary["success"]
+    assert (data / "grid.png").exists()
+    rounds = tmp_path / "converge"
+    assert main(["converge", "--rounds", "1", "--n", "200", "--n-eval", "100", "--train-size", "1000",
+                 "--no-progress", "--out", str(rounds)]) == 0
+    history = json.loads((rounds / "rounds.json").read_text())
+    assert [h["round"] for h in history] == [0, 1] and "metrics" in history[-1]
+    assert (rounds / "rounds.png").exists()

@@ -14,7 +14,7 @@ from alva.evaluation.accuracy import accuracy
 from alva.models import available, card, create, load, save
 from alva.models.zoo import ZOO_DIR, architecture_card, tensor_sha256
 
-SHIPPED = ["mnist/softmax", "mnist/cnn-small"]
+SHIPPED = ["mnist/softmax", "mnist/cnn-small", "mnist/mlp"]
 CARD_FIELDS = ("architecture", "num_classes", "in_shape", "mean", "std", "command", "seed", "data_sha256",
                "clean_test_accuracy")
 

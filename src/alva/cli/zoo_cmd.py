@@ -20,6 +20,12 @@ def run(args: argparse.Namespace) -> int:
         return 0
     for name in zoo.available():
         info = zoo.card(name)
+        if info.get("kind") == "generator":
+            figures = f"Frechet (oracle features) {info.get('frechet_distance_oracle_features', float('nan')):.2f}"
+            if "label_agreement" in info:
+                figures += f", label agreement {info['label_agreement']:.4f}"
+            print(f"{name:28s} {info['architecture']:14s} {figures}   {info.get('command', '')}")
+            continue
         figures = f"clean test acc {info['clean_test_accuracy']:.4f}"
         if info["task"] == "multilabel":
             figures = f"exact match {info['clean_test_accuracy']:.4f}, mAP {info['clean_test_map']:.4f}"

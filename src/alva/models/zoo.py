@@ -1,11 +1,12 @@
-"""The zoo: classifiers with shipped weights (safetensors) and a JSON card each.
+"""The zoo: classifiers and generators with shipped weights (safetensors) and a JSON card each.
 
 A card says what the weights are and how to make them again: architecture, normalisation,
 the exact command that trained them, the seed, the SHA-256 of the training data and the clean
 test accuracy. Its ``task`` says how to read the outputs: ``"multiclass"`` (argmax of the logits; the
 default for cards without the field) or ``"multilabel"`` (one sigmoid per label, a label is present when
 its probability exceeds the card's ``decision_threshold``). ``load`` never unpickles: weights come from
-safetensors alone.
+safetensors alone. Generators (cards with ``"kind": "generator"``) load with
+:func:`alva.models.load_generator` instead.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ TASKS = ("multiclass", "multilabel")
 
 
 def available() -> list[str]:
-    """Names of the shipped models, such as ``mnist/cnn-small``."""
+    """Names of the shipped models, such as ``mnist/cnn-small`` (classifiers and generators)."""
     return sorted(str(p.relative_to(ZOO_DIR).with_suffix("")) for p in ZOO_DIR.rglob("*.safetensors"))
 
 
@@ -112,6 +113,9 @@ def load(name_or_path: str | os.PathLike, *, device: str | torch.device = "cpu")
     """
     path = resolve(name_or_path)
     info = card(path)
+    if info.get("kind", "classifier") != "classifier":
+        raise ValueError(f"{name_or_path} is a {info['kind']}, not a classifier: load it with "
+                         "alva.models.load_generator")
     model = create(info["architecture"], num_classes=info["num_classes"], in_shape=tuple(info["in_shape"]),
                    mean=tuple(info["mean"]), std=tuple(info["std"]))
     try:

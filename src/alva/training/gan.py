@@ -123,8 +123,8 @@ def sample_grid(generator: nn.Module, seed: int, conditional: bool, rows: int = 
 
 def grid_png(grid: torch.Tensor, title: str = "") -> bytes:
     """A grey-scale PNG of ``grid`` (``C x H x W`` in [0, 1]) drawn with matplotlib's Agg backend."""
-    from matplotlib.figure import Figure
     from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6, 6.3), dpi=100)
     FigureCanvasAgg(fig)
