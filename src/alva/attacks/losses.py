@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from alva.attacks.errors import AttackInputError, check_label_range
+from alva.attacks.errors import AttackInputError, check_index_tensor, check_label_range
 
 Objective = Callable[[torch.Tensor, torch.Tensor, bool], torch.Tensor]
 
@@ -103,13 +103,7 @@ class ClassLoss(AttackLoss):
         return y.long()
 
     def check_targets(self, target, y, num_outputs):
-        if not isinstance(target, torch.Tensor) or target.shape != y.shape:
-            raise AttackInputError(f"target must be a tensor of shape {tuple(y.shape)}")
-        if target.dtype == torch.bool or target.is_floating_point() or target.is_complex():
-            raise AttackInputError(f"target must hold integer labels, got dtype {target.dtype}")
-        target = target.to(y.device).long()
-        check_label_range(target, num_outputs, "target labels")
-        return target
+        return check_index_tensor(target, len(y), num_outputs, "labels").to(y.device)
 
     def pick_targets(self, rule, y, clean_logits, generator):
         num_classes = clean_logits.shape[1]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from alva.attacks.errors import AttackInputError, check_label_range
+from alva.attacks.errors import AttackInputError, check_index_tensor
 from alva.attacks.losses import AttackLoss
 
 
@@ -44,13 +44,7 @@ class MultiLabelLoss(AttackLoss):
         return y.float()
 
     def check_targets(self, target: torch.Tensor, y: torch.Tensor, num_outputs: int) -> torch.Tensor:
-        if not isinstance(target, torch.Tensor) or target.shape != (len(y),):
-            raise AttackInputError(f"target must be a tensor of {len(y)} label indices")
-        if target.dtype == torch.bool or target.is_floating_point() or target.is_complex():
-            raise AttackInputError(f"target must hold integer label indices, got dtype {target.dtype}")
-        target = target.to(y.device).long()
-        check_label_range(target, num_outputs, "target label indices")
-        return target
+        return check_index_tensor(target, len(y), num_outputs, "label indices").to(y.device)
 
     def pick_targets(self, rule: str, y: torch.Tensor, clean_logits: torch.Tensor,
                      generator: torch.Generator | None) -> torch.Tensor:
