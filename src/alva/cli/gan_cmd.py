@@ -40,6 +40,11 @@ def register(commands) -> None:
                    help="zoo classifier that measures the result (label agreement, Frechet distance on its "
                         "features); 'none' to skip")
     t.add_argument("--eval-samples", type=int, default=10_000)
+    t.add_argument("--monitor-samples", type=int, default=1000,
+                   help="after every epoch, log the oracle's label agreement on this many samples (0: off)")
+    t.add_argument("--aux-fake-weight", type=float, default=0.0,
+                   help="weight of the critic's auxiliary loss on generated images (Odena et al.: 1; default 0 "
+                        "trains that head on real images only)")
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     t.add_argument("--out", required=True, help="run folder")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last finished epoch")
@@ -51,14 +56,18 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     settings = GanSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, n_critic=args.n_critic,
-                           gp_lambda=args.gp_lambda, conditional=args.conditional, seed=args.seed)
+                           gp_lambda=args.gp_lambda, aux_fake_weight=args.aux_fake_weight, conditional=args.conditional,
+                           seed=args.seed)
     x_train, y_train = load_mnist("train", args.data_root)
     if args.train_size is not None:
         x_train, y_train = fixed_subset(x_train, y_train, args.train_size, seed=args.seed)
     torch.manual_seed(args.seed)
     generator, critic = make_models(args.conditional, args.latent_dim)
+    monitor = None
+    if args.oracle != "none" and args.monitor_samples > 0 and args.conditional:
+        monitor = agreement_monitor(zoo.load(args.oracle, device=args.device), args.monitor_samples)
     train_gan(generator, critic, (x_train, y_train), settings, out=args.out, resume=args.resume,
-              device=args.device, progress=not args.no_progress)
+              device=args.device, progress=not args.no_progress, monitor=monitor)
     generator.cpu().eval()
     card = {
         "command": current_command(), "seed": args.seed, "epochs": args.epochs, "settings": asdict(settings),
@@ -73,6 +82,13 @@ def run(args: argparse.Namespace) -> int:
     figures = {k: v for k, v in card.items() if k.startswith(("label_agreement", "frechet"))}
     print(f"{figures}; weights and card in {args.out}/generator.safetensors")
     return 0
+
+
+def agreement_monitor(oracle, n: int):
+    """A ``train_gan`` monitor: the oracle's label agreement on ``n`` fixed samples."""
+    from alva.evaluation.generative import label_agreement
+
+    return lambda generator: {"label_agreement": label_agreement(generator, oracle, n, seed=0)}
 
 
 def measure(generator, oracle_name: str, n: int, data_root) -> dict:

@@ -26,10 +26,31 @@ def register(commands) -> None:
     p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--schedule", default="constant", choices=SCHEDULES)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--adv", "--objective", dest="objective", default=None, choices=sorted(OBJECTIVES),
-                   help="training objective: standard (cross-entropy, mnist), bce or asl (multi-label binary "
-                        "cross-entropy or asymmetric loss, mnist-multilabel); default: the data set's "
-                        "(standard, asl)")
+    p.add_argument("--adv", "--objective", dest="objective", default=None,
+                   choices=sorted(k for k in OBJECTIVES if k != "logistic-fgsm"),
+                   help="training objective: standard (cross-entropy, mnist), fgsm-mix (Goodfellow et al.), pgd "
+                        "(Madry et al.), fast (FGSM with random start, Wong et al.), trades (Zhang et al.); bce or "
+                        "asl (multi-label binary cross-entropy or asymmetric loss, mnist-multilabel); default: the "
+                        "data set's (standard, asl)")
+    adv = p.add_argument_group("adversarial objectives (fgsm-mix, pgd, fast, trades)")
+    adv.add_argument("--eps", type=float, default=None,
+                     help="L-inf radius (defaults: fgsm-mix 0.25, pgd/fast/trades 0.3)")
+    adv.add_argument("--alpha", type=float, default=None,
+                     help="attack step (defaults: pgd/trades 2.5 eps / steps, fast 1.25 eps)")
+    adv.add_argument("--attack-steps", type=int, default=None, help="pgd/trades attack steps (default 10)")
+    adv.add_argument("--mix", type=float, default=None, help="fgsm-mix weight of the clean loss (default 0.5)")
+    adv.add_argument("--beta", type=float, default=None, help="trades weight of the robust KL term (default 6)")
+    adv.add_argument("--ramp-epochs", type=int, default=None,
+                     help="raise eps linearly from eps/N to eps over the first N epochs (default 0: no ramp)")
+    adv.add_argument("--eval-steps", type=int, default=None,
+                     help="PGD steps of the adversarial validation after each epoch (default 20)")
+    adv.add_argument("--eval-size", type=int, default=None,
+                     help="test images for the adversarial validation (default 1000; 0: off)")
+    p.add_argument("--monitor", default="",
+                   help="keep the weights of the epoch with the best value of this evaluation figure, e.g. "
+                        "pgd20_acc (adversarial validation accuracy) or clean_acc")
+    p.add_argument("--patience", type=int, default=0,
+                   help="with --monitor: stop after this many epochs without improvement (default 0: never)")
     p.add_argument("--gamma-neg", type=float, default=None, help="asl: focusing exponent of negatives (default 4)")
     p.add_argument("--gamma-pos", type=float, default=None, help="asl: focusing exponent of positives (default 1)")
     p.add_argument("--clip", type=float, default=None, help="asl: probability margin of negatives (default 0.05)")
@@ -45,17 +66,39 @@ def register(commands) -> None:
     p.set_defaults(handler=run)
 
 
+# flag -> (keyword of the objective, the objectives that take it)
+OBJECTIVE_FLAGS = {
+    "gamma_neg": ("gamma_neg", {"asl"}), "gamma_pos": ("gamma_pos", {"asl"}), "clip": ("clip", {"asl"}),
+    "eps": ("eps", {"fgsm-mix", "pgd", "fast", "trades"}), "alpha": ("alpha", {"pgd", "fast", "trades"}),
+    "attack_steps": ("steps", {"pgd", "trades"}), "mix": ("mix", {"fgsm-mix"}), "beta": ("beta", {"trades"}),
+    "ramp_epochs": ("ramp_epochs", {"fgsm-mix", "pgd", "fast", "trades"}),
+    "eval_steps": ("eval_steps", {"fgsm-mix", "pgd", "fast", "trades"}),
+    "eval_size": ("eval_size", {"fgsm-mix", "pgd", "fast", "trades"}),
+}
+
+
+def objective_settings(args: argparse.Namespace, objective: str) -> dict:
+    """The keyword settings of ``objective`` from the flags given; a clear error for a flag it does not take."""
+    chosen = {}
+    for flag, (keyword, takers) in OBJECTIVE_FLAGS.items():
+        value = getattr(args, flag)
+        if value is None:
+            continue
+        if objective not in takers:
+            raise ValueError(f"--{flag.replace('_', '-')} is a setting of --adv {'/'.join(sorted(takers))}, "
+                             f"not of {objective}")
+        chosen[keyword] = value
+    return chosen
+
+
 def run(args: argparse.Namespace) -> int:
     settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
                              momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule,
-                             seed=args.seed)
-    asl = {k: v for k, v in (("gamma_neg", args.gamma_neg), ("gamma_pos", args.gamma_pos), ("clip", args.clip))
-           if v is not None}
+                             seed=args.seed, monitor=args.monitor, patience=args.patience)
     objective = args.objective or DATASETS[args.dataset].objective
-    if asl and objective != "asl":
-        raise ValueError(f"--gamma-neg, --gamma-pos and --clip are settings of --adv asl, not of {objective}")
+    chosen = objective_settings(args, objective)
     job = ClassifierRun(model=args.model, out=args.out, settings=settings, objective=objective,
-                        objective_settings=asl, train_size=args.train_size, test_size=args.test_size,
+                        objective_settings=chosen, train_size=args.train_size, test_size=args.test_size,
                         device=args.device, data_root=args.data_root, dataset=args.dataset)
     train_classifier(job, resume=args.resume, progress=not args.no_progress)
     info = zoo.card(args.out)

@@ -1,5 +1,15 @@
 """Training: one seeded, resumable loop; objectives plug into it."""
 
+from alva.training.adversarial import (
+    ADVERSARIAL_OBJECTIVES,
+    TRADES,
+    FastFGSM,
+    FGSMMix,
+    LogisticFGSM,
+    PGDTraining,
+    logistic_fgsm_loss,
+    perturb,
+)
 from alva.training.classifier import ClassifierRun, train_classifier
 from alva.training.loop import TrainingDiverged, TrainSettings, fit, learning_rate
 from alva.training.multilabel import asymmetric_loss, multilabel_bce
@@ -13,6 +23,7 @@ from alva.training.objectives import (
     get_objective,
 )
 
-__all__ = ["OBJECTIVES", "AsymmetricLoss", "ClassifierRun", "MultiLabel", "MultiLabelBCE", "Objective", "Standard",
+__all__ = ["ADVERSARIAL_OBJECTIVES", "FGSMMix", "FastFGSM", "LogisticFGSM", "PGDTraining", "TRADES",
+           "logistic_fgsm_loss", "perturb", "OBJECTIVES", "AsymmetricLoss", "ClassifierRun", "MultiLabel", "MultiLabelBCE", "Objective", "Standard",
            "TrainSettings", "TrainingDiverged", "asymmetric_loss", "fit", "get_objective", "learning_rate",
            "multilabel_bce", "train_classifier"]

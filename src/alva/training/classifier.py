@@ -136,6 +136,7 @@ def train_classifier(run: ClassifierRun, *, resume: bool = False, progress: bool
             **data_card,
             "test_size": len(test[0]),
             **_test_figures(spec.task, record["eval"]),
+            "train_time_s": round(_train_time(out, epoch), 1),
             "alva_version": alva.__version__,
             "torch_version": torch.__version__,
         }
@@ -146,10 +147,19 @@ def train_classifier(run: ClassifierRun, *, resume: bool = False, progress: bool
     return model.eval()
 
 
+def _train_time(out: Path, epoch: int) -> float:
+    """Seconds spent on epochs 1..``epoch`` of the run in ``out``, over all its resumed parts."""
+    from alva.tracking.logger import read_metrics
+
+    return sum(r.get("time_s", 0.0) for r in read_metrics(out / "metrics.jsonl") if r.get("epoch", 0) <= epoch)
+
+
 def _test_figures(task: str, evaluation: dict[str, float]) -> dict[str, float]:
-    """The card's test figures from an epoch's evaluation record."""
+    """The card's test figures from an epoch's evaluation record (adversarial validation as ``pgdN_test_accuracy``
+    on the objective's first ``eval_size`` test images)."""
     if task == "multiclass":
-        return {"clean_test_accuracy": evaluation["clean_acc"]}
+        robust = {f"{k[:-4]}_test_accuracy": v for k, v in evaluation.items() if k.startswith("pgd")}
+        return {"clean_test_accuracy": evaluation["clean_acc"], **robust}
     return {
         "decision_threshold": 0.5,
         "clean_test_accuracy": evaluation["exact_match"],

@@ -5,6 +5,7 @@ The objective (clean, or an adversarial recipe) is a part passed in; the loop is
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from alva.tracking.logger import MetricsLogger
 from alva.training.objectives import Objective, Standard
 
 CHECKPOINT = "checkpoint.safetensors"
-SCHEDULES = ("constant", "cosine")
+SCHEDULES = ("constant", "cosine", "cyclic")
 OPTIMIZERS = ("adam", "sgd")
 
 
@@ -38,6 +39,11 @@ class TrainSettings:
     weight_decay: float = 0.0
     schedule: str = "constant"
     seed: int = 0
+    # Early stopping: keep the weights of the epoch with the highest ``monitor`` (a key of the objective's
+    # evaluation, e.g. "pgd20_acc" for the adversarial validation accuracy); stop after ``patience`` epochs
+    # without improvement (0: never stop, but still end with the best weights).
+    monitor: str = ""
+    patience: int = 0
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -50,6 +56,10 @@ class TrainSettings:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {OPTIMIZERS}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; choose one of {SCHEDULES}")
+        if self.patience < 0:
+            raise ValueError(f"patience must be >= 0, got {self.patience}")
+        if self.patience and not self.monitor:
+            raise ValueError("patience needs monitor, the evaluation figure to watch (e.g. pgd20_acc)")
 
 
 class TrainingDiverged(RuntimeError):
@@ -68,6 +78,10 @@ def learning_rate(settings: TrainSettings, step: int, total_steps: int) -> float
     """The learning rate at optimiser step ``step`` of ``total_steps``: a pure function, so resume needs no state."""
     if settings.schedule == "cosine":
         return 0.5 * settings.lr * (1 + math.cos(math.pi * step / max(total_steps, 1)))
+    if settings.schedule == "cyclic":
+        # Wong et al. 2020: linear from 0 up to lr over the first 2/5 of training, then linear down to 0.
+        t = step / max(total_steps, 1)
+        return settings.lr * (t / 0.4 if t < 0.4 else max(0.0, (1 - t) / 0.6))
     return settings.lr
 
 
@@ -96,20 +110,24 @@ def fit(model: nn.Module, train_data: tuple[torch.Tensor, torch.Tensor], setting
     total_steps = settings.epochs * steps_per_epoch
     checkpoint = Path(out) / CHECKPOINT if out is not None else None
 
-    start_epoch = 0
+    start_epoch, best, stopped = 0, None, False
     if resume:
         if checkpoint is None:
             raise ValueError("resume=True needs out=, the folder of the run to continue")
         if checkpoint.exists():
-            start_epoch = _restore(checkpoint, model, optimizer, objective, settings)
+            start_epoch, best, stopped = _restore(checkpoint, model, optimizer, objective, settings)
     # Records are logged at step epoch + 1: keep those of the finished epochs, drop any of later ones.
     logger = MetricsLogger(out, resume_step=start_epoch + 1 if resume else None) if out is not None else None
+    guarded = hasattr(objective, "check")
 
     history: list[dict[str, Any]] = []
     try:
         for epoch in range(start_epoch, settings.epochs):
+            if stopped:
+                break
             torch.manual_seed(epoch_seed(settings.seed, epoch))
             objective.start_epoch(epoch, settings.epochs)
+            before = _snapshot(model, optimizer) if guarded else None
             started = time.perf_counter()
             train_stats = _train_epoch(model, optimizer, objective, x_train, y_train, settings, epoch,
                                        steps_per_epoch, total_steps, device, progress)
@@ -118,8 +136,27 @@ def fit(model: nn.Module, train_data: tuple[torch.Tensor, torch.Tensor], setting
                 "lr": learning_rate(settings, (epoch + 1) * steps_per_epoch - 1, total_steps),
                 "train": train_stats,
             }
+            if guarded:
+                xb, yb = _check_batch(x_train, y_train, settings.seed, epoch, device)
+                figures, collapsed = objective.check(model, xb, yb)
+                record["check"] = figures
+                if collapsed:
+                    # Catastrophic overfitting (Wong et al. 2020): back to the weights before this epoch, and stop.
+                    model.load_state_dict(before["model"])
+                    optimizer.load_state_dict(before["optimizer"])
+                    record["stopped"] = "robust accuracy on a training batch collapsed: rolled back this epoch"
+                    stopped = True
             if eval_data is not None:
                 record["eval"] = objective.evaluate(model, *eval_data)
+            if settings.monitor:
+                value = _monitored(record, settings.monitor)
+                if best is None or value > best["value"]:
+                    best = {"value": value, "epoch": epoch + 1, "record": record,
+                            "model": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+                elif settings.patience and epoch + 1 - best["epoch"] >= settings.patience:
+                    record["stopped"] = (f"{settings.monitor} did not improve for {settings.patience} epochs; "
+                                         f"best {best['value']:.4f} at epoch {best['epoch']}")
+                    stopped = True
             record["time_s"] = round(time.perf_counter() - started, 3)
             history.append(record)
             if logger is not None:
@@ -127,21 +164,45 @@ def fit(model: nn.Module, train_data: tuple[torch.Tensor, torch.Tensor], setting
             if checkpoint is not None:
                 save_checkpoint(checkpoint, {
                     "epochs_done": epoch + 1,
+                    "stopped": stopped,
                     "settings": asdict(settings),
                     "objective": objective.describe(),
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
+                    **({"best": best} if best is not None else {}),
                 })
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1, record)
     finally:
         if logger is not None:
             logger.close()
+    if best is not None and best["epoch"] != (history[-1]["epoch"] if history else None):
+        model.load_state_dict(best["model"])
+        if on_epoch_end is not None:
+            on_epoch_end(best["epoch"], best["record"])
     return history
 
 
+def _snapshot(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    return {"model": copy.deepcopy(model.state_dict()), "optimizer": copy.deepcopy(optimizer.state_dict())}
+
+
+def _check_batch(x: torch.Tensor, y: torch.Tensor, seed: int, epoch: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random training batch for the overfitting guard, a function of ``(seed, epoch)``."""
+    rows = torch.randperm(len(x), generator=torch.Generator().manual_seed(epoch_seed(seed, epoch) + 1))[:1024]
+    return x[rows].to(device), y[rows].to(device)
+
+
+def _monitored(record: dict[str, Any], key: str) -> float:
+    for part in ("eval", "check", "train"):
+        if key in record.get(part, {}):
+            return float(record[part][key])
+    known = sorted(k for part in ("eval", "check", "train") for k in record.get(part, {}))
+    raise ValueError(f"monitor {key!r} is not among this run's figures {known}; pass eval data or pick another")
+
+
 def _restore(checkpoint: Path, model: nn.Module, optimizer: torch.optim.Optimizer, objective: Objective,
-             settings: TrainSettings) -> int:
+             settings: TrainSettings) -> tuple[int, dict[str, Any] | None, bool]:
     state = load_checkpoint(checkpoint)
     saved = state["settings"]
     changed = {k: (saved.get(k), v) for k, v in asdict(settings).items() if saved.get(k) != v}
@@ -152,7 +213,10 @@ def _restore(checkpoint: Path, model: nn.Module, optimizer: torch.optim.Optimize
                          f"saved {state['objective']}")
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
-    return int(state["epochs_done"])
+    best = state.get("best")
+    if best is not None:
+        best["value"], best["epoch"] = float(best["value"]), int(best["epoch"])
+    return int(state["epochs_done"]), best, bool(state.get("stopped", False))
 
 
 def _train_epoch(model, optimizer, objective, x_train, y_train, settings, epoch, steps_per_epoch, total_steps,

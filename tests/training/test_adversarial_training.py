@@ -1,0 +1,210 @@
+"""Adversarial training objectives: each makes a small model more robust than standard training on the same
+budget; the attacks inside training run in eval mode without weight gradients; the guard, early stopping and
+the closed form of logistic regression do what they say."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from alva.attacks import PGD, Linf
+from alva.models import create
+from alva.training import (
+    TRADES,
+    FastFGSM,
+    FGSMMix,
+    LogisticFGSM,
+    PGDTraining,
+    Standard,
+    TrainSettings,
+    fit,
+    learning_rate,
+    logistic_fgsm_loss,
+    perturb,
+)
+
+EPS = 0.1
+
+
+def _train(objective, data, epochs=4, seed=0, **settings):
+    torch.manual_seed(seed)
+    model = create("cnn-small")
+    fit(model, data, TrainSettings(epochs=epochs, batch_size=64, lr=2e-3, seed=seed, **settings),
+        objective=objective, progress=False)
+    return model.eval()
+
+
+def _robust_acc(model, x, y, eps=EPS):
+    return 1 - PGD(model, eps=eps, steps=10, seed=0)(x, y).success.float().mean().item()
+
+
+@pytest.fixture(scope="module")
+def standard_model(train_subset):
+    return _train(Standard(), train_subset)
+
+
+@pytest.mark.parametrize("objective", [
+    FGSMMix(eps=EPS), PGDTraining(eps=EPS, steps=5), FastFGSM(eps=EPS), TRADES(eps=EPS, steps=5, beta=3.0),
+], ids=lambda o: o.name)
+def test_objective_raises_robust_accuracy_over_standard_training(objective, train_subset, test_subset,
+                                                                 standard_model):
+    x, y = test_subset[0][:300], test_subset[1][:300]
+    robust = _train(objective, train_subset)
+    before, after = _robust_acc(standard_model, x, y), _robust_acc(robust, x, y)
+    assert after > before + 0.1, (objective.name, before, after)
+    clean = (robust(x).argmax(1) == y).float().mean().item()
+    assert clean > 0.7, (objective.name, clean)
+
+
+class BatchNormNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 10))
+        self.modes_seen: list[bool] = []
+
+    def forward(self, x):
+        self.modes_seen.append(self.training)
+        return self.body(x)
+
+
+@pytest.mark.parametrize("objective", [FGSMMix(eps=EPS), PGDTraining(eps=EPS, steps=3), FastFGSM(eps=EPS),
+                                       TRADES(eps=EPS, steps=3)], ids=lambda o: o.name)
+def test_attack_inside_training_uses_eval_mode_and_no_weight_gradients(objective, train_subset):
+    torch.manual_seed(0)
+    model = BatchNormNet().train()
+    x, y = train_subset[0][:32], train_subset[1][:32]
+    steps = getattr(objective, "steps", 1)
+    loss, _ = objective(model, x, y)
+    # The attack's forward passes ran in eval mode; only the final loss pass(es) in train mode.
+    assert model.modes_seen.count(False) >= steps
+    assert model.modes_seen[-1] is True and model.training
+    assert all(p.grad is None for p in model.parameters())  # the attack left no weight gradients behind
+    assert all(p.requires_grad for p in model.parameters())
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_perturb_stays_in_eps_ball_and_bounds(test_subset, cnn_small_copy):
+    x, y = test_subset[0][:64], test_subset[1][:64]
+    x_adv = perturb(cnn_small_copy, x, y, 0.2, 0.05, 7, Linf(), random_start=True)
+    assert (x_adv - x).abs().max() <= 0.2 + 1e-6
+    assert x_adv.min() >= 0 and x_adv.max() <= 1
+    assert _robust_acc(cnn_small_copy, x_adv, y, eps=0.0) < (cnn_small_copy(x).argmax(1) == y).float().mean()
+
+
+@pytest.fixture
+def cnn_small_copy():
+    import alva.models
+
+    return alva.models.load("mnist/cnn-small")
+
+
+def test_logistic_closed_form_equals_fgsm_training():
+    torch.manual_seed(0)
+    linear = nn.Linear(784, 1)
+    x = torch.rand(50, 1, 28, 28)
+    y = torch.randint(0, 2, (50,))
+    eps = 0.25
+    closed = logistic_fgsm_loss(linear.weight[0], linear.bias[0], x, 2 * y.float() - 1, eps)
+
+    model = nn.Sequential(nn.Flatten(), linear)
+
+    def bce(logits, labels):
+        return F.binary_cross_entropy_with_logits(logits.squeeze(1), labels.float(), reduction="sum")
+
+    x_fgsm = perturb(model, x, y, eps, eps, 1, Linf(), random_start=False, loss_fn=bce,
+                     bounds=(-float("inf"), float("inf")))
+    fgsm_loss = F.binary_cross_entropy_with_logits(model(x_fgsm).squeeze(1), y.float())
+    assert torch.allclose(closed, fgsm_loss, atol=1e-6)
+    g_closed = torch.autograd.grad(closed, linear.weight)[0]
+    # FGSM training treats x_fgsm as a constant: its gradient equals the closed form's wherever no w_i is 0.
+    g_fgsm = torch.autograd.grad(fgsm_loss, linear.weight)[0]
+    assert torch.allclose(g_closed, g_fgsm, atol=1e-6)
+
+
+def test_logistic_fgsm_objective_trains_3_against_7(train_subset, test_subset):
+    def pair(data):
+        x, y = data
+        keep = (y == 3) | (y == 7)
+        return x[keep], (y[keep] == 7).long()
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 1))
+    fit(model, pair(train_subset), TrainSettings(epochs=5, batch_size=32, lr=1e-2), objective=LogisticFGSM(0.1),
+        progress=False)
+    x, y = pair(test_subset)
+    assert LogisticFGSM().evaluate(model, x, y)["clean_acc"] > 0.9
+
+
+class Collapsing(FastFGSM):
+    """A fast objective whose guard reports a collapse after the second epoch."""
+
+    def check(self, model, x, y):
+        self.calls = getattr(self, "calls", 0) + 1
+        return {"check_pgd_acc": 1.0 / self.calls}, self.calls == 2
+
+
+def test_guard_rolls_back_the_collapsed_epoch_and_stops(train_subset):
+    data = (train_subset[0][:256], train_subset[1][:256])
+    one_epoch = _train(FastFGSM(eps=EPS), data, epochs=1)
+    history = []
+    torch.manual_seed(0)
+    model = create("cnn-small")
+    history = fit(model, data, TrainSettings(epochs=4, batch_size=64, lr=2e-3), objective=Collapsing(eps=EPS),
+                  progress=False)
+    assert len(history) == 2 and "stopped" in history[-1]
+    for a, b in zip(one_epoch.state_dict().values(), model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+class Scripted(Standard):
+    """Evaluation figures that peak at epoch 2."""
+
+    values = [0.5, 0.9, 0.7, 0.6, 0.95]
+
+    def evaluate(self, model, x, y):
+        self.epoch = getattr(self, "epoch", -1) + 1
+        return {"clean_acc": 0.0, "score": self.values[self.epoch]}
+
+
+def test_early_stopping_keeps_the_best_epoch(train_subset, tmp_path):
+    data = (train_subset[0][:256], train_subset[1][:256])
+    two_epochs = _train(Standard(), data, epochs=2)
+    torch.manual_seed(0)
+    model = create("cnn-small")
+    seen = []
+    history = fit(model, data, TrainSettings(epochs=5, batch_size=64, lr=2e-3, monitor="score", patience=2),
+                  objective=Scripted(), eval_data=data, progress=False, out=tmp_path,
+                  on_epoch_end=lambda epoch, record: seen.append(epoch))
+    assert [r["epoch"] for r in history] == [1, 2, 3, 4] and "stopped" in history[-1]
+    assert seen[-1] == 2  # the card is rewritten for the best epoch
+    for a, b in zip(two_epochs.state_dict().values(), model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_cyclic_learning_rate_peaks_at_two_fifths():
+    settings = TrainSettings(lr=0.01, schedule="cyclic")
+    rates = [learning_rate(settings, s, 100) for s in range(101)]
+    assert rates[0] == 0 and rates[40] == pytest.approx(0.01) and rates[100] == pytest.approx(0.0)
+    assert max(rates) == pytest.approx(0.01) and rates.index(max(rates)) == 40
+
+
+def test_eps_ramp():
+    objective = PGDTraining(eps=0.3, ramp_epochs=3)
+    seen = []
+    for epoch in range(5):
+        objective.start_epoch(epoch, 5)
+        seen.append(round(objective.current_eps, 6))
+    assert seen == [0.1, 0.2, 0.3, 0.3, 0.3]
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ValueError, match="eps"):
+        PGDTraining(eps=-1)
+    with pytest.raises(ValueError, match="mix"):
+        FGSMMix(mix=2)
+    with pytest.raises(ValueError, match="beta"):
+        TRADES(beta=-1)
+    with pytest.raises(ValueError, match="monitor"):
+        TrainSettings(patience=2)
