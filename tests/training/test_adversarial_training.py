@@ -154,7 +154,7 @@ def test_guard_rolls_back_the_collapsed_epoch_and_stops(train_subset):
     history = fit(model, data, TrainSettings(epochs=4, batch_size=64, lr=2e-3), objective=Collapsing(eps=EPS),
                   progress=False)
     assert len(history) == 2 and "stopped" in history[-1]
-    for a, b in zip(one_epoch.state_dict().values(), model.state_dict().values()):
+    for a, b in zip(one_epoch.state_dict().values(), model.state_dict().values(), strict=True):
         assert torch.equal(a, b)
 
 
@@ -179,7 +179,7 @@ def test_early_stopping_keeps_the_best_epoch(train_subset, tmp_path):
                   on_epoch_end=lambda epoch, record: seen.append(epoch))
     assert [r["epoch"] for r in history] == [1, 2, 3, 4] and "stopped" in history[-1]
     assert seen[-1] == 2  # the card is rewritten for the best epoch
-    for a, b in zip(two_epochs.state_dict().values(), model.state_dict().values()):
+    for a, b in zip(two_epochs.state_dict().values(), model.state_dict().values(), strict=True):
         assert torch.equal(a, b)
 
 

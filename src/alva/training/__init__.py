@@ -23,7 +23,9 @@ from alva.training.objectives import (
     get_objective,
 )
 
-__all__ = ["ADVERSARIAL_OBJECTIVES", "FGSMMix", "FastFGSM", "LogisticFGSM", "PGDTraining", "TRADES",
-           "logistic_fgsm_loss", "perturb", "OBJECTIVES", "AsymmetricLoss", "ClassifierRun", "MultiLabel", "MultiLabelBCE", "Objective", "Standard",
-           "TrainSettings", "TrainingDiverged", "asymmetric_loss", "fit", "get_objective", "learning_rate",
-           "multilabel_bce", "train_classifier"]
+__all__ = [
+    "ADVERSARIAL_OBJECTIVES", "FGSMMix", "FastFGSM", "LogisticFGSM", "OBJECTIVES", "PGDTraining", "TRADES",
+    "AsymmetricLoss", "ClassifierRun", "MultiLabel", "MultiLabelBCE", "Objective", "Standard", "TrainSettings",
+    "TrainingDiverged", "asymmetric_loss", "fit", "get_objective", "learning_rate", "logistic_fgsm_loss",
+    "multilabel_bce", "perturb", "train_classifier",
+]

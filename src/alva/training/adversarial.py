@@ -92,7 +92,7 @@ class Adversarial(Objective):
             xs, ys = x[: self.eval_size], y[: self.eval_size]
             attack = PGD(model, eps=self.eps, steps=self.eval_steps, norm=self.norm, seed=0)
             robust = [(~attack(xb, yb).success).float().sum().item()
-                      for xb, yb in zip(xs.split(500), ys.split(500))]
+                      for xb, yb in zip(xs.split(500), ys.split(500), strict=True)]
             figures[f"pgd{self.eval_steps}_acc"] = sum(robust) / len(xs)
         return figures
 
