@@ -189,6 +189,12 @@ class FastFGSM(Adversarial):
         self.best_check = max(self.best_check, acc)
         return {"check_pgd_acc": acc}, collapsed
 
+    def state(self):
+        return {"best_check": self.best_check}
+
+    def load_state(self, state):
+        self.best_check = float(state.get("best_check", 0.0))
+
     def describe(self):
         return {**super().describe(), "alpha_ratio": self.alpha_ratio, "check_size": self.check_size,
                 "check_steps": self.check_steps, "collapse_ratio": self.collapse_ratio}

@@ -167,6 +167,7 @@ def fit(model: nn.Module, train_data: tuple[torch.Tensor, torch.Tensor], setting
                     "stopped": stopped,
                     "settings": asdict(settings),
                     "objective": objective.describe(),
+                    "objective_state": objective.state(),
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     **({"best": best} if best is not None else {}),
@@ -213,6 +214,7 @@ def _restore(checkpoint: Path, model: nn.Module, optimizer: torch.optim.Optimize
                          f"saved {state['objective']}")
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
+    objective.load_state(state.get("objective_state", {}))
     best = state.get("best")
     if best is not None:
         best["value"], best["epoch"] = float(best["value"]), int(best["epoch"])

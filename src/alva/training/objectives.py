@@ -32,6 +32,13 @@ class Objective:
         """Settings that identify this objective in a run's config and a model's card."""
         return {"name": self.name}
 
+    def state(self) -> dict:
+        """What the objective learned during training (e.g. a guard's best figure), saved in checkpoints."""
+        return {}
+
+    def load_state(self, state: dict) -> None:
+        """Restore :meth:`state` on resume."""
+
     def evaluate(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         """Numbers for held-out data, logged after every epoch; by default the clean accuracy."""
         return {"clean_acc": accuracy(model, x, y)}
