@@ -43,6 +43,7 @@ class ALVAResult:
     queries: torch.Tensor
     adv_logits: torch.Tensor
     target: torch.Tensor | None = None
+    oracle_pred: torch.Tensor | None = None  # the oracle's label of x_adv
 
     @property
     def valid_adversarial(self) -> torch.Tensor:
@@ -125,9 +126,10 @@ class ALVA:
             with torch.no_grad():
                 x_adv = self.generate(z_adv, y)
                 adv_logits = self.classifier(x_adv)
-                valid = None if self.oracle is None else self.oracle(x_adv).argmax(1) == y
+                oracle_pred = None if self.oracle is None else self.oracle(x_adv).argmax(1)
+                valid = None if oracle_pred is None else oracle_pred == y
             return ALVAResult(z.detach(), z_adv, x, x_adv, y, self.loss.success(adv_logits, y, target), valid,
-                              steps, queries + 1, adv_logits, target)
+                              steps, queries + 1, adv_logits, target, oracle_pred)
 
     def _labels(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         if y is not None:

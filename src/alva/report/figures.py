@@ -48,8 +48,12 @@ def pick_examples(batch: Batch, n: int) -> torch.Tensor:
     return torch.tensor(chosen, dtype=torch.long)
 
 
-def adversarial_grid(path: str | os.PathLike, batch: Batch, *, n: int = 10, title: str = "") -> Path:
-    """Three rows: clean (true label, prediction), adversarial (prediction, confidence) and the perturbation."""
+def adversarial_grid(path: str | os.PathLike, batch: Batch, *, n: int = 10, title: str = "",
+                     notes: Sequence[str] | None = None) -> Path:
+    """Three rows: clean (true label, prediction), adversarial (prediction, confidence) and the perturbation.
+
+    ``notes`` (one short string per sample of ``batch``) is printed under each adversarial image's title.
+    """
     idx = pick_examples(batch, n)
     fig, axes = plt.subplots(3, len(idx), figsize=(1.25 * len(idx), 4.3), squeeze=False)
     for col, i in enumerate(idx.tolist()):
@@ -59,7 +63,8 @@ def adversarial_grid(path: str | os.PathLike, batch: Batch, *, n: int = 10, titl
         axes[0, col].set_title(f"y={int(batch.y[i])} pred={int(batch.clean_pred[i])}", fontsize=7)
         _show(axes[1, col], batch.x_adv[i])
         color = "red" if bool(batch.adv_pred[i] != batch.y[i]) else "black"
-        axes[1, col].set_title(f"pred={int(batch.adv_pred[i])} ({batch.adv_confidence[i]:.0%})", fontsize=7,
+        note = f"\n{notes[i]}" if notes is not None else ""
+        axes[1, col].set_title(f"pred={int(batch.adv_pred[i])} ({batch.adv_confidence[i]:.0%}){note}", fontsize=7,
                                color=color)
         _show(axes[2, col], delta.mean(0, keepdim=True), cmap="seismic", vmin=-scale, vmax=scale)
         axes[2, col].set_title(f"|d|inf={delta.abs().max():.2f}", fontsize=7)

@@ -107,9 +107,15 @@ def _grid(path: Path, result: ALVAResult, classifier: nn.Module) -> None:
     with torch.no_grad():
         clean_pred = classifier(result.x).argmax(1)
     probs = result.adv_logits.softmax(1)
+    # With an oracle, show the valid adversarial samples first: those are the ones the data set keeps.
+    shown = result.valid_adversarial if result.valid is not None else result.success
     batch = Batch(result.x.cpu(), result.x_adv.cpu(), result.y.cpu(), clean_pred.cpu(), probs.argmax(1).cpu(),
-                  probs.amax(1).cpu(), result.success.cpu())
-    adversarial_grid(path, batch, title="ALVA: G(z), G(z'), and their difference")
+                  probs.amax(1).cpu(), shown.cpu())
+    notes = None
+    if result.oracle_pred is not None:
+        notes = [f"oracle={int(p)}" for p in result.oracle_pred.tolist()]
+    title = "ALVA: G(z) (top), G(z') with the classifier's label and the oracle's, their difference"
+    adversarial_grid(path, batch, title=title, notes=notes)
 
 
 def _merge(out: Path, count: int) -> dict[str, Any]:
