@@ -5,14 +5,23 @@ from __future__ import annotations
 import argparse
 import sys
 
-from alva.cli import alva_cmd, attack_cmd, demo_cmd, gan_cmd, label_cmd, train_cmd, zoo_cmd
+from alva.cli import (
+    alva_cmd,
+    attack_cmd,
+    demo_cmd,
+    eval_cmd,
+    gan_cmd,
+    label_cmd,
+    train_cmd,
+    zoo_cmd,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="alva", description="Adversarial machine learning for PyTorch.")
     parser.add_argument("--version", action="version", version=f"alva {__import__('alva').__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (demo_cmd, train_cmd, gan_cmd, attack_cmd, label_cmd, alva_cmd, zoo_cmd):
+    for module in (demo_cmd, train_cmd, gan_cmd, attack_cmd, eval_cmd, label_cmd, alva_cmd, zoo_cmd):
         module.register(commands)
     return parser
 

@@ -1,0 +1,84 @@
+"""``alva eval``: the strong evaluation (APGD-CE, APGD-T, Square) of a classifier on MNIST test images."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from alva.cli.common import add_common
+from alva.data import fixed_subset, load_mnist
+from alva.evaluation.strong import MEMBERS, STANDARD, VERSIONS, StrongEvaluation
+from alva.models import load
+from alva.tracking import atomic_write_json
+
+
+def _attack_list(text: str) -> list[str]:
+    names = [a.strip() for a in text.split(",") if a.strip()]
+    unknown = [a for a in names if a not in MEMBERS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated names from {','.join(MEMBERS)}, got {text!r}")
+    return names
+
+
+def register(commands) -> None:
+    p = commands.add_parser("eval", help="strong robustness evaluation (AutoAttack-style ensemble)",
+                            description="Run APGD-CE, APGD-T and Square (AutoAttack's standard order; each attack "
+                                        "only on the points still classified correctly) on a fixed subset of the "
+                                        "MNIST test split, with sanity checks. Writes result.json and a resumable "
+                                        "state (state.safetensors) to --out and prints the per-attack table.")
+    p.add_argument("--model", default="mnist/cnn-small", help="zoo name, weights file or run folder")
+    p.add_argument("--eps", type=float, required=True, help="radius of the threat model")
+    p.add_argument("--norm", default="linf", choices=["linf", "l2"])
+    p.add_argument("--attacks", type=_attack_list, default=list(STANDARD),
+                   help=f"comma-separated attacks in order, from {','.join(MEMBERS)} "
+                        f"(default: {','.join(STANDARD)})")
+    p.add_argument("--version", default="standard", choices=sorted(VERSIONS),
+                   help="attack budgets: standard (AutoAttack's: 100 steps, 9 targets, 5000 queries) or quick")
+    p.add_argument("--n", type=int, default=1000, help="number of test images (fixed stratified subset)")
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0, help="seeds the attacks and the choice of images")
+    p.add_argument("--resume", action="store_true", help="go on from the state in --out")
+    p.add_argument("--no-sanity", action="store_true", help="skip the sanity checks")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--out", required=True, help="output folder")
+    add_common(p)
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    model = load(args.model, device=args.device)
+    x, y = fixed_subset(*load_mnist("test", args.data_root), args.n, seed=args.seed)
+    evaluation = StrongEvaluation(model, args.eps, args.norm, version=args.version, attacks=args.attacks,
+                                  seed=args.seed, batch_size=args.batch_size, device=args.device,
+                                  progress=not args.no_progress, sanity=not args.no_sanity, warn=False,
+                                  log=lambda line: print(line, file=sys.stderr))
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        result = evaluation.run(x, y, state_dir=out, resume=args.resume)
+    except KeyboardInterrupt:
+        print(f"\nalva eval: the state in {out} is saved after every batch; add --resume to the same command to go "
+              "on", file=sys.stderr)
+        raise
+    summary: dict[str, Any] = {"model": args.model,
+                               "arguments": {k: v for k, v in vars(args).items() if k != "handler"},
+                               **result.to_dict()}
+    atomic_write_json(out / "result.json", summary)
+    print(f"strong evaluation of {args.model}: {args.norm} eps={args.eps}, {result.n} test images, "
+          f"version {args.version}")
+    print(result.format_table())
+    for message in result.warnings:
+        print(f"WARNING: {message}")
+    print(f"robust accuracy {result.robust_acc:.4f} (clean {result.clean_acc:.4f}); wrote {out}/result.json")
+    return 0
+
+
+__all__ = ["register", "run"]

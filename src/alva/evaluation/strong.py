@@ -1,0 +1,350 @@
+"""The strong evaluation: an ensemble of diverse attacks in the order of AutoAttack's standard version
+(Croce and Hein 2020): APGD with the cross-entropy, APGD-T (targeted DLR against the 9 most likely other
+classes), then the black-box Square attack (5000 queries). FAB-T, the third attack of AutoAttack, is left out.
+
+Each attack works only on the points that are still classified correctly; the result per sample is its
+worst case: the adversarial example that broke it and the attack that did, or the clean image where none
+did. Robust accuracy after each attack (cumulative) and the seconds each took go into a table.
+
+Runs are seeded and resumable: with a state folder, the state (``state.safetensors``, mirrored for people in
+``state.json``) is written atomically after every batch and every attack, and a rerun with ``resume=True``
+goes on where the stopped one was and gives the same result. The attacks draw their random numbers per
+sample (from the seed and the sample's pixels), so the batches a run is cut into do not change it.
+
+Sanity checks (:mod:`alva.evaluation.sanity`) run at the end by default and warn about gradient masking,
+randomised models and attacks that do not work.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from alva.attacks.apgd import APGD, APGDTargeted
+from alva.attacks.base import Attack, AttackResult, attack_mode, check_batch
+from alva.attacks.norms import get_norm
+from alva.attacks.square import Square
+from alva.evaluation.robustness import RobustnessReport, summarize
+from alva.evaluation.sanity import emit, run_sanity_checks
+from alva.models.zoo import tensor_sha256
+from alva.tracking import atomic_write_json, load_checkpoint, save_checkpoint
+
+__all__ = ["MEMBERS", "STANDARD", "VERSIONS", "StrongEvaluation", "StrongResult", "strong_evaluation"]
+
+MEMBERS = ("apgd-ce", "apgd-t", "apgd-dlr", "square")
+"""Attacks the ensemble can run: APGD with cross-entropy, APGD-T (targeted DLR), APGD with untargeted DLR, Square."""
+STANDARD = ("apgd-ce", "apgd-t", "square")
+"""AutoAttack's standard order (without FAB-T)."""
+VERSIONS: dict[str, dict[str, dict[str, Any]]] = {
+    "standard": {"apgd-ce": {"steps": 100, "restarts": 1}, "apgd-t": {"steps": 100, "restarts": 1,
+                 "n_target_classes": 9}, "apgd-dlr": {"steps": 100, "restarts": 1},
+                 "square": {"n_queries": 5000, "p_init": 0.8}},
+    "quick": {"apgd-ce": {"steps": 50, "restarts": 1}, "apgd-t": {"steps": 50, "restarts": 1, "n_target_classes": 3},
+              "apgd-dlr": {"steps": 50, "restarts": 1}, "square": {"n_queries": 1000, "p_init": 0.8}},
+}
+"""Settings of each attack per version: ``standard`` is AutoAttack's; ``quick`` is a cheaper first look."""
+
+ROBUST, CLEAN_WRONG = -1, 0  # codes in broken_by besides 1 + MEMBERS.index(attack)
+STATE_FILE, STATE_JSON = "state.safetensors", "state.json"
+FORMAT = "alva-strong-eval/1"
+
+
+@dataclass
+class StrongResult:
+    """The worst case per sample over the ensemble.
+
+    x_adv: the adversarial example that broke each sample (the clean image where none did or the clean
+        prediction was already wrong).
+    broken_by: per sample, the attack that broke it, ``"clean"`` if misclassified to begin with, or None.
+    table: rows ``{attack, robust_acc, seconds, attacked, broken}``, the first for the clean inputs; robust_acc
+        is cumulative (after that attack), ``attacked`` the points it ran on, ``broken`` those it broke.
+    report: the usual :class:`~alva.evaluation.RobustnessReport` of the ensemble as one attack.
+    warnings: what the sanity checks found.
+    """
+
+    x_adv: torch.Tensor
+    y: torch.Tensor
+    adv_logits: torch.Tensor
+    clean_logits: torch.Tensor
+    broken_by: list[str | None]
+    queries: torch.Tensor
+    steps: torch.Tensor
+    table: list[dict[str, Any]]
+    settings: dict[str, Any]
+    report: RobustnessReport
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return len(self.y)
+
+    @property
+    def clean_acc(self) -> float:
+        return self.table[0]["robust_acc"]
+
+    @property
+    def robust_acc(self) -> float:
+        return self.table[-1]["robust_acc"]
+
+    @property
+    def robust(self) -> torch.Tensor:
+        """Per sample: clean-correct and broken by no attack."""
+        return torch.tensor([b is None for b in self.broken_by], dtype=torch.bool)
+
+    def format_table(self) -> str:
+        lines = [f"{'attack':10s} {'robust acc':>10s} {'attacked':>9s} {'broken':>7s} {'seconds':>8s}"]
+        for row in self.table:
+            lines.append(f"{row['attack']:10s} {row['robust_acc']:10.4f} {row['attacked']:9d} {row['broken']:7d} "
+                         f"{row['seconds']:8.1f}")
+        total = sum(row["seconds"] for row in self.table)
+        lines.append(f"{'total':10s} {self.robust_acc:10.4f} {'':9s} {'':7s} {total:8.1f}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        counts: dict[str, int] = {}
+        for b in self.broken_by:
+            counts[b or "robust"] = counts.get(b or "robust", 0) + 1
+        return {"settings": self.settings, "n": self.n, "clean_acc": self.clean_acc, "robust_acc": self.robust_acc,
+                "table": self.table, "broken_by_counts": counts, "warnings": self.warnings,
+                "report": self.report.to_dict(), "broken_by": self.broken_by}
+
+
+def _model_fingerprint(model: torch.nn.Module) -> str:
+    state = model.state_dict()
+    return tensor_sha256(*(state[k] for k in sorted(state))) if state else "no-weights"
+
+
+class StrongEvaluation:
+    """The ensemble with its settings; :meth:`run` evaluates a set.
+
+    Args:
+        model: a classifier on images in ``bounds``.
+        eps: radius of the threat model; norm: ``"linf"`` or ``"l2"``.
+        version: ``"standard"`` (AutoAttack's budgets) or ``"quick"``; see :data:`VERSIONS`.
+        attacks: names from :data:`MEMBERS` in the order to run (default :data:`STANDARD`).
+        options: per attack, settings that replace the version's (``{"square": {"n_queries": 500}}``).
+        seed: seeds every attack (attack ``i`` of :data:`MEMBERS` gets ``seed + i``).
+        batch_size, device, progress: how to run; they do not change the result.
+        sanity: run the sanity checks at the end (on the first ``sanity_n`` samples).
+        warn: issue the sanity warnings as :class:`~alva.evaluation.sanity.SanityWarning` too.
+        log: a function that gets a line per finished attack (e.g. ``print``).
+    """
+
+    def __init__(self, model: torch.nn.Module, eps: float, norm: str = "linf", *, version: str = "standard",
+                 attacks: Sequence[str] | None = None, options: dict[str, dict[str, Any]] | None = None,
+                 seed: int = 0, batch_size: int = 500, device: str | torch.device = "cpu", progress: bool = True,
+                 sanity: bool = True, sanity_n: int = 200, warn: bool = True,
+                 bounds: tuple[float, float] = (0.0, 1.0), log: Callable[[str], None] | None = None) -> None:
+        if not 0 <= eps < float("inf"):
+            raise ValueError(f"eps must be >= 0 and finite, got {eps}")
+        if version not in VERSIONS:
+            raise ValueError(f"unknown version {version!r}; choose one of {sorted(VERSIONS)}")
+        attacks = list(STANDARD if attacks is None else attacks)
+        unknown = [a for a in attacks if a not in MEMBERS]
+        if unknown or not attacks or len(set(attacks)) != len(attacks):
+            raise ValueError(f"attacks must be distinct names from {list(MEMBERS)}, got {attacks}")
+        options = options or {}
+        if set(options) - set(MEMBERS):
+            raise ValueError(f"options for unknown attacks {sorted(set(options) - set(MEMBERS))}")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size}")
+        self.model = model
+        self.eps = float(eps)
+        self.norm = get_norm(norm).name
+        self.version = version
+        self.attacks = attacks
+        self.options = {name: {**VERSIONS[version][name], **options.get(name, {})} for name in MEMBERS}
+        self.seed = int(seed)
+        self.batch_size = batch_size
+        self.device = device
+        self.progress = progress
+        self.sanity = sanity
+        self.sanity_n = sanity_n
+        self.warn = warn
+        self.bounds = bounds
+        self.log = log or (lambda line: None)
+        for name in attacks:
+            self.member(name)  # fail early on bad options
+
+    def member(self, name: str) -> Attack:
+        """The attack ``name`` exactly as the ensemble runs it (to run it alone for comparison)."""
+        opts = dict(self.options[name])
+        common = {"norm": self.norm, "early_stop": True, "seed": self.seed + MEMBERS.index(name),
+                  "bounds": self.bounds}
+        if name == "apgd-ce":
+            return APGD(self.model, self.eps, loss="ce", **opts, **common)
+        if name == "apgd-dlr":
+            return APGD(self.model, self.eps, loss="dlr", **opts, **common)
+        if name == "apgd-t":
+            return APGDTargeted(self.model, self.eps, loss="dlr", **opts, **common)
+        if name == "square":
+            return Square(self.model, self.eps, **opts, **common)
+        raise ValueError(f"unknown attack {name!r}; choose from {list(MEMBERS)}")
+
+    def settings(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
+        """What a resumed run must share with the stopped one."""
+        return {"eps": self.eps, "norm": self.norm, "version": self.version, "seed": self.seed,
+                "options": self.options, "bounds": list(self.bounds), "n": len(x),
+                "data_sha256": tensor_sha256(x, y), "model_sha256": _model_fingerprint(self.model)}
+
+    # -- state ----------------------------------------------------------------------------------------------
+
+    def _fresh_state(self, x: torch.Tensor, y: torch.Tensor, settings: dict[str, Any]) -> dict[str, Any]:
+        started = time.perf_counter()
+        parts = []
+        with attack_mode(self.model), torch.no_grad():
+            for i in range(0, len(x), self.batch_size):
+                parts.append(self.model(x[i:i + self.batch_size].to(self.device)).detach().cpu())
+        clean_logits = torch.cat(parts)
+        correct = clean_logits.argmax(1) == y
+        broken_by = torch.where(correct, ROBUST, CLEAN_WRONG).long()
+        row = {"attack": "clean", "robust_acc": correct.float().mean().item(), "attacked": len(x),
+               "broken": int((~correct).sum()), "seconds": round(time.perf_counter() - started, 3)}
+        return {"format": FORMAT, "settings": settings, "done": [], "table": [row], "current": None,
+                "x_adv": x.clone(), "adv_logits": clean_logits.clone(), "clean_logits": clean_logits,
+                "broken_by": broken_by, "queries": torch.ones(len(x), dtype=torch.long),
+                "steps": torch.zeros(len(x), dtype=torch.long)}
+
+    def _check_state(self, state: dict[str, Any], settings: dict[str, Any], folder: Path) -> None:
+        if state.get("format") != FORMAT:
+            raise ValueError(f"{folder / STATE_FILE} is not a strong-evaluation state ({FORMAT})")
+        old = state["settings"]
+        changed = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+        if changed:
+            raise ValueError(f"cannot resume {folder}: the state was made with other settings ({', '.join(changed)}); "
+                             "use the same model, data and settings, or another output folder")
+        started = state["done"] + ([state["current"]["attack"]] if state["current"] else [])
+        if self.attacks[:len(started)] != started:
+            raise ValueError(f"cannot resume {folder}: it has run {started}, which is not the start of the attacks "
+                             f"asked for now, {self.attacks}")
+
+    @staticmethod
+    def _save(folder: Path | None, state: dict[str, Any]) -> None:
+        if folder is None:
+            return
+        save_checkpoint(folder / STATE_FILE, state)
+        codes = state["broken_by"]
+        atomic_write_json(folder / STATE_JSON, {
+            "format": state["format"], "settings": state["settings"], "done": state["done"], "table": state["table"],
+            "current": None if state["current"] is None else {
+                k: v for k, v in state["current"].items() if k != "order"} | {
+                "total": len(state["current"]["order"])},
+            "robust": int((codes == ROBUST).sum()), "note": f"the state itself is {STATE_FILE}; this is a copy "
+                                                             "for people"})
+
+    # -- the evaluation -------------------------------------------------------------------------------------
+
+    def run(self, x: torch.Tensor, y: torch.Tensor, *, state_dir: str | Path | None = None, resume: bool = False,
+            callback: Callable[[str, dict[str, Any]], None] | None = None) -> StrongResult:
+        """Evaluate ``(x, y)``; with ``state_dir`` write the state there after each batch and attack.
+
+        ``resume``: go on from the state in ``state_dir`` (a fresh start when there is none); without it an
+        existing state is an error. ``callback(event, info)`` is called after each save with event
+        ``"batch"`` or ``"attack"`` (an exception raised there stops the run, as an interruption would).
+        """
+        check_batch(x, y, self.bounds)
+        x, y = x.detach().cpu(), y.detach().cpu().long()
+        settings = self.settings(x, y)
+        folder = Path(state_dir) if state_dir is not None else None
+        state = None
+        if folder is not None and (folder / STATE_FILE).exists():
+            if not resume:
+                raise ValueError(f"{folder} holds the state of an earlier evaluation: resume it (--resume) or "
+                                 "choose another output folder")
+            state = load_checkpoint(folder / STATE_FILE)
+            self._check_state(state, settings, folder)
+        if state is None:
+            state = self._fresh_state(x, y, settings)
+            self._save(folder, state)
+        for name in self.attacks:
+            if name in state["done"]:
+                continue
+            self._run_attack(name, x, y, state, folder, callback)
+        return self._result(x, y, state)
+
+    def _run_attack(self, name: str, x: torch.Tensor, y: torch.Tensor, state: dict[str, Any], folder: Path | None,
+                    callback) -> None:
+        codes = state["broken_by"]
+        if state["current"] is None:
+            state["current"] = {"attack": name, "order": (codes == ROBUST).nonzero().squeeze(1), "done_count": 0,
+                                "broken": 0, "seconds": 0.0}
+        current = state["current"]
+        order, code = current["order"], 1 + MEMBERS.index(name)
+        attack = self.member(name)
+        bar = tqdm(total=len(order), initial=current["done_count"], desc=name, unit="img", disable=not self.progress,
+                   leave=False, dynamic_ncols=True)
+        try:
+            while current["done_count"] < len(order):
+                started = time.perf_counter()
+                idx = order[current["done_count"]:current["done_count"] + self.batch_size]
+                res = attack(x[idx].to(self.device), y[idx].to(self.device))
+                broke, logits = self._verified(res, y[idx])
+                at = idx[broke]
+                state["x_adv"][at] = res.x_adv.detach().cpu()[broke]
+                state["adv_logits"][at] = logits[broke]
+                codes[at] = code
+                state["queries"][idx] += res.queries.cpu()
+                state["steps"][idx] += res.steps.cpu()
+                current["done_count"] += len(idx)
+                current["broken"] += int(broke.sum())
+                current["seconds"] += time.perf_counter() - started
+                self._save(folder, state)
+                bar.update(len(idx))
+                bar.set_postfix(robust=f"{(codes == ROBUST).float().mean().item():.4f}")
+                if callback is not None:
+                    callback("batch", {"attack": name, "done": current["done_count"], "total": len(order)})
+        finally:
+            bar.close()
+        row = {"attack": name, "robust_acc": (codes == ROBUST).float().mean().item(), "attacked": len(order),
+               "broken": current["broken"], "seconds": round(current["seconds"], 3)}
+        state["table"].append(row)
+        state["done"].append(name)
+        state["current"] = None
+        self._save(folder, state)
+        self.log(f"[{name}] robust acc {row['robust_acc']:.4f} after breaking {row['broken']} of {row['attacked']} "
+                 f"points in {row['seconds']:.1f} s")
+        if callback is not None:
+            callback("attack", row)
+
+    def _verified(self, res: AttackResult, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The points the attack broke, checked by a forward pass of the ensemble's own, and those logits."""
+        with attack_mode(self.model), torch.no_grad():
+            logits = self.model(res.x_adv.to(self.device)).detach().cpu()
+        return res.success.cpu() & (logits.argmax(1) != y), logits
+
+    def _result(self, x: torch.Tensor, y: torch.Tensor, state: dict[str, Any]) -> StrongResult:
+        codes = state["broken_by"]
+        names = {ROBUST: None, CLEAN_WRONG: "clean", **{1 + i: m for i, m in enumerate(MEMBERS)}}
+        broken_by = [names[int(c)] for c in codes]
+        success = (codes != ROBUST) & (codes != CLEAN_WRONG)
+        summary = AttackResult(state["x_adv"], success, state["steps"], state["queries"], state["adv_logits"],
+                               state["clean_logits"])
+        report = summarize("strong", x, y, summary)
+        messages: list[str] = []
+        if self.sanity:
+            messages = run_sanity_checks(self.model, x, y, self.eps, self.norm, table=state["table"], n_total=len(x),
+                                         n=self.sanity_n, seed=self.seed, bounds=self.bounds, device=self.device,
+                                         warn=False)
+            if self.warn:
+                emit(messages)
+        settings = {**state["settings"], "attacks": list(state["done"])}
+        return StrongResult(state["x_adv"], y, state["adv_logits"], state["clean_logits"], broken_by, state["queries"],
+                            state["steps"], [dict(r) for r in state["table"]], settings, report, messages)
+
+
+def strong_evaluation(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str = "linf", *,
+                      state_dir: str | Path | None = None, resume: bool = False,
+                      callback: Callable[[str, dict[str, Any]], None] | None = None, **kwargs) -> StrongResult:
+    """Run the strong evaluation of ``model`` on ``(x, y)``; ``kwargs`` go to :class:`StrongEvaluation`.
+
+    >>> result = strong_evaluation(model, x, y, eps=0.3)  # doctest: +SKIP
+    >>> print(result.format_table())  # doctest: +SKIP
+    """
+    return StrongEvaluation(model, eps, norm, **kwargs).run(x, y, state_dir=state_dir, resume=resume,
+                                                            callback=callback)
