@@ -87,5 +87,5 @@ def test_shipped_conditional_generator_draws_the_asked_class(oracle):
     generator = load_generator("mnist/acwgan-gp")
     agreement = label_agreement(generator, oracle, n=500, seed=123)
     # The card's figure is on 10,000 samples; 500 samples vary by about 1.5 points (one standard error).
-    assert agreement >= 0.85
+    assert agreement >= 0.95  # the quality bar of the shipped generator
     assert agreement == pytest.approx(generator.card["label_agreement"], abs=0.05)
