@@ -155,9 +155,9 @@ class FastFGSM(Adversarial):
     """Wong et al. 2020: one FGSM step of ``alpha = 1.25 eps`` from a uniform random start, projected back onto
     the eps ball. Pair it with ``TrainSettings(schedule="cyclic")``.
 
-    Guard against catastrophic overfitting: after every epoch :meth:`check` measures PGD accuracy on one
-    training batch; when it falls below ``collapse_ratio`` times the best seen so far (and ``min_check_acc``
-    was reached once) the loop rolls back to the weights before that epoch and stops.
+    Guard against catastrophic overfitting: after every epoch :meth:`check` measures PGD accuracy at the full eps
+    (also during an eps ramp) on one training batch; when it falls below ``collapse_ratio`` times the best seen so
+    far (once that best has passed 0.2) the loop rolls back to the weights before that epoch and stops.
     """
 
     name = "fast"
@@ -183,7 +183,7 @@ class FastFGSM(Adversarial):
         from alva.attacks.pgd import PGD
 
         xs, ys = x[: self.check_size], y[: self.check_size]
-        acc = (~PGD(model, eps=self.current_eps, steps=self.check_steps, norm=self.norm, seed=0)(xs, ys).success
+        acc = (~PGD(model, eps=self.eps, steps=self.check_steps, norm=self.norm, seed=0)(xs, ys).success
                ).float().mean().item()
         collapsed = self.best_check > 0.2 and acc < self.collapse_ratio * self.best_check
         self.best_check = max(self.best_check, acc)
