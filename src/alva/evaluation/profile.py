@@ -51,6 +51,16 @@ def robustness_profile(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: 
     return figures
 
 
+def update_card(name: str, profile: dict[str, Any]) -> None:
+    """Write ``profile`` into the card of model ``name`` (zoo name, weights file or run folder) as
+    ``robustness``: the ``.json`` beside the weights and the copy in the weights file's header."""
+    import alva.models
+    from alva.models import zoo
+
+    card = {**zoo.card(name), "robustness": profile}
+    zoo.save(alva.models.load(name), card, zoo.resolve(name))
+
+
 def main(argv: list[str] | None = None) -> int:
     import alva.models
     from alva.data import fixed_subset, load_mnist
@@ -84,10 +94,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{profile['rubbish']['rubbish_rate']:.1%} | {profile['train_time_s'] or '-'} |")
         atomic_write_json(out / "profile.json", profiles)
         if args.update_cards:
-            weights = alva.models.load(name)
-            card = dict(info)
-            card["robustness"] = {k: v for k, v in profile.items() if k not in ("strong_table",)}
-            zoo.save(weights, card, zoo.resolve(name))
+            update_card(name, profile)
     header = (f"Test images: {args.n} (stratified, seed 0); L-inf eps {args.eps}.\n\n"
               f"| model | clean | FGSM | PGD-50 x {args.restarts} restarts | strong evaluation | "
               "rubbish rate | training s |\n|---|---:|---:|---:|---:|---:|---:|")
