@@ -10,8 +10,10 @@ from alva.cli import (
     attack_cmd,
     demo_cmd,
     eval_cmd,
+    fakeclass_cmd,
     gan_cmd,
     label_cmd,
+    sparse_cmd,
     train_cmd,
     zoo_cmd,
 )
@@ -21,7 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="alva", description="Adversarial machine learning for PyTorch.")
     parser.add_argument("--version", action="version", version=f"alva {__import__('alva').__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (demo_cmd, train_cmd, gan_cmd, attack_cmd, eval_cmd, label_cmd, alva_cmd, zoo_cmd):
+    for module in (demo_cmd, train_cmd, gan_cmd, attack_cmd, eval_cmd, label_cmd, alva_cmd, zoo_cmd, sparse_cmd,
+                   fakeclass_cmd):
         module.register(commands)
     return parser
 

@@ -1,0 +1,135 @@
+"""``alva fakeclass``: fake-class adversarial training (issue 4) with the eleven metrics of the users' plan."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from alva.cli.common import add_common
+from alva.training.fakeclass import DESettings, FakeClassSettings, ReferenceSettings, SparseSettings, fakeclass_train
+
+DEFAULTS = FakeClassSettings()
+
+
+def register(commands) -> None:
+    p = commands.add_parser(
+        "fakeclass", help="fake-class adversarial training against sparse confident images",
+        description="A classifier with K real and K fake classes: each round, generate sparse images that the "
+                    "network gives class k with probability >= --confidence (at most --max-pixels non-zero "
+                    "pixels), label them fake class K+k, retrain on real and all generated images; stop when "
+                    "the generation success rate falls below --threshold (the network is deemed robust) or "
+                    "after --rounds. Logs the eleven metrics of the users' plan to OUT/metrics.jsonl, "
+                    "TensorBoard (OUT/tb) and OUT/rounds.json; plots OUT/metrics.png and OUT/round_NNN.png. "
+                    "With the defaults it takes one to two minutes on two CPU cores.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--classifier", default="mnist/cnn-small",
+                   help="start network: zoo name or weights (K outputs are expanded to 2K: real-class rows kept)")
+    p.add_argument("--from-scratch", action="store_true",
+                   help="a fresh network of that architecture, trained on the real half for --pretrain-epochs")
+    p.add_argument("--pretrain-epochs", type=int, default=DEFAULTS.pretrain_epochs)
+    p.add_argument("--rounds", type=int, default=DEFAULTS.rounds, help="most training rounds")
+    p.add_argument("--per-class", type=int, default=DEFAULTS.per_class,
+                   help="images generated per target class per round, to train on")
+    p.add_argument("--test-per-class", type=int, default=DEFAULTS.test_per_class,
+                   help="held-out images generated per target class per round (metrics 4 and 5)")
+    p.add_argument("--threshold", type=float, default=DEFAULTS.threshold,
+                   help="stop when the generation success rate is below this")
+    a = DEFAULTS.attack
+    gen = p.add_argument_group("generation (SparseConfident)")
+    gen.add_argument("--steps", type=int, default=a.steps, help="full step budget per image")
+    gen.add_argument("--lam", type=float, default=a.lam, help="weight of the L1 penalty")
+    gen.add_argument("--attack-lr", type=float, default=a.lr, help="step size of the generation")
+    gen.add_argument("--confidence", type=float, default=a.confidence)
+    gen.add_argument("--max-pixels", type=int, default=a.max_pixels)
+    gen.add_argument("--mask-fraction", type=float, default=a.mask_fraction,
+                     help="random share of pixels held at 0 (makes the images of a class differ)")
+    d = DEFAULTS.de
+    de = p.add_argument_group("differential evolution (metric 7)")
+    de.add_argument("--de-per-class", type=int, default=d.per_class, help="0: no DE images")
+    de.add_argument("--de-pixels", type=int, default=d.pixels)
+    de.add_argument("--de-popsize", type=int, default=d.popsize)
+    de.add_argument("--de-generations", type=int, default=d.generations)
+    ref = p.add_argument_group("reference network (metric 6), trained on the other half of MNIST train")
+    ref.add_argument("--reference-epochs", type=int, default=DEFAULTS.reference.epochs)
+    ref.add_argument("--reference-outputs", type=int, default=DEFAULTS.reference.outputs, help="K or 2K")
+    ref.add_argument("--reference-size", type=int, default=None,
+                     help="images of the other half it trains on (default: all 30000)")
+    ref.add_argument("--reference-per-class", type=int, default=DEFAULTS.reference.per_class,
+                     help="sparse images per class generated on it")
+    p.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help="training epochs per round")
+    p.add_argument("--lr", type=float, default=DEFAULTS.lr)
+    p.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
+    p.add_argument("--train-size", type=int, default=None,
+                   help="real training images from the first half of MNIST train (default: all 30000)")
+    p.add_argument("--min-fake-share", type=float, default=DEFAULTS.min_fake_share,
+                   help="generated images repeated to make up at least this share of the training data")
+    p.add_argument("--sample", type=int, default=DEFAULTS.sample,
+                   help="most past generated images evaluated per epoch (metrics 3 and 5)")
+    p.add_argument("--eval-train-size", type=int, default=DEFAULTS.eval_train_size, help="real images of metric 9")
+    p.add_argument("--eval-test-size", type=int, default=None, help="real test images of metric 10 (default: all)")
+    p.add_argument("--nn-pool-size", type=int, default=DEFAULTS.nn_pool_size,
+                   help="training images searched for the nearest neighbour (metric 1)")
+    p.add_argument("--seed", type=int, default=DEFAULTS.seed)
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out after its last finished round (else start over)")
+    add_common(p)
+    p.set_defaults(handler=run)
+
+
+def settings_from_args(args: argparse.Namespace) -> FakeClassSettings:
+    return FakeClassSettings(
+        rounds=args.rounds, per_class=args.per_class, test_per_class=args.test_per_class, threshold=args.threshold,
+        attack=SparseSettings(steps=args.steps, lam=args.lam, lr=args.attack_lr, confidence=args.confidence,
+                              max_pixels=args.max_pixels, mask_fraction=args.mask_fraction),
+        de=DESettings(per_class=args.de_per_class, pixels=args.de_pixels, popsize=args.de_popsize,
+                      generations=args.de_generations),
+        reference=ReferenceSettings(outputs=args.reference_outputs, epochs=args.reference_epochs,
+                                    size=args.reference_size, per_class=args.reference_per_class),
+        epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, train_size=args.train_size,
+        min_fake_share=args.min_fake_share, sample=args.sample, eval_train_size=args.eval_train_size,
+        eval_test_size=args.eval_test_size, nn_pool_size=args.nn_pool_size,
+        from_scratch=args.from_scratch, pretrain_epochs=args.pretrain_epochs, seed=args.seed)
+
+
+def _cell(metrics: dict[str, Any], path: str) -> str:
+    node: Any = metrics
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return "-"
+        node = node[part]
+    return f"{node:.3f}" if isinstance(node, float) else str(node)
+
+
+COLUMNS = (
+    ("round", None), ("(0) succ", "m00_generation.success_rate"), ("(0) p", "m00_generation.target_prob"),
+    ("(0) L0", "m00_generation.l0"), ("(1) NN-L2", "m01_ood.nn_dist"), ("(2) det", "m02_current_batch.detected"),
+    ("(3) det", "m03_past_train.detected"), ("(4) det", "m04_test_current.detected"),
+    ("(5) det", "m05_test_past.detected"), ("(6) det", "m06_other_network.detected"),
+    ("(7) det", "m07_other_process.current_net.detected"), ("(8) succ", "m08_final_sparse.success_rate"),
+    ("(9) acc", "m09_real_train.acc"), ("(10) acc", "m10_real_test.acc"),
+)
+
+
+def table(state: dict[str, Any]) -> str:
+    """One line per round: generation (0), OOD proxy (1), detected as fake (2)-(7), final (8), accuracy (9) (10);
+    detection and accuracy after the round's training."""
+    rows = [[name for name, _ in COLUMNS]]
+    for record in state["rounds"]:
+        rows.append([str(record["round"]) + ("*" if record.get("final") else "")]
+                    + [_cell(record["metrics"], path) for _, path in COLUMNS[1:]])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
+    return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
+
+
+def run(args: argparse.Namespace) -> int:
+    state = fakeclass_train(args.classifier, settings_from_args(args), args.out, resume=args.resume,
+                            progress=not args.no_progress, device=args.device, data_root=args.data_root)
+    print(table(state))
+    final = state["final"]
+    print("* final network (no training). "
+          + (f"generation failed after {final['rounds_until_failure']} training rounds: deemed robust"
+             if final["robust"] else f"generation still succeeds after {final['trained_rounds']} rounds "
+                                     f"(success rate {final['m08_success_rate']:.3f} >= threshold)"))
+    print(f"wrote {args.out}/rounds.json, metrics.jsonl, metrics.png, round_NNN.png, model.safetensors")
+    return 0

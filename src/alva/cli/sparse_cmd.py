@@ -1,0 +1,215 @@
+"""``alva sparse`` (sparse confident images of chosen classes) and ``alva one-pixel`` (k-pixel attack by
+differential evolution on MNIST test images)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import safetensors.torch
+import torch
+from tqdm.auto import tqdm
+
+from alva.attacks.base import AttackResult
+from alva.attacks.differential_evolution import STRATEGIES, DifferentialEvolution
+from alva.attacks.sparse import OPTIMIZERS, SparseConfident, pixel_l0, sparse_summary
+from alva.cli.attack_cmd import format_report
+from alva.cli.common import add_common
+from alva.data import fixed_subset, load_mnist
+from alva.evaluation import evaluate_attack
+from alva.models import load
+from alva.report import adversarial_grid
+from alva.report.figures import _save, _show, plt
+from alva.tracking import atomic_write_bytes, atomic_write_json
+
+__all__ = ["register", "run_one_pixel", "run_sparse", "sparse_grid"]
+
+
+def _add_de(p: argparse.ArgumentParser, pixels: int, popsize: int, generations: int, strategy: str) -> None:
+    p.add_argument("--pixels", type=int, default=pixels, help=f"k, pixels a DE candidate sets (default {pixels})")
+    p.add_argument("--popsize", type=int, default=popsize, help=f"DE population per image (default {popsize})")
+    p.add_argument("--generations", type=int, default=generations, help=f"DE generations (default {generations})")
+    p.add_argument("--max-queries", type=int, default=None, help="DE query budget per image (default: from "
+                                                                  "popsize and generations)")
+    p.add_argument("--strategy", default=strategy, choices=STRATEGIES,
+                   help=f"DE/rand/1 (Su et al.) or DE/best/1 (default {strategy})")
+    p.add_argument("--mutation", type=float, default=0.5, help="DE scale factor F")
+    p.add_argument("--crossover", type=float, default=1.0, help="DE crossover probability CR")
+
+
+def _add_threads(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's choice); on a CPU shared with other work, 1 can be "
+                        "many times faster")
+
+
+def _set_threads(args: argparse.Namespace) -> None:
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+
+
+def register(commands) -> None:
+    p = commands.add_parser("sparse", help="generate sparse images a classifier assigns to chosen classes",
+                            description="Generate sparse images that the model assigns to each target class with "
+                                        "probability >= --confidence using at most --max-pixels non-zero pixels: "
+                                        "L1-penalised optimisation (--method l1, default) or differential evolution "
+                                        "on k pixels of a blank image (--method de, black-box). Writes "
+                                        "result.json (overall and per-class figures), grid.png and "
+                                        "images.safetensors to --out.")
+    p.add_argument("--model", default="mnist/cnn-small", help="zoo name, weights file or run folder")
+    p.add_argument("--target", default="all", help="'all' classes, or a class or comma-separated classes")
+    p.add_argument("--n-per-class", type=int, default=10)
+    p.add_argument("--method", default="l1", choices=["l1", "de"])
+    p.add_argument("--confidence", type=float, default=0.9)
+    p.add_argument("--max-pixels", type=int, default=300)
+    p.add_argument("--steps", type=int, default=1000, help="l1: most update steps per image")
+    p.add_argument("--lam", type=float, default=0.05, help="l1: weight of the L1 penalty")
+    p.add_argument("--lr", type=float, default=None, help="l1: step size (default 0.01 for adam, 0.1 for ista)")
+    p.add_argument("--optimizer", default="adam", choices=OPTIMIZERS, help="l1: update rule")
+    p.add_argument("--start", default="zeros", choices=["zeros", "uniform"], help="l1: start image")
+    p.add_argument("--mask-fraction", type=float, default=0.0, help="l1: fraction of pixels held at 0")
+    p.add_argument("--zero-tol", type=float, default=1e-3, help="a pixel counts as non-zero above this")
+    _add_de(p, 30, 100, 100, "best1")  # rand1 reaches few classes with 30 pixels
+    p.add_argument("--seed", type=int, default=0)
+    _add_threads(p)
+    p.add_argument("--out", required=True, help="output folder")
+    add_common(p)
+    p.set_defaults(handler=run_sparse)
+
+    q = commands.add_parser("one-pixel", help="k-pixel black-box attack by differential evolution",
+                            description="Attack a model on a fixed subset of the MNIST test split with differential "
+                                        "evolution on k pixels (Su et al. 2019), using only output probabilities. "
+                                        "Writes summary.json and grid.png to --out.")
+    q.add_argument("--model", default="mnist/cnn-small", help="zoo name, weights file or run folder")
+    _add_de(q, 1, 400, 100, "rand1")
+    q.add_argument("--loss", default="ce", choices=["ce", "margin"], help="the fitness DE minimises (its negative)")
+    q.add_argument("--target", default=None, choices=["random", "least-likely"], help="make the attack targeted")
+    q.add_argument("--confidence", type=float, default=None, help="success also needs this probability")
+    q.add_argument("--n", type=int, default=100, help="number of test images (fixed stratified subset)")
+    q.add_argument("--batch-size", type=int, default=100, help="images attacked together")
+    q.add_argument("--seed", type=int, default=0)
+    _add_threads(q)
+    q.add_argument("--out", required=True, help="output folder")
+    add_common(q)
+    q.set_defaults(handler=run_one_pixel)
+
+
+def _targets(text: str, num_classes: int) -> list[int]:
+    if text == "all":
+        return list(range(num_classes))
+    try:
+        classes = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError as err:
+        raise ValueError(f"--target must be 'all' or class numbers, got {text!r}") from err
+    bad = [c for c in classes if not 0 <= c < num_classes]
+    if bad or not classes:
+        raise ValueError(f"--target classes must be in [0, {num_classes - 1}], got {text!r}")
+    return classes
+
+
+def _de(model: torch.nn.Module, args: argparse.Namespace, **kwargs: Any) -> DifferentialEvolution:
+    return DifferentialEvolution(model, args.pixels, args.popsize, args.generations, max_queries=args.max_queries,
+                                 strategy=args.strategy, mutation=args.mutation, crossover=args.crossover,
+                                 seed=args.seed, **kwargs)
+
+
+def _concat(parts: list[AttackResult]) -> AttackResult:
+    def cat(name: str) -> torch.Tensor:
+        return torch.cat([getattr(p, name).detach().cpu() for p in parts])
+
+    return AttackResult(cat("x_adv"), cat("success"), cat("steps"), cat("queries"), cat("adv_logits"),
+                        cat("clean_logits"), cat("target"), {"zero_tol": parts[0].extras.get("zero_tol", 1e-3),
+                                                             "low": parts[0].extras.get("low", 0.0)})
+
+
+def run_sparse(args: argparse.Namespace) -> int:
+    if args.n_per_class < 1:
+        raise ValueError(f"--n-per-class must be >= 1, got {args.n_per_class}")
+    _set_threads(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model = load(args.model, device=args.device)
+    shape = (1, 28, 28)
+    with torch.no_grad():
+        num_classes = model(torch.zeros(1, *shape, device=args.device)).shape[1]
+    classes = _targets(args.target, num_classes)
+    if args.method == "l1":
+        attack = SparseConfident(model, confidence=args.confidence, max_pixels=args.max_pixels, lam=args.lam,
+                                 steps=args.steps, lr=args.lr, optimizer=args.optimizer, start=args.start,
+                                 mask_fraction=args.mask_fraction, zero_tol=args.zero_tol, seed=args.seed)
+    else:
+        attack = _de(model, args, confidence=args.confidence)
+    parts = []
+    bar = tqdm(classes, desc=f"sparse ({args.method})", disable=args.no_progress, dynamic_ncols=True)
+    for c in bar:
+        targets = torch.full((args.n_per_class,), c, dtype=torch.long, device=args.device)
+        part = attack.generate(targets, shape)
+        if args.method == "de":  # DE sets at most k pixels; success here also needs the L0 bound
+            part.success &= pixel_l0(part.x_adv, attack.bounds[0], args.zero_tol) <= args.max_pixels
+        parts.append(part)
+        bar.set_postfix(success=f"{torch.cat([p.success.float() for p in parts]).mean().item():.2f}")
+    result = _concat(parts)
+    result.extras["zero_tol"] = args.zero_tol
+    summary = sparse_summary(result)
+    settings = {k: v for k, v in vars(args).items() if k not in ("handler", "func")}
+    atomic_write_json(out / "result.json", {"model": args.model, "settings": settings, "summary": summary})
+    atomic_write_bytes(out / "images.safetensors", safetensors.torch.save(
+        {"x": result.x_adv.contiguous(), "target": result.target, "success": result.success.to(torch.uint8)}))
+    sparse_grid(out / "grid.png", result, title=f"{args.method} sparse images of {args.model}")
+    o = summary["overall"]
+    print(f"sparse ({args.method}) on {args.model}: n={o['n']}  success {o['success_rate']:.3f}  target prob "
+          f"{o['target_prob']:.3f}  L0 {o['l0']:.1f}  L1 {o['l1']:.2f}  steps {o['steps']:.1f}  "
+          f"queries {o['queries']:.0f}")
+    print("  per class success / L0: " + "  ".join(f"{c}:{v['success_rate']:.2f}/{v['l0']:.0f}"
+                                                  for c, v in summary["per_class"].items()))
+    print(f"wrote {out}/result.json, {out}/grid.png, {out}/images.safetensors")
+    return 0
+
+
+def sparse_grid(path: str | Path, result: AttackResult, *, per_class: int = 8, title: str = "") -> Path:
+    """One row per target class, up to ``per_class`` images each, titled with target probability and L0."""
+    target = result.target.cpu()
+    classes = torch.unique(target).tolist()
+    cols = max(1, min(per_class, max(int((target == c).sum()) for c in classes)))
+    fig, axes = plt.subplots(len(classes), cols, figsize=(1.2 * cols, 1.35 * len(classes) + 0.4), squeeze=False,
+                             layout="constrained")
+    prob = result.adv_logits.cpu().softmax(1).gather(1, target[:, None]).squeeze(1)
+    l0 = pixel_l0(result.x_adv.cpu(), result.extras.get("low", 0.0), result.extras.get("zero_tol", 1e-3))
+    for row, c in enumerate(classes):
+        rows = (target == c).nonzero().squeeze(1).tolist()[:cols]
+        for col in range(cols):
+            ax = axes[row, col]
+            if col >= len(rows):
+                ax.axis("off")
+                continue
+            i = rows[col]
+            _show(ax, result.x_adv[i].cpu())
+            color = "black" if bool(result.success[i]) else "red"
+            ax.set_title(f"{c}: p={prob[i]:.2f} L0={int(l0[i])}", fontsize=6, color=color)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return _save(fig, path)
+
+
+def run_one_pixel(args: argparse.Namespace) -> int:
+    _set_threads(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model = load(args.model, device=args.device)
+    x, y = fixed_subset(*load_mnist("test", args.data_root), args.n, seed=args.seed)
+    attack = _de(model, args, loss=args.loss, target=args.target, confidence=args.confidence)
+    name = f"de-{args.pixels}px"
+    report, batch = evaluate_attack(attack, x, y, name=name, batch_size=args.batch_size, device=args.device,
+                                    progress=not args.no_progress)
+    settings = {k: v for k, v in vars(args).items() if k not in ("handler", "func")}
+    atomic_write_json(out / "summary.json", {"model": args.model, "settings": settings, "budget": attack.budget,
+                                             "report": report.to_dict()})
+    adversarial_grid(out / "grid.png", batch, title=f"DE {args.pixels} pixel(s) ({args.strategy}) on {args.model}")
+    print(format_report(report))
+    print(f"  query budget {attack.budget} per image")
+    print(f"wrote {out}/summary.json, {out}/grid.png")
+    return 0
+
