@@ -91,6 +91,8 @@ def run_demo(out: str | Path = "runs/demo", *, epochs: int = 2, n_eval: int = 10
     atomic_write_json(out / "summary.json", summary)
     (out / "summary.md").write_text(summary_markdown(summary))
     log((out / "summary.md").read_text())
+    from alva.report.html import write_report
+    log(f"wrote {write_report(out)} (open it in a browser)")
     return summary
 
 
