@@ -69,6 +69,8 @@ def test_demo_runs_and_a_rerun_skips_finished_parts(tmp_path, capsys):
     assert summary["softmax_fgsm_eps_0.25"]["adv_error"] >= 0.995
     for picture in ("eps_curve.png", "fgsm/grid.png", "pgd/grid.png", "softmax-fgsm/grid.png"):
         assert (out / picture).stat().st_size > 1000
+    report = (out / "report.html").read_text()
+    assert report.count("<img") >= 4 and 'id="pgd"' in report
     capsys.readouterr()
     (out / "pgd" / "result.json").unlink()  # as if the demo had been stopped during the PGD part
     assert main(argv) == 0
