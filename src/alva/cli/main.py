@@ -9,6 +9,7 @@ from alva.cli import (
     alva_cmd,
     attack_cmd,
     demo_cmd,
+    detect_cmd,
     eval_cmd,
     fakeclass_cmd,
     gan_cmd,
@@ -16,6 +17,7 @@ from alva.cli import (
     report_cmd,
     sparse_cmd,
     train_cmd,
+    transfer_cmd,
     zoo_cmd,
 )
 
@@ -25,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"alva {__import__('alva').__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (demo_cmd, train_cmd, gan_cmd, attack_cmd, eval_cmd, label_cmd, alva_cmd, zoo_cmd, sparse_cmd,
-                   fakeclass_cmd, report_cmd):
+                   fakeclass_cmd, transfer_cmd, detect_cmd, report_cmd):
         module.register(commands)
     return parser
 

@@ -1,0 +1,167 @@
+"""``alva detect``: train a detector of adversarial inputs on one attack and measure its ROC AUC on that
+attack and on attacks it never saw, plus an adaptive attack that targets classifier and detector jointly."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from alva.attacks import FGSM, PGD, SparseConfident
+from alva.attacks.alva import ALVA
+from alva.cli.common import add_common, csv_floats
+from alva.data import fixed_subset, load_mnist
+from alva.defenses import (
+    DetectedModel,
+    DetectorAwareLoss,
+    detection_auc,
+    detector_scores,
+    detector_threshold,
+    train_detector,
+)
+from alva.evaluation.robustness import run_attack
+from alva.models import load, load_generator
+from alva.tracking import atomic_write_bytes, atomic_write_json
+from alva.training.loop import TrainSettings
+
+__all__ = ["register", "run"]
+
+TRAIN_ATTACKS = ("fgsm", "pgd")
+
+
+def register(commands) -> None:
+    p = commands.add_parser("detect", help="train a detector of adversarial inputs and tabulate its AUC",
+                            description="Train a binary detector on clean MNIST training images and their "
+                                        "adversarial versions from --train-attack, then report its ROC AUC on "
+                                        "test images for that attack (seen) and for PGD, sparse confident images, "
+                                        "ALVA images and an adaptive PGD that also targets the detector "
+                                        "(unseen). Writes summary.json and table.md to --out.")
+    p.add_argument("--model", default="mnist/cnn-small", help="the classifier the attacks target")
+    p.add_argument("--train-attack", default="fgsm", choices=TRAIN_ATTACKS)
+    p.add_argument("--eps", type=float, default=0.3, help="L-inf radius of FGSM/PGD")
+    p.add_argument("--steps", type=int, default=40, help="PGD and adaptive PGD steps")
+    p.add_argument("--train-size", type=int, default=5000, help="clean training images (as many adversarial)")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--architecture", default="cnn-small", help="detector architecture")
+    p.add_argument("--n", type=int, default=1000, help="clean test images")
+    p.add_argument("--n-sparse", type=int, default=200, help="sparse confident images")
+    p.add_argument("--sparse-steps", type=int, default=500)
+    p.add_argument("--n-alva", type=int, default=500, help="ALVA latent vectors")
+    p.add_argument("--generator", default="mnist/acwgan-gp")
+    p.add_argument("--alva-eps", type=float, default=0.5)
+    p.add_argument("--alva-steps", type=int, default=1)
+    p.add_argument("--advgan", default=None,
+                   help="a trained untargeted perturbation generator (run folder or .safetensors of "
+                        "alva.training.advgan) for an AdvGAN row (unseen generator attack)")
+    p.add_argument("--c", type=csv_floats, default=[1.0],
+                   help="adaptive attack: weight(s) of the detector logit, comma-separated (one row each)")
+    p.add_argument("--adaptive", default="hinge", choices=["hinge", "plain", "both"],
+                   help="adaptive loss: hinge = min(margin, 2) - c * max(detector - threshold + 1, 0); plain = "
+                        "CE - c * detector logit")
+    p.add_argument("--fpr", type=float, default=0.05, help="flagging threshold: this fraction of clean test "
+                                                            "images is flagged")
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output folder")
+    add_common(p)
+    p.set_defaults(handler=run)
+
+
+def _attack(name: str, model: torch.nn.Module, args: argparse.Namespace):
+    if name == "fgsm":
+        return FGSM(model, eps=args.eps, seed=args.seed)
+    return PGD(model, eps=args.eps, steps=args.steps, seed=args.seed)
+
+
+def _row(name: str, seen: bool, detector, clean, adv, fooled: torch.Tensor, threshold: float,
+         note: str = "") -> dict[str, Any]:
+    flagged = detector_scores(detector, adv) >= threshold
+    return {"attack": name, "seen": seen, "n": len(adv), "auc": detection_auc(detector, clean, adv),
+            "attack_success": fooled.float().mean().item(), "detected": flagged.float().mean().item(),
+            "fooled_and_undetected": (fooled & ~flagged).float().mean().item(), "note": note}
+
+
+def run(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    progress = not args.no_progress
+    model = load(args.model, device=args.device)
+    bs, dev = args.batch_size, args.device
+    x_train, y_train = fixed_subset(*load_mnist("train", args.data_root), args.train_size, seed=args.seed)
+    x_test, y_test = fixed_subset(*load_mnist("test", args.data_root), args.n, seed=args.seed)
+
+    started = time.perf_counter()
+    adv_train = run_attack(_attack(args.train_attack, model, args), x_train, y_train, batch_size=bs, device=dev,
+                           progress=progress, desc=f"{args.train_attack} (training set)").x_adv
+    adv_test = {name: run_attack(_attack(name, model, args), x_test, y_test, batch_size=bs, device=dev,
+                                 progress=progress, desc=name) for name in ("fgsm", "pgd")}
+    settings = TrainSettings(epochs=args.epochs, seed=args.seed)
+    detector = train_detector(x_train, adv_train, architecture=args.architecture, settings=settings,
+                              eval_data=(x_test, adv_test[args.train_attack].x_adv), out=out / "detector",
+                              progress=progress, device=dev)
+    train_s = time.perf_counter() - started
+    threshold = detector_threshold(detector, x_test, args.fpr)
+
+    rows = [_row(name, name == args.train_attack, detector, x_test, r.x_adv, r.success, threshold)
+            for name, r in adv_test.items()]
+
+    # Sparse confident images (from blank images, 20 per class by default) against clean test images.
+    sparse = SparseConfident(model, steps=args.sparse_steps, seed=args.seed)
+    targets = torch.arange(args.n_sparse) % 10
+    rs = run_attack(sparse, torch.zeros(args.n_sparse, *x_test.shape[1:]), targets, batch_size=bs, device=dev,
+                    progress=progress, desc="sparse")
+    # run_attack passes the classes as y: the images are generated for them (untargeted call = y as classes).
+    rows.append(_row("sparse", False, detector, x_test, rs.x_adv, rs.success, threshold,
+                     "SparseConfident images vs clean test images; success: p >= 0.9 with <= 300 pixels"))
+
+    # ALVA: G(z') against G(z) for the conditional generator.
+    generator = load_generator(args.generator, device=dev)
+    z = generator.get_noise(args.n_alva, seed=args.seed)
+    yz = generator.get_labels(args.n_alva, seed=args.seed + 1)
+    ra = ALVA(generator, model, eps=args.alva_eps, steps=args.alva_steps, seed=args.seed)(z, yz)
+    rows.append(_row("alva", False, detector, ra.x.cpu(), ra.x_adv.cpu(), ra.success.cpu(), threshold,
+                     f"G(z') vs G(z), latent eps {args.alva_eps}, {args.alva_steps} step(s)"))
+
+    if args.advgan:
+        from alva.attacks.generator_attacks import AdvGANAttack, load_perturbation_generator
+
+        gen_attack = AdvGANAttack(model, load_perturbation_generator(args.advgan, device=dev), eps=args.eps)
+        rg = run_attack(gen_attack, x_test, y_test, batch_size=bs, device=dev, progress=progress, desc="advgan")
+        rows.append(_row("advgan", False, detector, x_test, rg.x_adv, rg.success, threshold,
+                         f"AdvGAN perturbation generator {args.advgan}, eps {args.eps}"))
+
+    # Adaptive: PGD on a loss that fools the classifier and keeps the detector below its threshold.
+    kinds = ["hinge", "plain"] if args.adaptive == "both" else [args.adaptive]
+    for kind, c in ((k, c) for k in kinds for c in args.c):
+        loss = (DetectorAwareLoss(c=c, threshold=threshold) if kind == "hinge"
+                else DetectorAwareLoss(c=c, threshold=threshold, base="ce", hinge=False))
+        adaptive = PGD(DetectedModel(model, detector), eps=args.eps, steps=args.steps, loss=loss, seed=args.seed)
+        rd = run_attack(adaptive, x_test, y_test, batch_size=bs, device=dev, progress=progress, desc="adaptive")
+        fooled = loss.fooled(rd.adv_logits, y_test, None)
+        what = ("min(margin, 2) - c * max(detector - threshold + 1, 0)" if kind == "hinge"
+                else "CE - c * detector logit")
+        rows.append(_row(f"adaptive-pgd {kind} c={c:g}", False, detector, x_test, rd.x_adv, fooled, threshold,
+                         f"PGD-{args.steps} on {what}, white-box on classifier and detector"))
+
+    summary = {"settings": {k: v for k, v in vars(args).items() if k not in ("handler", "func")},
+               "threshold": threshold, "detector_train_s": round(train_s, 2), "rows": rows}
+    atomic_write_json(out / "summary.json", summary)
+    table = format_table(rows, args)
+    atomic_write_bytes(out / "table.md", table.encode())
+    print(table)
+    print(f"wrote {out}/summary.json, {out}/table.md")
+    return 0
+
+
+def format_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    lines = [f"Detector trained on {args.train_attack} (eps {args.eps}) against {args.model}; "
+             f"detected = flagged at {args.fpr:.0%} false positives on clean test images.", "",
+             "| attack | seen | AUC | attack success | detected | fooled and undetected |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['attack']} | {'seen' if r['seen'] else 'unseen'} | {r['auc']:.3f} | "
+                     f"{r['attack_success']:.3f} | {r['detected']:.3f} | {r['fooled_and_undetected']:.3f} |")
+    return "\n".join(lines) + "\n"

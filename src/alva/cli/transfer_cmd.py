@@ -1,0 +1,141 @@
+"""``alva transfer``: train a substitute (same data, or labels queried from the target), attack it white-box
+and report how often its adversarial images fool the target(s)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from alva.attacks import FGSM, PGD, AttackResult
+from alva.attacks.transfer import MODES, TransferAttack, train_substitute
+from alva.cli.common import add_common
+from alva.data import fixed_subset, load_mnist
+from alva.models import ARCHITECTURES, load
+from alva.tracking import atomic_write_json
+from alva.training.loop import TrainSettings
+
+__all__ = ["register", "run", "transfer_plot"]
+
+
+def register(commands) -> None:
+    p = commands.add_parser("transfer", help="black-box transfer attack from a substitute model",
+                            description="Train a substitute classifier on the same data as the target "
+                                        "(--substitute-mode same-data) or on training images labelled by querying "
+                                        "the target (query-labels, at most --queries queries), attack the "
+                                        "substitute white-box on MNIST test images and check the images on each "
+                                        "target. Writes summary.json to --out.")
+    p.add_argument("--target", default="mnist/cnn-small",
+                   help="zoo name, weights file or run folder; comma-separated for several targets")
+    p.add_argument("--substitute-mode", default="query-labels", choices=MODES)
+    p.add_argument("--substitute-arch", default="mlp", choices=sorted(ARCHITECTURES))
+    p.add_argument("--queries", type=int, default=5000, help="query-labels: target query budget for training")
+    p.add_argument("--jacobian-rounds", type=int, default=0,
+                   help="query-labels: Papernot et al. Jacobian augmentation rounds (0: none)")
+    p.add_argument("--lam", type=float, default=0.1, help="Jacobian augmentation step")
+    p.add_argument("--train-size", type=int, default=10000, help="same-data: training images of the substitute")
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--attack", default="pgd", choices=["fgsm", "pgd"], help="white-box attack on the substitute")
+    p.add_argument("--eps", type=float, default=0.3)
+    p.add_argument("--steps", type=int, default=40, help="PGD steps")
+    p.add_argument("--n", type=int, default=1000, help="test images to attack (fixed stratified subset)")
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0, help="seeds the attack and the test subset")
+    p.add_argument("--substitute-seed", type=int, default=1, help="seeds the substitute's data and weights")
+    p.add_argument("--out", required=True, help="output folder")
+    add_common(p)
+    p.set_defaults(handler=run)
+
+
+def _factory(args: argparse.Namespace):
+    if args.attack == "fgsm":
+        return lambda m: FGSM(m, eps=args.eps, seed=args.seed)
+    return lambda m: PGD(m, eps=args.eps, steps=args.steps, seed=args.seed)
+
+
+def run(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    targets = [t.strip() for t in args.target.split(",") if t.strip()]
+    x_test, y_test = fixed_subset(*load_mnist("test", args.data_root), args.n, seed=args.seed)
+    x_train, y_train = load_mnist("train", args.data_root)
+    settings = TrainSettings(epochs=args.epochs, lr=args.lr, seed=args.substitute_seed)
+    progress = not args.no_progress
+    size = args.train_size if args.substitute_mode == "same-data" else args.queries
+    data = fixed_subset(x_train, y_train, min(size, len(x_train)), seed=args.substitute_seed)
+    # The images the substitute learns from are in a random order (fixed_subset sorts by index).
+    order = torch.randperm(len(data[0]), generator=torch.Generator().manual_seed(args.substitute_seed))
+    data = (data[0][order], data[1][order])
+
+    rows: list[dict[str, Any]] = []
+    substitute, queries = None, 0
+    for name in targets:
+        target = load(name, device=args.device)
+        if substitute is None or args.substitute_mode == "query-labels":
+            started = time.perf_counter()
+            substitute, queries = train_substitute(
+                target, data, mode=args.substitute_mode, query_budget=args.queries,
+                architecture=args.substitute_arch, settings=settings, jacobian_rounds=args.jacobian_rounds,
+                lam=args.lam, seed=args.substitute_seed, progress=progress, device=args.device)
+            train_s = time.perf_counter() - started
+        attack = TransferAttack(target, substitute, _factory(args), eps=args.eps, seed=args.seed)
+        parts = [attack(x_test[i:i + args.batch_size].to(args.device), y_test[i:i + args.batch_size].to(args.device))
+                 for i in range(0, len(x_test), args.batch_size)]
+        result = AttackResult(*(torch.cat([getattr(p, k).cpu() for p in parts])
+                                for k in ("x_adv", "success", "steps", "queries", "adv_logits", "clean_logits")))
+        sub_success = torch.cat([p.extras["substitute_success"].cpu() for p in parts])
+        subs = []
+        for i in range(0, len(x_test), args.batch_size):
+            with torch.no_grad():
+                subs.append(substitute(x_test[i:i + args.batch_size].to(args.device)).argmax(1).cpu())
+        clean_ok = result.clean_logits.argmax(1) == y_test
+        fooled = result.success & clean_ok
+        row = {
+            "target": name,
+            "substitute_mode": args.substitute_mode,
+            "training_queries": queries,
+            "attack_queries": int(result.queries.sum()),
+            "substitute_train_s": round(train_s, 2),
+            "target_clean_acc": clean_ok.float().mean().item(),
+            "substitute_clean_acc": (torch.cat(subs) == y_test).float().mean().item(),
+            "substitute_agreement": (torch.cat(subs) == result.clean_logits.argmax(1)).float().mean().item(),
+            "white_box_success_on_substitute": sub_success.float().mean().item(),
+            "transfer_success": result.success.float().mean().item(),
+            "transfer_success_on_correct": (fooled.sum() / clean_ok.sum().clamp(min=1)).item(),
+            "target_robust_acc": (~result.success).float().mean().item(),
+            "max_linf": (result.x_adv - x_test).abs().flatten(1).amax(1).max().item(),
+        }
+        rows.append(row)
+        print(f"{name}: {args.substitute_mode} substitute ({queries} training queries, agreement "
+              f"{row['substitute_agreement']:.3f}); {args.attack} eps={args.eps}: transfer success "
+              f"{row['transfer_success']:.3f} (on correctly classified {row['transfer_success_on_correct']:.3f}), "
+              f"target robust acc {row['target_robust_acc']:.3f}")
+    settings_out = {k: v for k, v in vars(args).items() if k not in ("handler", "func")}
+    atomic_write_json(out / "summary.json", {"settings": settings_out, "results": rows})
+    transfer_plot(out / "transfer.png", rows, f"{args.attack.upper()} eps={args.eps} from a {args.substitute_arch} "
+                  f"substitute ({args.substitute_mode})")
+    print(f"wrote {out}/summary.json, {out}/transfer.png")
+    return 0
+
+
+def transfer_plot(path: Path, rows: list[dict[str, Any]], title: str) -> Path:
+    """Bars per target: white-box success on the substitute and transfer success on the target."""
+    from alva.report.figures import _save, plt
+
+    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(rows), 3.2))
+    pos = torch.arange(len(rows)).float()
+    for offset, key, label in ((-0.2, "white_box_success_on_substitute", "white-box on substitute"),
+                               (0.2, "transfer_success", "transfer to target")):
+        values = [r[key] for r in rows]
+        bars = ax.bar((pos + offset).tolist(), values, width=0.4, label=label)
+        ax.bar_label(bars, labels=[f"{v:.2f}" for v in values], fontsize=8)
+    ax.set_xticks(pos.tolist(), [r["target"] for r in rows])
+    ax.set_ylim(0, 1.35)
+    ax.set_ylabel("attack success rate")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8, loc="upper center", ncol=2)
+    return _save(fig, path)
