@@ -13,6 +13,7 @@ from alva.cli import (
     eval_cmd,
     fakeclass_cmd,
     gan_cmd,
+    genattack_cmd,
     label_cmd,
     report_cmd,
     sparse_cmd,
@@ -27,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"alva {__import__('alva').__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (demo_cmd, train_cmd, gan_cmd, attack_cmd, eval_cmd, label_cmd, alva_cmd, zoo_cmd, sparse_cmd,
-                   fakeclass_cmd, transfer_cmd, detect_cmd, report_cmd):
+                   fakeclass_cmd, transfer_cmd, detect_cmd, report_cmd, genattack_cmd):
         module.register(commands)
     return parser
 

@@ -1,0 +1,307 @@
+"""Generator attacks: a trained network makes the adversarial example in one forward pass.
+
+- :class:`AdvGANAttack` (Xiao et al. 2018, "Generating Adversarial Examples with Adversarial Networks"): a
+  perturbation generator ``g`` maps an image (and, when targeted, a target class) to a perturbation;
+  ``x_adv = clip(x + eps * tanh(g(x)))``, then projected once more onto the L-inf ball of radius ``eps`` around
+  ``x`` and the pixel bounds, so the bound holds by construction and by projection. Train ``g`` with
+  :func:`alva.training.advgan.train_advgan`. It is an :class:`~alva.attacks.base.Attack`: build with the model
+  and the generator, call on ``(x, y)``.
+- :class:`UnrestrictedGeneratorAttack`: an adversarial conditional generator ``G_adv(z, y)`` (AT-GAN, Wang et al.
+  2019; the seed's approaches 1 and 2, see :mod:`alva.training.atgan`) makes new images of class ``y`` that
+  should fool the classifier. Like :class:`~alva.attacks.alva.ALVA` it takes latent vectors, and an
+  independent oracle classifier judges validity: does the image still show class ``y``?
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+from safetensors.torch import save as save_safetensors
+from torch import nn
+
+from alva.attacks.base import Attack, AttackResult, attack_mode
+from alva.attacks.errors import AttackInputError, check_label_range
+from alva.attacks.losses import as_attack_loss
+from alva.models.generative import is_conditional
+from alva.tracking.files import atomic_write_bytes, atomic_write_json
+
+PERTURBATION_KIND = "perturbation-generator"
+
+__all__ = ["AdvGANAttack", "GeneratorAttackResult", "PerturbationGenerator", "UnrestrictedGeneratorAttack",
+           "advgan_summary", "generator_attack_summary", "load_perturbation_generator", "save_perturbation_generator"]
+
+
+class PerturbationGenerator(nn.Module):
+    """AdvGAN's generator, small: an encoder (two stride-2 convolutions), two residual blocks and a decoder
+    (two transposed convolutions) from a ``C x H x W`` image (H, W divisible by 4) to an unbounded ``C x H x W``
+    map; :class:`AdvGANAttack` bounds it with ``eps * tanh``.
+
+    With ``num_classes > 0`` it is targeted: the one-hot target class enters as extra constant input channels.
+    """
+
+    architecture = "advgan-conv"
+
+    def __init__(self, channels: int = 1, width: int = 32, num_classes: int = 0) -> None:
+        super().__init__()
+        self.channels, self.width, self.num_classes = int(channels), int(width), int(num_classes)
+        w = self.width
+        self.encode = nn.Sequential(
+            nn.Conv2d(self.channels + self.num_classes, w, 3, padding=1), nn.InstanceNorm2d(w), nn.ReLU(),
+            nn.Conv2d(w, 2 * w, 4, stride=2, padding=1), nn.InstanceNorm2d(2 * w), nn.ReLU(),
+            nn.Conv2d(2 * w, 4 * w, 4, stride=2, padding=1), nn.InstanceNorm2d(4 * w), nn.ReLU(),
+        )
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(4 * w, 4 * w, 3, padding=1), nn.InstanceNorm2d(4 * w), nn.ReLU(),
+                          nn.Conv2d(4 * w, 4 * w, 3, padding=1), nn.InstanceNorm2d(4 * w))
+            for _ in range(2))
+        self.decode = nn.Sequential(
+            nn.ConvTranspose2d(4 * w, 2 * w, 4, stride=2, padding=1), nn.InstanceNorm2d(2 * w), nn.ReLU(),
+            nn.ConvTranspose2d(2 * w, w, 4, stride=2, padding=1), nn.InstanceNorm2d(w), nn.ReLU(),
+            nn.Conv2d(w, self.channels, 3, padding=1),
+        )
+
+    @property
+    def targeted(self) -> bool:
+        return self.num_classes > 0
+
+    def forward(self, x: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
+        if self.targeted:
+            if target is None:
+                raise AttackInputError("this perturbation generator is targeted: it needs target classes")
+            onehot = torch.nn.functional.one_hot(target.long(), self.num_classes).to(x.dtype)
+            x = torch.cat([x, onehot[:, :, None, None].expand(-1, -1, *x.shape[2:])], dim=1)
+        h = self.encode(x)
+        for block in self.blocks:
+            h = h + block(h)
+        return self.decode(h)
+
+    def spec(self) -> dict[str, Any]:
+        return {"architecture": self.architecture, "channels": self.channels, "width": self.width,
+                "num_classes": self.num_classes}
+
+
+def save_perturbation_generator(generator: PerturbationGenerator, card: dict[str, Any],
+                                path: str | os.PathLike) -> Path:
+    """Write ``path`` (``.safetensors`` with the card in its header) and the card beside it (``.json``)."""
+    full = {"kind": PERTURBATION_KIND, **generator.spec(), **card}
+    path = Path(path).with_suffix(".safetensors")
+    tensors = {k: v.detach().cpu().contiguous() for k, v in generator.state_dict().items()}
+    atomic_write_bytes(path, save_safetensors(tensors, metadata={"alva_card": json.dumps(full)}))
+    atomic_write_json(path.with_suffix(".json"), full)
+    return path
+
+
+def load_perturbation_generator(path: str | os.PathLike, *, device: str | torch.device = "cpu"
+                                ) -> PerturbationGenerator:
+    """A perturbation generator in eval mode from a ``.safetensors`` file or a run folder; never unpickles.
+
+    The card (eps, target model, settings) is ``generator.card``.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "generator.safetensors"
+    if not path.exists():
+        raise FileNotFoundError(f"no perturbation generator at {path}")
+    raw = path.read_bytes()
+    header = json.loads(raw[8:8 + int.from_bytes(raw[:8], "little")]).get("__metadata__", {})
+    card = json.loads(header.get("alva_card", "{}"))
+    if card.get("kind") != PERTURBATION_KIND:
+        raise ValueError(f"{path} is not a perturbation generator (card kind {card.get('kind')!r})")
+    generator = PerturbationGenerator(int(card["channels"]), int(card["width"]), int(card["num_classes"]))
+    generator.load_state_dict(load_file(str(path), device="cpu"), strict=True)
+    generator.card = card
+    return generator.to(device).eval()
+
+
+def bounded_perturbation(generator: nn.Module, x: torch.Tensor, eps: float, bounds: tuple[float, float],
+                         target: torch.Tensor | None = None) -> torch.Tensor:
+    """``x_adv = clip(x + eps * tanh(g(x)))`` projected onto the eps L-inf ball and the bounds (differentiable
+    through the tanh; the projection only removes rounding). NaN outputs count as 0."""
+    lo, hi = bounds
+    raw = generator(x, target) if target is not None else generator(x)
+    raw = torch.nan_to_num(raw, nan=0.0)
+    x_adv = (x + eps * torch.tanh(raw)).clamp(lo, hi)
+    return project_linf(x_adv, x, eps, bounds)
+
+
+def project_linf(x_adv: torch.Tensor, x: torch.Tensor, eps: float, bounds: tuple[float, float]) -> torch.Tensor:
+    lo, hi = bounds
+    return torch.min(torch.max(x_adv, x - eps), x + eps).clamp(lo, hi)
+
+
+class AdvGANAttack(Attack):
+    """AdvGAN (Xiao et al. 2018): one forward pass of a trained perturbation generator.
+
+    Args:
+        model: the classifier under attack (the one the generator was trained against, or another one to
+            measure transfer).
+        perturbation_generator: a :class:`PerturbationGenerator` (``load_perturbation_generator(run_folder)``).
+        eps: the L-inf bound; ``None`` takes it from the generator's card. Enforced: ``|x_adv - x| <= eps``
+            and ``x_adv`` within ``bounds`` for every sample.
+        target: ``None`` (untargeted) or ``"random"`` / ``"least-likely"`` for a targeted generator; a target
+            tensor passed to ``__call__`` overrides it.
+        batch_size: images per generator forward pass.
+
+    The result counts one query per sample: the target model's forward pass on ``x_adv`` that checks success
+    (making ``x_adv`` needs none). ``steps`` is 1: one generator pass.
+    """
+
+    def __init__(self, model: nn.Module, perturbation_generator: nn.Module, eps: float | None = None, *,
+                 target: str | None = None, loss: str = "margin", bounds: tuple[float, float] = (0.0, 1.0),
+                 seed: int | None = None, batch_size: int = 1000) -> None:
+        super().__init__(model, loss=loss, target=target, bounds=bounds, seed=seed)
+        if not isinstance(perturbation_generator, nn.Module):
+            raise AttackInputError("perturbation_generator must be a torch.nn.Module")
+        if eps is None:
+            eps = getattr(perturbation_generator, "card", {}).get("eps")
+            if eps is None:
+                raise AttackInputError("eps is not given and the generator has no card with eps")
+        if not 0 <= eps < float("inf"):
+            raise AttackInputError(f"eps must be >= 0 and finite, got {eps}")
+        self.generator = perturbation_generator
+        self.eps = float(eps)
+        self.batch_size = int(batch_size)
+        self.targeted_generator = bool(getattr(perturbation_generator, "targeted", False))
+        if target is not None and not self.targeted_generator:
+            raise AttackInputError("target= needs a targeted perturbation generator (trained with targeted=True)")
+
+    def run(self, x, y, target, clean_logits, generator) -> AttackResult:
+        if (target is not None) != self.targeted_generator:
+            raise AttackInputError("a targeted generator needs targets and an untargeted one takes none")
+        with attack_mode(self.generator), torch.no_grad():
+            parts = []
+            for i in range(0, len(x), self.batch_size):
+                t = None if target is None else target[i:i + self.batch_size]
+                parts.append(bounded_perturbation(self.generator, x[i:i + self.batch_size], self.eps, self.bounds, t))
+            x_adv = torch.cat(parts)
+            adv_logits = self.model(x_adv)
+        n = len(x)
+        ones = torch.ones(n, dtype=torch.long, device=x.device)
+        return AttackResult(x_adv, self.loss.success(adv_logits, y, target), ones, ones.clone(), adv_logits,
+                            clean_logits, target)
+
+
+@dataclass
+class GeneratorAttackResult:
+    """z: latent vectors; y: the class of each sample; x: ``G(z, y)`` of the reference generator (None without
+    one); x_adv: ``G_adv(z, y)``. success: the classifier is fooled (or hits ``target``); valid: the oracle labels
+    ``x_adv`` as ``y`` (None without an oracle). queries: classifier forward passes per sample (1)."""
+
+    z: torch.Tensor
+    y: torch.Tensor
+    x: torch.Tensor | None
+    x_adv: torch.Tensor
+    success: torch.Tensor
+    valid: torch.Tensor | None
+    queries: torch.Tensor
+    adv_logits: torch.Tensor
+    target: torch.Tensor | None = None
+    oracle_pred: torch.Tensor | None = None
+
+    @property
+    def valid_adversarial(self) -> torch.Tensor:
+        """Fooled the classifier and still of class y for the oracle."""
+        if self.valid is None:
+            raise ValueError("validity needs an oracle: build the attack with oracle=")
+        return self.success & self.valid
+
+    def __len__(self) -> int:
+        return len(self.z)
+
+
+class UnrestrictedGeneratorAttack:
+    """Unrestricted adversarial examples from an adversarial conditional generator: ``x_adv = G_adv(z, y)``.
+
+    Args:
+        generator: ``G_adv``, a conditional generator (``G(z, y)``) fine-tuned to fool ``classifier``
+            (:func:`alva.training.atgan.finetune_atgan`, or :func:`~alva.training.atgan.approach1`).
+        classifier: the model under attack.
+        oracle: an independent classifier that judges validity (``mnist/mlp`` in alva's figures).
+        reference: the original generator ``G``, to return ``G(z, y)`` beside ``G_adv(z, y)`` (optional).
+        batch_size: samples per forward pass.
+    """
+
+    def __init__(self, generator: nn.Module, classifier: nn.Module, *, oracle: nn.Module | None = None,
+                 reference: nn.Module | None = None, loss: str = "margin", batch_size: int = 1000) -> None:
+        if not is_conditional(generator):
+            raise AttackInputError("UnrestrictedGeneratorAttack needs a conditional generator G_adv(z, y)")
+        self.generator, self.classifier, self.oracle, self.reference = generator, classifier, oracle, reference
+        self.loss = as_attack_loss(loss)
+        self.batch_size = int(batch_size)
+
+    def sample(self, n: int, seed: int = 0, target: torch.Tensor | None = None) -> GeneratorAttackResult:
+        """Attack ``n`` seeded draws of ``(z, y)`` (the same draws as :func:`alva.evaluation.generative.generate`)."""
+        z = self.generator.get_noise(n, seed=seed)
+        y = self.generator.get_labels(n, seed=seed + 1)
+        return self(z, y, target)
+
+    def __call__(self, z: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None) -> GeneratorAttackResult:
+        if not isinstance(z, torch.Tensor) or not z.is_floating_point() or z.ndim < 2 or len(z) == 0:
+            raise AttackInputError("z must be a non-empty floating-point batch of latent vectors")
+        if not isinstance(y, torch.Tensor) or y.shape != (len(z),):
+            raise AttackInputError(f"y must be a tensor of {len(z)} class labels")
+        y = self.loss.check_labels(y.to(z.device), None)
+        check_label_range(y, self.generator.num_classes, "labels")
+        models = [m for m in (self.generator, self.classifier, self.oracle, self.reference) if m is not None]
+        with contextlib.ExitStack() as stack:
+            for model in models:
+                stack.enter_context(attack_mode(model))
+            stack.enter_context(torch.no_grad())
+            xs, xs_adv, logits, preds = [], [], [], []
+            for zb, yb in zip(z.split(self.batch_size), y.split(self.batch_size), strict=True):
+                xb_adv = self.generator(zb, yb)
+                xs_adv.append(xb_adv)
+                logits.append(self.classifier(xb_adv))
+                if self.oracle is not None:
+                    preds.append(self.oracle(xb_adv).argmax(1))
+                if self.reference is not None:
+                    xs.append(self.reference(zb, yb))
+            adv_logits = torch.cat(logits)
+            if target is not None:
+                target = self.loss.check_targets(target, y, adv_logits.shape[1])
+            oracle_pred = torch.cat(preds) if preds else None
+            valid = None if oracle_pred is None else oracle_pred == y
+            ones = torch.ones(len(z), dtype=torch.long, device=z.device)
+            return GeneratorAttackResult(z.detach(), y, torch.cat(xs) if xs else None, torch.cat(xs_adv),
+                                         self.loss.success(adv_logits, y, target), valid, ones, adv_logits, target,
+                                         oracle_pred)
+
+
+def generator_attack_summary(result: GeneratorAttackResult) -> dict[str, float]:
+    """Success, validity, valid adversarial rate and, with a reference generator, mean pixel distances."""
+    summary: dict[str, float] = {"n": len(result), "success": result.success.float().mean().item()}
+    if result.valid is not None:
+        summary["validity"] = result.valid.float().mean().item()
+        summary["valid_adversarial"] = result.valid_adversarial.float().mean().item()
+    if result.x is not None:
+        dx = (result.x_adv - result.x).flatten(1)
+        summary["pixel_linf"] = dx.abs().amax(1).mean().item()
+        summary["pixel_l2"] = dx.norm(dim=1).mean().item()
+    return summary
+
+
+def advgan_summary(result: AttackResult, x: torch.Tensor, y: torch.Tensor, oracle: nn.Module | None = None
+                   ) -> dict[str, float]:
+    """Success (all samples, and among clean-correct ones), the perturbation's size and, with an oracle,
+    validity: the share of ``x_adv`` that the oracle still labels ``y``, and of valid successes."""
+    clean_ok = result.clean_logits.argmax(1) == y
+    delta = (result.x_adv - x).flatten(1)
+    summary: dict[str, float] = {
+        "n": len(x), "clean_acc": clean_ok.float().mean().item(), "success": result.success_rate,
+        "success_clean_correct": result.success[clean_ok].float().mean().item() if clean_ok.any() else 0.0,
+        "linf_max": delta.abs().amax().item(), "l2_mean": delta.norm(dim=1).mean().item(),
+        "queries_per_sample": result.queries.float().mean().item(),
+    }
+    if oracle is not None:
+        with torch.no_grad():
+            valid = oracle(result.x_adv).argmax(1) == y
+        summary["validity"] = valid.float().mean().item()
+        summary["valid_adversarial"] = (valid & result.success).float().mean().item()
+    return summary
