@@ -9,7 +9,7 @@ from alva.data import fixed_subset
 from alva.evaluation.accuracy import accuracy
 from alva.models import card, load
 
-ROBUST = ["mnist/cnn-small-pgd", "mnist/cnn-small-fast"]
+ROBUST = ["mnist/cnn-small-pgd", "mnist/cnn-small-fast", "mnist/cnn-wide-pgd"]
 
 
 @pytest.mark.parametrize("name", ROBUST)

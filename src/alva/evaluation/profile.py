@@ -10,6 +10,8 @@ writes ``profile.json``, ``profile.md`` (one table row per model) and ``accuracy
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -69,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(prog="python -m alva.evaluation.profile", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("models", nargs="+", help="zoo names or weights files")
+    p.add_argument("models", nargs="*", help="zoo names or weights files")
+    p.add_argument("--plot", nargs="+", metavar="PROFILE_JSON", default=None,
+                   help="only draw the accuracy-against-eps figure of earlier runs' profile.json files to --out")
     p.add_argument("--n", type=int, default=1000, help="test images (a fixed stratified subset, seed 0)")
     p.add_argument("--eps", type=float, default=0.3)
     p.add_argument("--restarts", type=int, default=10)
@@ -78,6 +82,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--update-cards", action="store_true", help="write the figures into each model's card")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
+    if args.plot:
+        curves = {}
+        for path in args.plot:
+            curves.update({n: q["accuracy_vs_eps"] for n, q in json.loads(Path(path).read_text()).items()})
+        print(eps_curve_plot(args.out, curves, title="PGD-20 accuracy against eps (L-inf)"))
+        return 0
+    if not args.models:
+        p.error("name at least one model (or --plot PROFILE_JSON ...)")
     x, y = fixed_subset(*load_mnist("test"), args.n, seed=0)
     out = Path(args.out)
     profiles, rows = {}, []
@@ -94,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"{profile['rubbish']['rubbish_rate']:.1%} | {profile['train_time_s'] or '-'} |")
         atomic_write_json(out / "profile.json", profiles)
         if args.update_cards:
-            update_card(name, profile)
+            update_card(name, {**profile, "measured_by": "python -m alva.evaluation.profile " + " ".join(
+                argv if argv is not None else sys.argv[1:])})
     header = (f"Test images: {args.n} (stratified, seed 0); L-inf eps {args.eps}.\n\n"
               f"| model | clean | FGSM | PGD-50 x {args.restarts} restarts | strong evaluation | "
               "rubbish rate | training s |\n|---|---:|---:|---:|---:|---:|---:|")
