@@ -74,8 +74,9 @@ def register(commands) -> None:
     ft.set_defaults(handler=run_atgan_finetune)
 
     a1 = gsub.add_parser("approach1", help="the seed's approach 1: a fresh generator against a trained critic")
-    a1.add_argument("--critic", default="runs/gan/acwgan-gp-v2/checkpoint.safetensors",
-                    help="train_gan checkpoint holding the trained critic")
+    a1.add_argument("--critic", default=None,
+                    help="train_gan checkpoint holding the trained critic (default: the critic shipped with "
+                         "mnist/acwgan-gp)")
     a1.add_argument("--adv-weight", type=float, default=1.0)
     _add_atgan(a1)
     a1.set_defaults(handler=run_atgan_approach1)
@@ -255,9 +256,10 @@ def run_atgan_finetune(args: argparse.Namespace) -> int:
 
 def run_atgan_approach1(args: argparse.Namespace) -> int:
     from alva.models import load, load_generator
-    from alva.training.atgan import approach1, load_critic
+    from alva.training.atgan import SHIPPED_CRITIC, approach1, load_critic
     from alva.training.classifier import current_command
 
+    args.critic = args.critic or str(SHIPPED_CRITIC)
     if not Path(args.critic).exists():
         raise FileNotFoundError(f"no critic checkpoint at {args.critic}: train one with alva gan train --out DIR "
                                 "and pass --critic DIR/checkpoint.safetensors")

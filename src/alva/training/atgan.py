@@ -187,8 +187,13 @@ def approach1(critic: ACCritic, target: nn.Module, settings: ATGANSettings | Non
     return generator, history
 
 
-def load_critic(path: str | Path, num_classes: int = 10) -> ACCritic:
-    """The critic of a :func:`alva.training.gan.train_gan` checkpoint (key ``"critic"``), frozen, in eval mode."""
+# The critic trained beside the shipped ``mnist/acwgan-gp`` (its train_gan checkpoint, critic only).
+SHIPPED_CRITIC = Path(__file__).resolve().parents[1] / "models" / "critics" / "mnist-acwgan-gp.safetensors"
+
+
+def load_critic(path: str | Path = SHIPPED_CRITIC, num_classes: int = 10) -> ACCritic:
+    """The critic of a :func:`alva.training.gan.train_gan` checkpoint (key ``"critic"``), frozen, in eval mode;
+    by default the one trained beside the shipped ``mnist/acwgan-gp``."""
     critic = ACCritic(num_classes)
     critic.load_state_dict(load_checkpoint(path)["critic"])
     return critic.eval().requires_grad_(False)
