@@ -8,7 +8,24 @@ from __future__ import annotations
 import pytest
 import torch
 
+import alva.models
 from alva.data import fixed_subset, load_mnist
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Every test module runs torch on one thread, restored after: the models and batches here are too small to
+    gain from more, and on a busy machine competing intra-op threads make them many times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def cnn_small() -> torch.nn.Module:
+    """The shipped ``mnist/cnn-small`` in eval mode (shared: do not change its mode or flags)."""
+    return alva.models.load("mnist/cnn-small")
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""Fixtures for the attack tests: a small real MNIST batch and the shipped classifiers.
+"""Fixtures for the attack tests: a small real MNIST batch and the shipped softmax model (``cnn_small`` is in
+the root conftest).
 
 Shared objects: never modify the tensors in place, and never change a shared model (tests that
 change a model's mode or flags load their own copy with ``load_zoo``).
@@ -20,12 +21,6 @@ def attack_batch(mnist_test) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @pytest.fixture(scope="session")
-def cnn_small() -> torch.nn.Module:
-    """The shipped ``mnist/cnn-small`` in eval mode (shared: do not change its mode or flags)."""
-    return alva.models.load("mnist/cnn-small")
-
-
-@pytest.fixture(scope="session")
 def softmax_model() -> torch.nn.Module:
     """The shipped ``mnist/softmax`` in eval mode (shared: do not change its mode or flags)."""
     return alva.models.load("mnist/softmax")
@@ -36,12 +31,3 @@ def load_zoo():
     """A fresh copy of a shipped model, for tests that change its mode or flags."""
     return alva.models.load
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Attack tests use small batches, for which one thread is as fast as two; with one thread they do not
-    slow down badly when other processes compete for the cores. Restored after each module."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

@@ -9,7 +9,6 @@ import pytest
 import torch
 from torch import nn
 
-import alva.models
 from alva.data import fixed_subset
 from alva.evaluation.sanity import (
     SanityWarning,
@@ -25,17 +24,6 @@ from alva.evaluation.strong import strong_evaluation
 SMALL = {"apgd-ce": {"steps": 10}, "apgd-t": {"steps": 5, "n_target_classes": 3}, "square": {"n_queries": 300}}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def cnn_small() -> nn.Module:
-    return alva.models.load("mnist/cnn-small")
 
 
 @pytest.fixture(scope="module")

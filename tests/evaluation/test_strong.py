@@ -9,7 +9,6 @@ import math
 import pytest
 import torch
 
-import alva.models
 from alva.cli.main import main
 from alva.data import fixed_subset
 from alva.evaluation.strong import MEMBERS, STANDARD, StrongEvaluation, strong_evaluation
@@ -19,17 +18,6 @@ SMALL = {"apgd-ce": {"steps": 15}, "apgd-t": {"steps": 10, "n_target_classes": 3
          "square": {"n_queries": 150}}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def cnn_small() -> torch.nn.Module:
-    return alva.models.load("mnist/cnn-small")
 
 
 @pytest.fixture(scope="module")

@@ -15,11 +15,6 @@ from alva.training.advgan import AdvGANSettings, train_advgan
 from alva.training.atgan import ATGANSettings, approach1, finetune_atgan, frechet_loss, load_critic
 
 
-@pytest.fixture(scope="module")
-def cnn_small():
-    return alva.models.load("mnist/cnn-small")
-
-
 def test_trained_advgan_beats_chance(cnn_small, train_subset, test_subset):
     x, y = train_subset[0][:1000], train_subset[1][:1000]
     generator, history = train_advgan(cnn_small, (x, y), 0.3, AdvGANSettings(epochs=1, batch_size=50, width=16),
