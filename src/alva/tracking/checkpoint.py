@@ -79,3 +79,12 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if "alva_state" not in metadata:
         raise ValueError(f"{path} is a safetensors file but not an alva checkpoint (no 'alva_state' metadata)")
     return unflatten_state(json.loads(metadata["alva_state"]), tensors)
+
+
+def check_same_settings(where: str | os.PathLike, saved: dict[str, Any], now: dict[str, Any],
+                        may_change: tuple[str, ...] = ()) -> None:
+    """Refuse to resume the run at ``where`` when a setting other than ``may_change`` differs from the saved one:
+    a :class:`ValueError` that lists each change as ``(saved, now)``."""
+    changed = {k: (saved.get(k), v) for k, v in now.items() if k not in may_change and saved.get(k) != v}
+    if changed:
+        raise ValueError(f"cannot resume {where}: settings differ from the saved run (saved, now): {changed}")

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from alva.attacks.base import attack_mode
 from alva.attacks.generator_attacks import PerturbationGenerator, bounded_perturbation, save_perturbation_generator
 from alva.data.loaders import make_loader
-from alva.tracking.checkpoint import load_checkpoint, save_checkpoint
+from alva.tracking.checkpoint import check_same_settings, load_checkpoint, save_checkpoint
 from alva.tracking.files import atomic_write_bytes
 from alva.tracking.logger import MetricsLogger
 from alva.training.gan import grid_png
@@ -171,9 +171,7 @@ def train_advgan(target_model: nn.Module, data: tuple[torch.Tensor, torch.Tensor
 def _restore(checkpoint: Path, generator, discriminator, opt_g, opt_d, recorded: dict[str, Any]) -> tuple[int, float]:
     state = load_checkpoint(checkpoint)
     saved = state["settings"]
-    changed = {k: (saved.get(k), v) for k, v in recorded.items() if k != "epochs" and saved.get(k) != v}
-    if changed:
-        raise ValueError(f"cannot resume {checkpoint}: settings differ from the saved run (saved, now): {changed}")
+    check_same_settings(checkpoint, saved, recorded, may_change=("epochs",))
     generator.load_state_dict(state["generator"])
     discriminator.load_state_dict(state["discriminator"])
     opt_g.load_state_dict(state["optimizer_generator"])

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from alva.attacks.base import attack_mode
 from alva.models.gan import ACCritic, ACGenerator, save_generator
-from alva.tracking.checkpoint import load_checkpoint, save_checkpoint
+from alva.tracking.checkpoint import check_same_settings, load_checkpoint, save_checkpoint
 from alva.tracking.files import atomic_write_bytes
 from alva.tracking.logger import MetricsLogger
 from alva.training.advgan import adversarial_margin
@@ -210,10 +210,7 @@ def _train(generator: nn.Module, loss_fn, frozen: list[nn.Module], settings: ATG
             raise ValueError("resume=True needs out=, the folder of the run to continue")
         if checkpoint.exists():
             state = load_checkpoint(checkpoint)
-            changed = {k: (state["settings"].get(k), v) for k, v in recorded.items()
-                       if k != "epochs" and state["settings"].get(k) != v}
-            if changed:
-                raise ValueError(f"cannot resume {checkpoint}: settings differ (saved, now): {changed}")
+            check_same_settings(checkpoint, state["settings"], recorded, may_change=("epochs",))
             generator.load_state_dict(state["generator"])
             optimizer.load_state_dict(state["optimizer"])
             start_epoch, elapsed = int(state["epochs_done"]), float(state.get("train_time_s", 0.0))

@@ -79,7 +79,7 @@ from alva.data import fixed_subset, load_mnist
 from alva.evaluation.accuracy import accuracy, predict_logits
 from alva.models import create, zoo
 from alva.report.fakeclass import fakeclass_metrics_plot, image_rows_grid
-from alva.tracking.checkpoint import load_checkpoint, save_checkpoint
+from alva.tracking.checkpoint import check_same_settings, load_checkpoint, save_checkpoint
 from alva.tracking.files import atomic_write_bytes, atomic_write_json
 from alva.tracking.logger import MetricsLogger
 from alva.training.loop import TrainSettings, fit
@@ -626,9 +626,7 @@ def _resumable(state: dict[str, Any], settings: FakeClassSettings, out: Path) ->
     """The saved run ``state`` to continue with ``settings``: they must be the same but for ``rounds``, which
     may grow (a run stopped at its round limit goes on from there: its last generation becomes a round)."""
     saved, now = state["settings"], asdict(settings)
-    changed = {k: (saved.get(k), v) for k, v in now.items() if saved.get(k) != v and k != "rounds"}
-    if changed:
-        raise ValueError(f"cannot resume {out}: settings differ from the saved run (saved, now): {changed}")
+    check_same_settings(out, saved, now, may_change=("rounds",))
     trained = sum(1 for r in state["rounds"] if not r.get("final"))
     if settings.rounds < trained:
         raise ValueError(f"cannot resume {out} with rounds={settings.rounds}: it has trained {trained} rounds")

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from alva.data.loaders import make_loader
 from alva.models.gan import ACCritic, ACGenerator, Generator
-from alva.tracking.checkpoint import load_checkpoint, save_checkpoint
+from alva.tracking.checkpoint import check_same_settings, load_checkpoint, save_checkpoint
 from alva.tracking.files import atomic_write_bytes
 from alva.tracking.logger import MetricsLogger
 from alva.training.loop import TrainingDiverged, epoch_seed
@@ -217,9 +217,7 @@ def train_gan(generator: nn.Module, critic: nn.Module, train_data: tuple[torch.T
 def _restore(checkpoint: Path, generator, critic, opt_g, opt_d, settings: GanSettings) -> tuple[int, float]:
     state = load_checkpoint(checkpoint)
     saved = state["settings"]
-    changed = {k: (saved.get(k), v) for k, v in asdict(settings).items() if k != "epochs" and saved.get(k) != v}
-    if changed:
-        raise ValueError(f"cannot resume {checkpoint}: settings differ from the saved run (saved, now): {changed}")
+    check_same_settings(checkpoint, saved, asdict(settings), may_change=("epochs",))
     generator.load_state_dict(state["generator"])
     critic.load_state_dict(state["critic"])
     opt_g.load_state_dict(state["optimizer_generator"])
