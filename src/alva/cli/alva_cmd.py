@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from alva import distributed
 from alva.cli.common import add_common
 from alva.data import fixed_subset, load_mnist
 from alva.models import load, load_generator
@@ -61,10 +62,14 @@ def register(commands) -> None:
 
 
 def run_generate(args: argparse.Namespace) -> int:
+    # Under torchrun each process generates its share of the chunks and rank 0 merges them.
+    args.device = distributed.init_from_env(args.device)
     oracle = load(args.oracle, device=args.device) if args.oracle else None
     summary = generate_dataset(load_generator(args.generator, device=args.device),
                                load(args.classifier, device=args.device), oracle, args.out,
                                _generation(args, args.keep), device=args.device, progress=not args.no_progress)
+    if not distributed.is_main():
+        return 0
     print(", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items()))
     print(f"wrote {args.out}/dataset.safetensors, summary.json, grid.png")
     return 0

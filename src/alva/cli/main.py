@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from alva import distributed
 from alva.cli import (
     alva_cmd,
     attack_cmd,
@@ -47,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"alva {args.command}: error: {err}", file=sys.stderr)
         return 2
+    finally:
+        distributed.shutdown()  # leave the process group of a torchrun run, if any
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import safetensors.torch
 import torch
 from tqdm.auto import tqdm
 
+from alva import distributed
 from alva.attacks.base import AttackResult
 from alva.attacks.differential_evolution import STRATEGIES, DifferentialEvolution
 from alva.attacks.sparse import OPTIMIZERS, SparseConfident, pixel_l0, sparse_summary
@@ -129,6 +130,8 @@ def run_sparse(args: argparse.Namespace) -> int:
     if args.n_per_class < 1:
         raise ValueError(f"--n-per-class must be >= 1, got {args.n_per_class}")
     _set_threads(args)
+    # Under torchrun each process generates the images of its share of the classes; rank 0 writes them all.
+    args.device = distributed.init_from_env(args.device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     model = load(args.model, device=args.device)
@@ -143,7 +146,11 @@ def run_sparse(args: argparse.Namespace) -> int:
     else:
         attack = _de(model, args, confidence=args.confidence)
     parts = []
-    bar = tqdm(classes, desc=f"sparse ({args.method})", disable=args.no_progress, dynamic_ncols=True)
+    # Each call of generate re-seeds the attack (seed=args.seed), so a class's images do not depend on which
+    # process makes them or in which order: the sharded result equals the single-process one.
+    mine = [classes[i] for i in distributed.shard_indices(len(classes), distributed.rank(), distributed.world_size())]
+    bar = tqdm(mine, desc=f"sparse ({args.method})", disable=args.no_progress or not distributed.is_main(),
+               dynamic_ncols=True)
     for c in bar:
         targets = torch.full((args.n_per_class,), c, dtype=torch.long, device=args.device)
         part = attack.generate(targets, shape)
@@ -151,6 +158,12 @@ def run_sparse(args: argparse.Namespace) -> int:
             part.success &= pixel_l0(part.x_adv, attack.bounds[0], args.zero_tol) <= args.max_pixels
         parts.append(part)
         bar.set_postfix(success=f"{torch.cat([p.success.float() for p in parts]).mean().item():.2f}")
+    if distributed.is_initialized():
+        shares = distributed.all_gather_objects([(c, _concat([p])) for c, p in zip(mine, parts, strict=True)])
+        made = dict(pair for share in shares for pair in share)
+        parts = [made[c] for c in classes]
+        if not distributed.is_main():
+            return 0
     result = _concat(parts)
     result.extras["zero_tol"] = args.zero_tol
     summary = sparse_summary(result)

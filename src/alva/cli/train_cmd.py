@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from alva import distributed
 from alva.cli.common import add_common
 from alva.models import ARCHITECTURES, zoo
 from alva.training import OBJECTIVES, ClassifierRun, TrainSettings, train_classifier
@@ -92,6 +93,8 @@ def objective_settings(args: argparse.Namespace, objective: str) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Under torchrun: join the process group (gloo on CPU, NCCL on GPUs); a plain run is left as it is.
+    args.device = distributed.init_from_env(args.device)
     settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
                              momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule,
                              seed=args.seed, monitor=args.monitor, patience=args.patience)
@@ -101,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
                         objective_settings=chosen, train_size=args.train_size, test_size=args.test_size,
                         device=args.device, data_root=args.data_root, dataset=args.dataset)
     train_classifier(job, resume=args.resume, progress=not args.no_progress)
+    if not distributed.is_main():
+        return 0
     info = zoo.card(args.out)
     if info["task"] == "multilabel":
         print(f"test mAP {info['clean_test_map']:.4f}, exact match {info['clean_test_accuracy']:.4f}, "

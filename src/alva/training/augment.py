@@ -19,6 +19,7 @@ from safetensors.torch import save as save_safetensors
 from torch import nn
 from tqdm.auto import tqdm
 
+from alva import distributed
 from alva.attacks.alva import ALVA, ALVAResult, alva_summary
 from alva.evaluation.robustness import Batch
 from alva.models.generative import is_conditional
@@ -73,7 +74,10 @@ def generate_dataset(generator: nn.Module, classifier: nn.Module, oracle: nn.Mod
                      settings: GenerationSettings, *, device: str = "cpu", progress: bool = True
                      ) -> dict[str, Any]:
     """Write ``out/dataset.safetensors`` (``x``: the kept ``G(z')``, ``y``: their classes) and
-    ``out/summary.json``; finished chunks in ``out/chunks/`` are reused on a rerun."""
+    ``out/summary.json``; finished chunks in ``out/chunks/`` are reused on a rerun.
+
+    Under ``torchrun`` rank ``r`` of ``N`` generates chunks ``r, r + N, ...`` only; since a chunk depends only on
+    ``(seed, chunk index)``, rank 0's merge after a barrier gives exactly the single-process data set."""
     if settings.keep == "valid" and oracle is None:
         raise ValueError("keep='valid' needs an oracle classifier to judge validity")
     out = Path(out)
@@ -83,10 +87,13 @@ def generate_dataset(generator: nn.Module, classifier: nn.Module, oracle: nn.Mod
     config_path = out / "config.json"
     if config_path.exists() and json.loads(config_path.read_text()) != config:
         raise ValueError(f"{out} holds a generation with other settings ({config_path}); use a new --out")
-    atomic_write_json(config_path, config)
+    if distributed.is_main():
+        atomic_write_json(config_path, config)
     attack = ALVA(generator, classifier, eps=settings.eps, steps=settings.steps, norm=settings.norm, oracle=oracle)
     count = math.ceil(settings.n / settings.chunk_size)
-    for index in tqdm(range(count), desc="ALVA chunks", disable=not progress, dynamic_ncols=True):
+    mine = distributed.shard_indices(count, distributed.rank(), distributed.world_size())
+    for index in tqdm(mine, desc="ALVA chunks", disable=not (progress and distributed.is_main()),
+                      dynamic_ncols=True):
         path = chunks / f"chunk-{index:05d}.safetensors"
         if path.exists():
             continue
@@ -100,7 +107,11 @@ def generate_dataset(generator: nn.Module, classifier: nn.Module, oracle: nn.Mod
             _grid(out / "grid.png", result, classifier)
         atomic_write_bytes(path, save_safetensors({k: v.detach().cpu().clone() for k, v in tensors.items()},
                                                   metadata={"summary": json.dumps(stats)}))
-    return _merge(out, count)
+    distributed.barrier()  # every chunk written
+    if distributed.is_main():
+        summary = _merge(out, count)
+    distributed.barrier()  # the data set written
+    return summary if distributed.is_main() else json.loads((out / "summary.json").read_text())
 
 
 def _grid(path: Path, result: ALVAResult, classifier: nn.Module) -> None:

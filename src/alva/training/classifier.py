@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 import alva
+from alva import distributed
 from alva.data import fixed_subset, load_mnist, make_multilabel_mnist
 from alva.models import create, zoo
 from alva.tracking.files import atomic_write_json
@@ -118,7 +119,8 @@ def train_classifier(run: ClassifierRun, *, resume: bool = False, progress: bool
     config = {"model": run.model, "dataset": run.dataset, "objective": objective.describe(),
               "train_size": run.train_size, "test_size": run.test_size, "data_seed": run.data_seed,
               "settings": asdict(run.settings)}
-    atomic_write_json(out / "config.json", config)
+    if distributed.is_main():
+        atomic_write_json(out / "config.json", config)
     command = command or current_command()
     data_sha256 = zoo.tensor_sha256(x_train, y_train)
 

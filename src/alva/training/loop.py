@@ -15,10 +15,12 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from alva import distributed
 from alva.data.loaders import make_loader
-from alva.tracking.checkpoint import load_checkpoint, save_checkpoint
+from alva.tracking.checkpoint import check_same_settings, load_checkpoint, save_checkpoint
 from alva.tracking.logger import MetricsLogger
 from alva.training.objectives import Objective, Standard
 
@@ -101,12 +103,22 @@ def fit(model: nn.Module, train_data: tuple[torch.Tensor, torch.Tensor], setting
     ``out/metrics.jsonl`` and TensorBoard (``out/tb``); ``resume=True`` continues from the last
     finished epoch and ends with the same weights as an uninterrupted run. Batches, dropout and
     random starts depend only on ``(settings.seed, epoch)``.
+
+    Under ``torchrun`` (a process group initialised, see :mod:`alva.distributed`) the training steps run through
+    :class:`~torch.nn.parallel.DistributedDataParallel`: every rank draws the same shuffled global batch of
+    ``settings.batch_size`` and trains on its own contiguous part of it, so the all-reduced gradient is that of
+    the whole batch; only rank 0 writes checkpoints, logs and calls ``on_epoch_end``, the others wait.
     """
     objective = objective or Standard()
     x_train, y_train = train_data
     model.to(device)
     optimizer = make_optimizer(model, settings)
     steps_per_epoch = math.ceil(len(x_train) / settings.batch_size)
+    world, rank = distributed.world_size(), distributed.rank()
+    smallest = len(x_train) % settings.batch_size or settings.batch_size
+    if distributed.is_initialized() and min(smallest, len(x_train)) < world:
+        raise ValueError(f"every batch needs at least one sample per process: the smallest batch has {smallest} "
+                         f"samples for {world} processes; change --batch-size or the training size")
     total_steps = settings.epochs * steps_per_epoch
     checkpoint = Path(out) / CHECKPOINT if out is not None else None
 
@@ -117,20 +129,25 @@ def fit(model: nn.Module, train_data: tuple[torch.Tensor, torch.Tensor], setting
         if checkpoint.exists():
             start_epoch, best, stopped = _restore(checkpoint, model, optimizer, objective, settings)
     # Records are logged at step epoch + 1: keep those of the finished epochs, drop any of later ones.
-    logger = MetricsLogger(out, resume_step=start_epoch + 1 if resume else None) if out is not None else None
+    main = distributed.is_main()
+    logger = (MetricsLogger(out, resume_step=start_epoch + 1 if resume else None)
+              if out is not None and main else None)
     guarded = hasattr(objective, "check")
+    # The training steps go through DDP (gradients all-reduced); evaluation, checks and saving use ``model``.
+    trained = _DistributedModel(model) if distributed.is_initialized() else model
 
     history: list[dict[str, Any]] = []
     try:
         for epoch in range(start_epoch, settings.epochs):
             if stopped:
                 break
-            torch.manual_seed(epoch_seed(settings.seed, epoch))
+            # One stream per rank for dropout and random starts; rank 0 (and a single process) as before.
+            torch.manual_seed(epoch_seed(settings.seed, epoch) + rank)
             objective.start_epoch(epoch, settings.epochs)
             before = _snapshot(model, optimizer) if guarded else None
             started = time.perf_counter()
-            train_stats = _train_epoch(model, optimizer, objective, x_train, y_train, settings, epoch,
-                                       steps_per_epoch, total_steps, device, progress)
+            train_stats = _train_epoch(trained, optimizer, objective, x_train, y_train, settings, epoch,
+                                       steps_per_epoch, total_steps, device, progress and main)
             record: dict[str, Any] = {
                 "epoch": epoch + 1,
                 "lr": learning_rate(settings, (epoch + 1) * steps_per_epoch - 1, total_steps),
@@ -161,7 +178,7 @@ def fit(model: nn.Module, train_data: tuple[torch.Tensor, torch.Tensor], setting
             history.append(record)
             if logger is not None:
                 logger.log(epoch + 1, record)
-            if checkpoint is not None:
+            if checkpoint is not None and main:
                 save_checkpoint(checkpoint, {
                     "epochs_done": epoch + 1,
                     "stopped": stopped,
@@ -172,16 +189,29 @@ def fit(model: nn.Module, train_data: tuple[torch.Tensor, torch.Tensor], setting
                     "optimizer": optimizer.state_dict(),
                     **({"best": best} if best is not None else {}),
                 })
-            if on_epoch_end is not None:
+            if on_epoch_end is not None and main:
                 on_epoch_end(epoch + 1, record)
+            distributed.barrier()
     finally:
         if logger is not None:
             logger.close()
     if best is not None and best["epoch"] != (history[-1]["epoch"] if history else None):
         model.load_state_dict(best["model"])
-        if on_epoch_end is not None:
+        if on_epoch_end is not None and main:
             on_epoch_end(best["epoch"], best["record"])
+        distributed.barrier()
     return history
+
+
+class _DistributedModel(DistributedDataParallel):
+    """DDP for the training forward passes only: a call in eval mode (the attacks inside adversarial objectives
+    run under :func:`alva.attacks.base.attack_mode`) or without autograd goes straight to the wrapped module, so
+    only the forward pass of the loss is synchronised and its gradients all-reduced."""
+
+    def forward(self, *args, **kwargs):
+        if not self.training or not torch.is_grad_enabled():
+            return self.module(*args, **kwargs)
+        return super().forward(*args, **kwargs)
 
 
 def _snapshot(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
@@ -206,9 +236,7 @@ def _restore(checkpoint: Path, model: nn.Module, optimizer: torch.optim.Optimize
              settings: TrainSettings) -> tuple[int, dict[str, Any] | None, bool]:
     state = load_checkpoint(checkpoint)
     saved = state["settings"]
-    changed = {k: (saved.get(k), v) for k, v in asdict(settings).items() if saved.get(k) != v}
-    if changed:
-        raise ValueError(f"cannot resume {checkpoint}: settings differ from the saved run (saved, now): {changed}")
+    check_same_settings(checkpoint, saved, asdict(settings))
     if state["objective"] != objective.describe():
         raise ValueError(f"cannot resume {checkpoint}: objective {objective.describe()} differs from the "
                          f"saved {state['objective']}")
@@ -229,7 +257,12 @@ def _train_epoch(model, optimizer, objective, x_train, y_train, settings, epoch,
     seen = 0
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{settings.epochs}", disable=not progress, leave=False,
                dynamic_ncols=True)
+    world = distributed.world_size() if isinstance(model, DistributedDataParallel) else 1
     for i, (xb, yb) in enumerate(bar):
+        if world > 1:
+            # This rank's contiguous part of the global batch; every rank drew the same batch.
+            whole = len(xb)
+            xb, yb = xb.tensor_split(world)[distributed.rank()], yb.tensor_split(world)[distributed.rank()]
         xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(settings, epoch * steps_per_epoch + i, total_steps)
@@ -237,6 +270,9 @@ def _train_epoch(model, optimizer, objective, x_train, y_train, settings, epoch,
         if not torch.isfinite(loss):
             raise TrainingDiverged(f"loss is {loss.item()} at epoch {epoch + 1}, batch {i + 1}: lower the lr")
         optimizer.zero_grad(set_to_none=True)
+        if world > 1 and len(xb) * world != whole:
+            # DDP averages over ranks: weigh unequal parts so that the result is the mean over the whole batch.
+            loss = loss * (len(xb) * world / whole)
         loss.backward()
         optimizer.step()
         n = len(xb)
@@ -244,4 +280,10 @@ def _train_epoch(model, optimizer, objective, x_train, y_train, settings, epoch,
         for k, v in metrics.items():
             totals[k] = totals.get(k, 0.0) + v * n
         bar.set_postfix({k: f"{v / seen:.4f}" for k, v in totals.items()}, refresh=False)
+    if world > 1:
+        keys = sorted(totals)
+        summed = torch.tensor([totals[k] for k in keys] + [seen], dtype=torch.float64,
+                              device=next(model.parameters()).device)
+        torch.distributed.all_reduce(summed)
+        totals, seen = dict(zip(keys, summed[:-1].tolist(), strict=True)), summed[-1].item()
     return {k: v / seen for k, v in totals.items()}
