@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -60,22 +61,40 @@ def test_zoo_lists_the_shipped_models(capsys):
 
 
 def test_demo_runs_and_a_rerun_skips_finished_parts(tmp_path, capsys):
+    from alva.demo import PARTS
+
     out = tmp_path / "demo"
-    argv = ["demo", "--out", str(out), "--epochs", "2", "--train-size", "2000", "--n", "50", "--no-progress"]
+    argv = ["demo", "--out", str(out), "--epochs", "2", "--train-size", "2000", "--n", "50", "--quick",
+            "--no-progress"]
     assert main(argv) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["clean_test_acc"] > 0.7
     assert summary["attacks"]["pgd"]["robust_acc"] <= summary["attacks"]["fgsm"]["robust_acc"]
     assert summary["softmax_fgsm_eps_0.25"]["adv_error"] >= 0.995
-    for picture in ("eps_curve.png", "fgsm/grid.png", "pgd/grid.png", "softmax-fgsm/grid.png"):
-        assert (out / picture).stat().st_size > 1000
+    assert [r["part"] for r in summary["capabilities"]] == list(PARTS)
+    pictures = {"train": [], "converge": ["rounds.png"], "label-flip": ["flips.png"],
+                "fgsm": ["grid.png", "eps_curve.png"], "pgd": ["grid.png", "eps_curve.png"]}
+    for part in PARTS:
+        assert (out / part / "result.json").exists(), part
+        for picture in pictures.get(part, ["grid.png"]):
+            assert (out / part / picture).stat().st_size > 1000, (part, picture)
+    assert (out / "eps_curve.png").stat().st_size > 1000
+    strong = json.loads((out / "strong-eval" / "result.json").read_text())
+    assert strong["model"] == "mnist/cnn-small-pgd" and strong["robust_acc"] > 0.5
+    rows = {r["attack"]: r for r in json.loads((out / "label-flip" / "result.json").read_text())["rows"]}
+    assert rows["single-label"]["collateral"] < rows["naive PGD"]["collateral"]
     report = (out / "report.html").read_text()
-    assert report.count("<img") >= 4 and 'id="pgd"' in report
+    sections = dict(re.findall(r'<section[^>]*id="([^"]+)"(.*?)</section>', report, flags=re.S))
+    for part in PARTS:
+        assert part in sections, part
+        assert "<img" in sections[part], part
+    assert "every capability in one run" in report
     capsys.readouterr()
     (out / "pgd" / "result.json").unlink()  # as if the demo had been stopped during the PGD part
     assert main(argv) == 0
     log = capsys.readouterr().out
     assert "[train] already done" in log and "[fgsm] already done" in log and "[pgd] running" in log
+    assert "[adv-train] already done" in log and "[strong-eval] already done" in log
 
 
 def test_attack_label_compares_naive_and_single_label(tmp_path):

@@ -244,6 +244,13 @@ def _demo_summary(section: Section, data: Mapping[str, Any]) -> None:
         f"Trained a small CNN (cnn-small) on MNIST: clean test accuracy {fmt(data.get('clean_test_acc'))}. "
         f"Attacked {fmt(n)} test images with {', '.join(a.upper() for a in attacks)} at L-inf eps 0.3 and swept "
         "eps; the sub-sections below show each part with its image grid.")
+    capabilities = [r for r in data.get("capabilities") or [] if isinstance(r, Mapping)]
+    if capabilities:  # the demo's row per part (capability), each part with its own section below
+        if data.get("quick"):
+            section.text.append("Run with --quick: tiny budgets, a smoke test; the figures are not results.")
+        columns = ("part", "capability", "model", "result")
+        section.tables.append(Table("every capability in one run (a section per part below)", list(columns),
+                                    [[r.get(c) for c in columns] for r in capabilities]))
     columns = ("clean_acc", "robust_acc", "success_rate", "confidence_misclassified")
     rows = [[name.upper(), r.get("n"), *[r.get(c) for c in columns]] for name, r in attacks.items()
             if isinstance(r, Mapping)]
