@@ -1,4 +1,4 @@
-"""The ``alva`` command: ``alva train``, ``alva attack``, ``alva demo``, ``alva zoo``."""
+"""The ``alva`` command and its subcommands (``alva --help`` lists them)."""
 
 from __future__ import annotations
 
@@ -24,8 +24,33 @@ from alva.cli import (
 )
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps descriptions as written and names each option's default, unless its help already does."""
+
+    def _format_action(self, action: argparse.Action) -> str:
+        if action.help is None and action.option_strings and action.default not in (None, False, argparse.SUPPRESS):
+            action.help = "default: %(default)s"
+        return super()._format_action(action)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text.lower() or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose help names the defaults; its sub-parsers are of the same kind."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        if kwargs["formatter_class"] is argparse.RawDescriptionHelpFormatter:
+            kwargs["formatter_class"] = HelpFormatter
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="alva", description="Adversarial machine learning for PyTorch.")
+    parser = Parser(prog="alva", description="Adversarial machine learning for PyTorch.")
     parser.add_argument("--version", action="version", version=f"alva {__import__('alva').__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (demo_cmd, train_cmd, gan_cmd, attack_cmd, eval_cmd, label_cmd, alva_cmd, zoo_cmd, sparse_cmd,
