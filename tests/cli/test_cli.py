@@ -119,3 +119,13 @@ def test_alva_generate_and_converge_on_the_shipped_generator(tmp_path):
     history = json.loads((rounds / "rounds.json").read_text())
     assert [h["round"] for h in history] == [0, 1] and "metrics" in history[-1]
     assert (rounds / "rounds.png").exists()
+
+
+@pytest.mark.parametrize("command", [["train"], ["gan", "train"], ["alva", "generate"], ["eval"], ["sparse"]])
+def test_help_names_the_defaults(command, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main([*command, "--help"])
+    assert stop.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "default: " in text and "default: %(default)s" not in text
+    assert text.count("default") >= 5
