@@ -77,6 +77,12 @@ from alva.attacks import FGSM, PGD
 from alva.attacks.differential_evolution import DifferentialEvolution
 from alva.data import fixed_subset, load_mnist
 
+# The floor PGD loop and the query-counting wrapper of the sibling benchmarks (this folder is on sys.path when a
+# benchmark runs as a script).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from attack_speed import floor_pgd  # noqa: E402
+from one_pixel import Counting  # noqa: E402
+
 MODEL = "mnist/cnn-small"
 SEED = 0
 LIBRARIES = ("alva", "torchattacks", "art", "foolbox")
@@ -84,19 +90,6 @@ ATTACKS = ("FGSM", "PGD", "one-pixel")
 
 # A method takes (x, y) and returns the adversarial images (a float tensor like x).
 Method = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-class Counting(nn.Module):
-    """The model, counting the images it is given (queries of the one-pixel attacks)."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-        self.images = 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.images += len(x)
-        return self.model(x)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -161,21 +154,6 @@ def floor_fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -
     x_in = x.clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(F.cross_entropy(model(x_in), y, reduction="sum"), x_in)
     return x.add(grad.sign_(), alpha=eps).clamp_(0.0, 1.0)
-
-
-def floor_pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: float, steps: int
-              ) -> torch.Tensor:
-    """The minimal L-inf PGD loop of attack_speed.py: uniform random start, signed steps, in-place projection."""
-    generator = torch.Generator().manual_seed(SEED)
-    noise = torch.rand(x.shape, generator=generator, dtype=x.dtype).mul_(2 * eps).sub_(eps)
-    x_adv = (x + noise).clamp_(0.0, 1.0)
-    lower, upper = (x - eps).clamp_(min=0.0), (x + eps).clamp_(max=1.0)
-    for _ in range(steps):
-        x_adv.requires_grad_(True)
-        loss = F.cross_entropy(model(x_adv), y, reduction="sum")
-        (grad,) = torch.autograd.grad(loss, x_adv)
-        x_adv = x_adv.detach().add_(grad.sign_(), alpha=alpha).clamp_(lower, upper)
-    return x_adv
 
 
 def forward_floor(model: nn.Module, x: torch.Tensor, chunk: int, repeats: int = 5,
