@@ -15,22 +15,19 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
-from safetensors.torch import save as save_safetensors
 from torch import nn
 
 from alva.attacks.base import Attack, AttackResult, attack_mode
 from alva.attacks.errors import AttackInputError, check_label_range
 from alva.attacks.losses import as_attack_loss
 from alva.models.generative import is_conditional
-from alva.tracking.files import atomic_write_bytes, atomic_write_json
+from alva.models.zoo import _stored_card, read_weights, write_weights
 
 PERTURBATION_KIND = "perturbation-generator"
 
@@ -90,12 +87,7 @@ class PerturbationGenerator(nn.Module):
 def save_perturbation_generator(generator: PerturbationGenerator, card: dict[str, Any],
                                 path: str | os.PathLike) -> Path:
     """Write ``path`` (``.safetensors`` with the card in its header) and the card beside it (``.json``)."""
-    full = {"kind": PERTURBATION_KIND, **generator.spec(), **card}
-    path = Path(path).with_suffix(".safetensors")
-    tensors = {k: v.detach().cpu().contiguous() for k, v in generator.state_dict().items()}
-    atomic_write_bytes(path, save_safetensors(tensors, metadata={"alva_card": json.dumps(full)}))
-    atomic_write_json(path.with_suffix(".json"), full)
-    return path
+    return write_weights(generator, {"kind": PERTURBATION_KIND, **generator.spec(), **card}, path)
 
 
 def load_perturbation_generator(path: str | os.PathLike, *, device: str | torch.device = "cpu"
@@ -109,13 +101,11 @@ def load_perturbation_generator(path: str | os.PathLike, *, device: str | torch.
         path = path / "generator.safetensors"
     if not path.exists():
         raise FileNotFoundError(f"no perturbation generator at {path}")
-    raw = path.read_bytes()
-    header = json.loads(raw[8:8 + int.from_bytes(raw[:8], "little")]).get("__metadata__", {})
-    card = json.loads(header.get("alva_card", "{}"))
+    card = _stored_card(path)
     if card.get("kind") != PERTURBATION_KIND:
         raise ValueError(f"{path} is not a perturbation generator (card kind {card.get('kind')!r})")
     generator = PerturbationGenerator(int(card["channels"]), int(card["width"]), int(card["num_classes"]))
-    generator.load_state_dict(load_file(str(path), device="cpu"), strict=True)
+    generator.load_state_dict(read_weights(path), strict=True)
     generator.card = card
     return generator.to(device).eval()
 

@@ -11,19 +11,15 @@ never unpickles.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
-from safetensors.torch import save as save_safetensors
 from torch import nn
 
 from alva.models.generative import ConditionalGenerativeModel, GenerativeModel
-from alva.models.zoo import _stored_card, resolve
-from alva.tracking.files import atomic_write_bytes, atomic_write_json
+from alva.models.zoo import _stored_card, read_weights, resolve, write_weights
 
 GENERATOR_KIND = "generator"
 
@@ -122,12 +118,7 @@ def save_generator(generator: Generator | ACGenerator, card: dict[str, Any], pat
 
     The card gets ``kind: "generator"`` and the generator's architecture spec.
     """
-    full = {"kind": GENERATOR_KIND, **generator.spec(), **card}
-    path = Path(path).with_suffix(".safetensors")
-    tensors = {k: v.detach().cpu().contiguous() for k, v in generator.state_dict().items()}
-    atomic_write_bytes(path, save_safetensors(tensors, metadata={"alva_card": json.dumps(full)}))
-    atomic_write_json(path.with_suffix(".json"), full)
-    return path
+    return write_weights(generator, {"kind": GENERATOR_KIND, **generator.spec(), **card}, path)
 
 
 def load_generator(name_or_path: str | os.PathLike, *, device: str | torch.device = "cpu"
@@ -145,10 +136,6 @@ def load_generator(name_or_path: str | os.PathLike, *, device: str | torch.devic
         raise ValueError(f"{path} is not a generator (card kind {info.get('kind', 'classifier')!r}); "
                          "use alva.models.load for classifiers")
     generator = build_generator(info)
-    try:
-        weights = load_file(str(path), device="cpu")
-    except Exception as err:
-        raise ValueError(f"{path} is not a valid safetensors file ({err}); alva never unpickles weights") from err
-    generator.load_state_dict(weights, strict=True)
+    generator.load_state_dict(read_weights(path), strict=True)
     generator.card = info
     return generator.to(device).eval()

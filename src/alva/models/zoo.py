@@ -58,11 +58,25 @@ def save(model: nn.Module, card: dict[str, Any], path: str | os.PathLike) -> Pat
         raise ValueError(f"card lacks {missing}")
     if card.get("task", "multiclass") not in TASKS:
         raise ValueError(f"card task {card['task']!r} is not one of {TASKS}")
+    return write_weights(model, card, path)
+
+
+def write_weights(module: nn.Module, card: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write ``module``'s weights to ``path`` (``.safetensors``, ``card`` embedded in its header) and the card
+    beside it (``.json``), both atomically: how every model, generator and attack network of alva is stored."""
     path = Path(path).with_suffix(".safetensors")
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     atomic_write_bytes(path, save_safetensors(tensors, metadata={"alva_card": json.dumps(card)}))
     atomic_write_json(path.with_suffix(".json"), card)
     return path
+
+
+def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors weights file, on the CPU; a clear error for anything else (never unpickles)."""
+    try:
+        return load_file(str(path), device="cpu")
+    except Exception as err:  # safetensors raises its own error type for a file that is not safetensors
+        raise ValueError(f"{path} is not a valid safetensors file ({err}); alva never unpickles weights") from err
 
 
 def resolve(name_or_path: str | os.PathLike) -> Path:
@@ -118,10 +132,6 @@ def load(name_or_path: str | os.PathLike, *, device: str | torch.device = "cpu")
                          "alva.models.load_generator")
     model = create(info["architecture"], num_classes=info["num_classes"], in_shape=tuple(info["in_shape"]),
                    mean=tuple(info["mean"]), std=tuple(info["std"]))
-    try:
-        weights = load_file(str(path), device="cpu")
-    except Exception as err:  # safetensors raises its own error type for a file that is not safetensors
-        raise ValueError(f"{path} is not a valid safetensors file ({err}); alva never unpickles weights") from err
-    model.load_state_dict(weights, strict=True)
+    model.load_state_dict(read_weights(path), strict=True)
     model.card = info
     return model.to(device).eval()
