@@ -7,28 +7,13 @@ import math
 
 import pytest
 import torch
+from attack_helpers import accuracy, distance, predict
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
 from alva.attacks import APGD, PGD, APGDTargeted, AttackInputError, DLRLoss, dlr, dlr_targeted
 from alva.attacks.apgd import KeyedRandom, apgd_checkpoints
-
-ORDS = {"linf": math.inf, "l2": 2}
-
-
-def distance(norm: str, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return torch.linalg.vector_norm((a - b).reshape(len(a), -1).double(), ord=ORDS[norm], dim=1)
-
-
-def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        return model(x).argmax(1)
-
-
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    return (predict(model, x) == y).double().mean().item()
-
 
 # --- the step-size schedule and the loss -------------------------------------------------------------------
 

@@ -5,28 +5,12 @@ Accuracies are measured here with the model itself on the returned x_adv, not re
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
+from attack_helpers import accuracy, distance, predict
 from torch import nn
 
 from alva.attacks import FGSM, PGD, AttackResult, margin
-
-ORDS = {"linf": math.inf, "l2": 2}
-
-
-def distance(norm: str, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return torch.linalg.vector_norm((a - b).reshape(len(a), -1).double(), ord=ORDS[norm], dim=1)
-
-
-def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        return model(x).argmax(1)
-
-
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    return (predict(model, x) == y).double().mean().item()
 
 
 def assert_success_is_misclassification(model: nn.Module, res: AttackResult, y: torch.Tensor) -> None:

@@ -1,0 +1,24 @@
+"""Small measuring helpers shared by the attack tests (imported as ``from attack_helpers import ...``)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+ORDS = {"linf": math.inf, "l2": 2}
+
+
+def distance(norm: str, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-sample distance between two batches under ``norm``, in double precision."""
+    return torch.linalg.vector_norm((a - b).reshape(len(a), -1).double(), ord=ORDS[norm], dim=1)
+
+
+def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(x).argmax(1)
+
+
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    return (predict(model, x) == y).double().mean().item()
