@@ -86,14 +86,14 @@ class Adversarial(Objective):
 
     def evaluate(self, model, x, y):
         from alva.attacks.pgd import PGD
+        from alva.evaluation.robustness import run_attack
 
         figures = {"clean_acc": accuracy(model, x, y)}
         if self.eval_size and self.eps > 0:
-            xs, ys = x[: self.eval_size], y[: self.eval_size]
             attack = PGD(model, eps=self.eps, steps=self.eval_steps, norm=self.norm, seed=0)
-            robust = [(~attack(xb, yb).success).float().sum().item()
-                      for xb, yb in zip(xs.split(500), ys.split(500), strict=True)]
-            figures[f"pgd{self.eval_steps}_acc"] = sum(robust) / len(xs)
+            result = run_attack(attack, x[: self.eval_size], y[: self.eval_size], batch_size=500, progress=False,
+                                device=next(model.parameters()).device)
+            figures[f"pgd{self.eval_steps}_acc"] = (~result.success).float().mean().item()
         return figures
 
     def describe(self):
