@@ -28,6 +28,19 @@ def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> None:
         raise
 
 
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Write ``obj`` as indented JSON, atomically."""
+def atomic_write_json(path: str | os.PathLike, obj: Any, *, kind: str | None = None) -> None:
+    """Write ``obj`` as indented JSON, atomically.
+
+    ``kind`` names what the file holds (``"attack-summary"``, ``"strong-eval"``, ...); it is stored as the
+    object's first key ``"kind"`` so that readers (``alva report``) need not guess from the other keys.
+    """
+    if kind is not None:
+        if not isinstance(obj, dict):
+            raise TypeError(f"a JSON file with a kind must hold an object, got {type(obj).__name__}")
+        obj = {"kind": kind, **{k: v for k, v in obj.items() if k != "kind"}}
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def json_kind(obj: Any) -> str | None:
+    """The ``"kind"`` that :func:`atomic_write_json` stored in ``obj``, or None."""
+    return obj.get("kind") if isinstance(obj, dict) else None
