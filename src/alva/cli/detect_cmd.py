@@ -148,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
 
     summary = {"settings": {k: v for k, v in vars(args).items() if k not in ("handler", "func")},
                "threshold": threshold, "detector_train_s": round(train_s, 2), "rows": rows}
-    atomic_write_json(out / "summary.json", summary)
+    atomic_write_json(out / "summary.json", summary, kind="detector-summary")
     table = format_table(rows, args)
     atomic_write_bytes(out / "table.md", table.encode())
     print(table)

@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     summary: dict[str, Any] = {"model": args.model,
                                "arguments": {k: v for k, v in vars(args).items() if k != "handler"},
                                **result.to_dict()}
-    atomic_write_json(out / "result.json", summary)
+    atomic_write_json(out / "result.json", summary, kind="strong-eval")
     print(f"strong evaluation of {args.model}: {args.norm} eps={args.eps}, {result.n} test images, "
           f"version {args.version}")
     print(result.format_table())

@@ -20,11 +20,10 @@ from alva.cli.common import add_common
 from alva.data import fixed_subset, load_mnist
 from alva.evaluation import evaluate_attack
 from alva.models import load
-from alva.report import adversarial_grid
-from alva.report.figures import _save, _show, plt
+from alva.report import adversarial_grid, sparse_grid
 from alva.tracking import atomic_write_bytes, atomic_write_json
 
-__all__ = ["register", "run_one_pixel", "run_sparse", "sparse_grid"]
+__all__ = ["register", "run_one_pixel", "run_sparse"]
 
 
 def _add_de(p: argparse.ArgumentParser, pixels: int, popsize: int, generations: int, strategy: str) -> None:
@@ -168,7 +167,8 @@ def run_sparse(args: argparse.Namespace) -> int:
     result.extras["zero_tol"] = args.zero_tol
     summary = sparse_summary(result)
     settings = {k: v for k, v in vars(args).items() if k not in ("handler", "func")}
-    atomic_write_json(out / "result.json", {"model": args.model, "settings": settings, "summary": summary})
+    atomic_write_json(out / "result.json", {"model": args.model, "settings": settings, "summary": summary},
+                      kind="sparse-result")
     atomic_write_bytes(out / "images.safetensors", safetensors.torch.save(
         {"x": result.x_adv.contiguous(), "target": result.target, "success": result.success.to(torch.uint8)}))
     sparse_grid(out / "grid.png", result, title=f"{args.method} sparse images of {args.model}")
@@ -180,31 +180,6 @@ def run_sparse(args: argparse.Namespace) -> int:
                                                   for c, v in summary["per_class"].items()))
     print(f"wrote {out}/result.json, {out}/grid.png, {out}/images.safetensors")
     return 0
-
-
-def sparse_grid(path: str | Path, result: AttackResult, *, per_class: int = 8, title: str = "") -> Path:
-    """One row per target class, up to ``per_class`` images each, titled with target probability and L0."""
-    target = result.target.cpu()
-    classes = torch.unique(target).tolist()
-    cols = max(1, min(per_class, max(int((target == c).sum()) for c in classes)))
-    fig, axes = plt.subplots(len(classes), cols, figsize=(1.2 * cols, 1.35 * len(classes) + 0.4), squeeze=False,
-                             layout="constrained")
-    prob = result.adv_logits.cpu().softmax(1).gather(1, target[:, None]).squeeze(1)
-    l0 = pixel_l0(result.x_adv.cpu(), result.extras.get("low", 0.0), result.extras.get("zero_tol", 1e-3))
-    for row, c in enumerate(classes):
-        rows = (target == c).nonzero().squeeze(1).tolist()[:cols]
-        for col in range(cols):
-            ax = axes[row, col]
-            if col >= len(rows):
-                ax.axis("off")
-                continue
-            i = rows[col]
-            _show(ax, result.x_adv[i].cpu())
-            color = "black" if bool(result.success[i]) else "red"
-            ax.set_title(f"{c}: p={prob[i]:.2f} L0={int(l0[i])}", fontsize=6, color=color)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    return _save(fig, path)
 
 
 def run_one_pixel(args: argparse.Namespace) -> int:
@@ -219,7 +194,7 @@ def run_one_pixel(args: argparse.Namespace) -> int:
                                     progress=not args.no_progress)
     settings = {k: v for k, v in vars(args).items() if k not in ("handler", "func")}
     atomic_write_json(out / "summary.json", {"model": args.model, "settings": settings, "budget": attack.budget,
-                                             "report": report.to_dict()})
+                                             "report": report.to_dict()}, kind="attack-summary")
     adversarial_grid(out / "grid.png", batch, title=f"DE {args.pixels} pixel(s) ({args.strategy}) on {args.model}")
     print(format_report(report))
     print(f"  query budget {attack.budget} per image")
