@@ -58,5 +58,5 @@ def test_sparse_grid_shows_identical_images_once(tmp_path):
     same = distinct[::4].repeat_interleave(4, dim=0)  # two classes, four identical images each
     wide = mpimg.imread(sparse_grid(tmp_path / "distinct.png", _sparse_result(distinct, 4)))
     narrow = mpimg.imread(sparse_grid(tmp_path / "same.png", _sparse_result(same, 4)))
-    aspect = lambda image: image.shape[1] / image.shape[0]  # noqa: E731
-    assert aspect(wide) > 2.5 * aspect(narrow)  # four columns against one, two rows each
+    aspect = lambda image: image.shape[0] / image.shape[1]  # noqa: E731
+    assert aspect(wide) > 2.5 * aspect(narrow)  # a column per class: four images in it against one

@@ -19,7 +19,7 @@ from alva.attacks.sparse import pixel_l0  # noqa: E402
 from alva.results import Batch  # noqa: E402
 from alva.tracking.files import atomic_write_bytes  # noqa: E402
 
-__all__ = ["WRONG_BEFORE_COLOR", "adversarial_grid", "eps_curve_plot", "figure_png", "grouped_bars",
+__all__ = ["WRONG_BEFORE_COLOR", "adversarial_grid", "eps_curve_plot", "figure_png", "grouped_bars", "line_panels_png",
            "pick_examples", "plt", "save_figure", "show_image", "sparse_grid"]
 
 SUCCESS_COLOR = "red"  # the attack changed a correct prediction
@@ -104,18 +104,43 @@ def adversarial_grid(path: str | os.PathLike, batch: Batch, *, n: int = 10, titl
 
 def eps_curve_plot(path: str | os.PathLike, curves: Mapping[str, Sequence[Mapping[str, float]]], *,
                    metric: str = "robust_acc", title: str = "", x: str = "eps") -> Path:
-    """One line per attack: ``metric`` (default robust accuracy) against ``x`` (default eps)."""
+    """One line per attack: ``metric`` (default robust accuracy) against ``x`` (default eps). The y axis spans
+    [0, 1] when every value is a fraction, else it starts at 0 and fits the values (e.g. counts)."""
     fig, ax = plt.subplots(figsize=(5, 3.5))
+    values = [p[metric] for points in curves.values() for p in points]
     for label, points in curves.items():
         ax.plot([p[x] for p in points], [p[metric] for p in points], marker="o", label=label)
     ax.set_xlabel(x)
     ax.set_ylabel(metric.replace("_", " "))
-    ax.set_ylim(-0.02, 1.02)
+    if all(0 <= v <= 1 for v in values):
+        ax.set_ylim(-0.02, 1.02)
+    else:
+        ax.set_ylim(bottom=min(0.0, *values) - 0.02)
     ax.grid(alpha=0.3)
     ax.legend()
     if title:
         ax.set_title(title, fontsize=10)
     return save_figure(fig, path)
+
+
+def line_panels_png(panels: Sequence[tuple[str, Mapping[str, tuple[Sequence[float], Sequence[float]]]]], *,
+                    xlabel: str, title: str = "", rate_panels: Sequence[bool] = ()) -> bytes:
+    """PNG bytes of side-by-side line plots: ``panels`` is (y label, {line label: (xs, ys)}) per panel; a panel
+    marked in ``rate_panels`` has the y range [0, 1]."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.6), squeeze=False)
+    for i, (ylabel, lines) in enumerate(panels):
+        ax = axes[0, i]
+        for name, (xs, ys) in lines.items():
+            ax.plot(xs, ys, marker="o", markersize=3, label=name)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        if i < len(rate_panels) and rate_panels[i]:
+            ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return figure_png(fig, dpi=100)
 
 
 def _distinct(images: torch.Tensor, rows: list[int]) -> list[tuple[int, int]]:
@@ -132,24 +157,24 @@ def _distinct(images: torch.Tensor, rows: list[int]) -> list[tuple[int, int]]:
 
 
 def sparse_grid(path: str | os.PathLike, result: AttackResult, *, per_class: int = 8, title: str = "") -> Path:
-    """One row per target class of a sparse-image result (:class:`~alva.attacks.SparseConfident` or differential
-    evolution on a blank image) with its distinct images, up to ``per_class``, each titled with its target
-    probability and L0 (red: not a success); an image generated ``k > 1`` times identically says ``xk``."""
+    """One column per target class of a sparse-image result (:class:`~alva.attacks.SparseConfident` or
+    differential evolution on a blank image) with its distinct images, up to ``per_class``, each titled with its
+    target probability and L0 (red: not a success); an image generated ``k > 1`` times identically says ``xk``."""
     x, target, success = result.x_adv.detach().cpu(), result.target.cpu(), result.success.cpu()
     target_prob = result.adv_logits.detach().cpu().softmax(1).gather(1, target[:, None]).squeeze(1)
     l0 = pixel_l0(x, result.extras.get("low", 0.0), result.extras.get("zero_tol", 1e-3))
     classes = torch.unique(target).tolist()
     shown = {c: _distinct(x, (target == c).nonzero().squeeze(1).tolist())[:per_class] for c in classes}
-    cols = max(1, max(len(v) for v in shown.values()))
-    fig, axes = plt.subplots(len(classes), cols, figsize=(1.2 * cols + 0.3, 1.35 * len(classes) + 0.4),
+    rows = max(1, max(len(v) for v in shown.values()))
+    fig, axes = plt.subplots(rows, len(classes), figsize=(1.25 * len(classes) + 0.3, 1.35 * rows + 0.4),
                              squeeze=False, layout="constrained")
-    for row, c in enumerate(classes):
-        for col in range(cols):
+    for col, c in enumerate(classes):
+        for row in range(rows):
             ax = axes[row, col]
-            if col >= len(shown[c]):
+            if row >= len(shown[c]):
                 ax.axis("off")
                 continue
-            i, count = shown[c][col]
+            i, count = shown[c][row]
             show_image(ax, x[i])
             times = f" x{count}" if count > 1 else ""
             ax.set_title(f"{c}: p={target_prob[i]:.2f} L0={int(l0[i])}{times}", fontsize=6,
