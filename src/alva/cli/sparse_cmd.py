@@ -16,7 +16,7 @@ from alva.attacks.base import AttackResult
 from alva.attacks.differential_evolution import STRATEGIES, DifferentialEvolution
 from alva.attacks.sparse import OPTIMIZERS, SparseConfident, pixel_l0, sparse_summary
 from alva.cli.attack_cmd import format_report
-from alva.cli.common import add_common
+from alva.cli.common import add_common, paragraph
 from alva.data import fixed_subset, load_mnist
 from alva.evaluation import evaluate_attack
 from alva.models import load
@@ -24,6 +24,18 @@ from alva.report import adversarial_grid, sparse_grid
 from alva.tracking import atomic_write_bytes, atomic_write_json
 
 __all__ = ["register", "run_one_pixel", "run_sparse"]
+
+SPARSE_DESCRIPTION = paragraph("""
+Generate sparse images that the model assigns to each target class with probability >= --confidence using at most
+--max-pixels non-zero pixels: L1-penalised optimisation (--method l1, default) or differential evolution on k pixels
+of a blank image (--method de, black-box). Writes result.json (overall and per-class figures), grid.png and
+images.safetensors to --out.
+""")
+
+ONE_PIXEL_DESCRIPTION = paragraph("""
+Attack a model on a fixed subset of the MNIST test split with differential evolution on k pixels (Su et al. 2019),
+using only output probabilities. Writes summary.json and grid.png to --out.
+""")
 
 
 def _add_de(p: argparse.ArgumentParser, pixels: int, popsize: int, generations: int, strategy: str) -> None:
@@ -53,12 +65,7 @@ def _set_threads(args: argparse.Namespace) -> None:
 
 def register(commands) -> None:
     p = commands.add_parser("sparse", help="generate sparse images a classifier assigns to chosen classes",
-                            description="Generate sparse images that the model assigns to each target class with "
-                                        "probability >= --confidence using at most --max-pixels non-zero pixels: "
-                                        "L1-penalised optimisation (--method l1, default) or differential evolution "
-                                        "on k pixels of a blank image (--method de, black-box). Writes "
-                                        "result.json (overall and per-class figures), grid.png and "
-                                        "images.safetensors to --out.")
+                            description=SPARSE_DESCRIPTION)
     p.add_argument("--model", default="mnist/cnn-small", help="zoo name, weights file or run folder")
     p.add_argument("--target", default="all", help="'all' classes, or a class or comma-separated classes")
     p.add_argument("--n-per-class", type=int, default=10)
@@ -80,9 +87,7 @@ def register(commands) -> None:
     p.set_defaults(handler=run_sparse)
 
     q = commands.add_parser("one-pixel", help="k-pixel black-box attack by differential evolution",
-                            description="Attack a model on a fixed subset of the MNIST test split with differential "
-                                        "evolution on k pixels (Su et al. 2019), using only output probabilities. "
-                                        "Writes summary.json and grid.png to --out.")
+                            description=ONE_PIXEL_DESCRIPTION)
     q.add_argument("--model", default="mnist/cnn-small", help="zoo name, weights file or run folder")
     _add_de(q, 1, 400, 100, "rand1")
     q.add_argument("--loss", default="ce", choices=["ce", "margin"], help="the fitness DE minimises (its negative)")

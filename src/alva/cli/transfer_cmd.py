@@ -12,7 +12,7 @@ import torch
 
 from alva.attacks import FGSM, PGD, AttackResult
 from alva.attacks.transfer import MODES, TransferAttack, train_substitute
-from alva.cli.common import add_common
+from alva.cli.common import add_common, paragraph
 from alva.data import fixed_subset, load_mnist
 from alva.models import ARCHITECTURES, load
 from alva.report import grouped_bars
@@ -21,14 +21,16 @@ from alva.training.loop import TrainSettings
 
 __all__ = ["register", "run"]
 
+DESCRIPTION = paragraph("""
+Train a substitute classifier on the same data as the target (--substitute-mode same-data) or on training images
+labelled by querying the target (query-labels, at most --queries queries), attack the substitute white-box on MNIST
+test images and check the images on each target. Writes summary.json and transfer.png to --out.
+""")
+
 
 def register(commands) -> None:
     p = commands.add_parser("transfer", help="black-box transfer attack from a substitute model",
-                            description="Train a substitute classifier on the same data as the target "
-                                        "(--substitute-mode same-data) or on training images labelled by querying "
-                                        "the target (query-labels, at most --queries queries), attack the "
-                                        "substitute white-box on MNIST test images and check the images on each "
-                                        "target. Writes summary.json to --out.")
+                            description=DESCRIPTION)
     p.add_argument("--target", default="mnist/cnn-small",
                    help="zoo name, weights file or run folder; comma-separated for several targets")
     p.add_argument("--substitute-mode", default="query-labels", choices=MODES)

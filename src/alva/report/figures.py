@@ -40,7 +40,7 @@ def save_figure(fig, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
-_save = save_figure  # the old private name, kept until every caller uses save_figure
+_save = save_figure  # the name report.fakeclass calls it by
 
 
 def show_image(ax, image: torch.Tensor, **kwargs) -> None:

@@ -30,8 +30,11 @@ def card(section: Section, name: str, data: Mapping[str, Any], folder: Path) -> 
         section.command = str(data["command"])
     figures = flatten({k: v for k, v in data.items() if k not in ("command", "mean", "std", "data_sha256_of")})
     classes = data.get("num_classes")
+    if what == "perturbation generator" and classes == 0:  # its num_classes counts target-class input channels
+        figures["num_classes"] = "0 (untargeted: no target-class input)"
     section.text.append(f"{what.capitalize()} card ({name}): architecture {data.get('architecture', '?')}"
                         + (f", {classes} classes" if classes else "")
+                        + (f", attacks {data['target_model']}" if data.get("target_model") else "")
                         + (f", {data['epochs']} epochs" if data.get("epochs") else "") + ".")
     table = kv_table(f"{what} card", figures, settings=True)
     if table:
