@@ -56,7 +56,6 @@ class Section:
     images: list[Image] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     modified: float = 0.0
-    started: float = 0.0
 
     @property
     def empty(self) -> bool:

@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from alva.attacks.base import AttackResult  # noqa: E402
 from alva.attacks.sparse import pixel_l0  # noqa: E402
@@ -132,6 +133,8 @@ def line_panels_png(panels: Sequence[tuple[str, Mapping[str, tuple[Sequence[floa
         ax = axes[0, i]
         for name, (xs, ys) in lines.items():
             ax.plot(xs, ys, marker="o", markersize=3, label=name)
+        if all(float(x).is_integer() for xs, _ in lines.values() for x in xs):
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs, steps, rounds: no 1.5
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         if i < len(rate_panels) and rate_panels[i]:

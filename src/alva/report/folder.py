@@ -78,8 +78,8 @@ def folder_section(folder: str | os.PathLike, rel: str = ".") -> Section:
     section = Section(id="", title=folder.name if rel == "." else rel, path=rel)
     files = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
     section.files = [p.name + ("/" if p.is_dir() else "") for p in files if p.name != "report.html"]
-    times = [p.stat().st_mtime for p in files if p.is_file() and p.name != "report.html"]
-    section.modified, section.started = max(times, default=0.0), min(times, default=0.0)
+    section.modified = max((p.stat().st_mtime for p in files if p.is_file() and p.name != "report.html"),
+                           default=0.0)
     kinds = []
     for path in sorted((p for p in files if p.suffix == ".json" and p.is_file() and p.name not in SKIP_JSON),
                        key=_json_order):

@@ -8,17 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from alva.report.content import (
-    Section,
-    Table,
-    flatten,
-    fmt,
-    is_number,
-    kv_table,
-    label,
-    settings_text,
-    subsample,
-)
+from alva.report.content import Section, Table, flatten, fmt, is_number, kv_table, label, settings_text, subsample
 
 __all__ = ["attack_summary", "demo_summary", "generic", "profile", "sparse_result", "strong_eval"]
 
@@ -194,6 +184,6 @@ def generic(section: Section, name: str, data: Any, folder: Path) -> None:
             columns = list(dict.fromkeys(k for r in records for k in r))[:MAX_COLUMNS]
             rows = [[r.get(c) for c in columns] for r in subsample(records, MAX_ROWS)]
             section.tables.append(Table(f"{name}: {label(key)}", list(map(label, columns)), rows))
-    table = kv_table(f"{name}: figures", flatten(rest))
+    table = kv_table(f"{name}: figures", flatten(rest), settings=name.endswith("config.json"))
     if table:
         section.tables.append(table)
