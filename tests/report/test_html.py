@@ -351,3 +351,12 @@ def test_a_training_log_of_one_point_is_a_table_not_a_plot(tmp_path):
     assert not sections[0].images
     assert [t.caption for t in sections[0].tables] == ["metrics per epoch"]
     assert sections[0].tables[0].rows[0][0] == 1
+
+
+def test_an_untargeted_perturbation_generator_is_not_shown_with_zero_classes(tmp_path):
+    write(tmp_path / "run" / "generator.json", {"kind": "perturbation-generator", "architecture": "advgan-conv",
+                                                "num_classes": 0, "eps": 0.3, "target_model": "mnist/cnn-small"})
+    text, sections = build_report(tmp_path / "run")
+    assert sections[0].kind == "trained perturbation generator"
+    assert "0 (untargeted: no target-class input)" in Page(text).all_text
+    assert "0 classes" not in text and "attacks mnist/cnn-small" in text
