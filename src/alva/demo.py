@@ -15,6 +15,7 @@ go on from their own saved state), so stopping the demo loses at most the part u
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,11 +30,11 @@ from alva.attacks.multilabel import NaiveBCE, SingleLabelFlip
 from alva.data import fixed_subset, load_mnist
 from alva.data.multilabel import make_multilabel_mnist
 from alva.evaluation import eps_curve, evaluate_attack
-from alva.evaluation.label_flips import attack_one_label
-from alva.evaluation.robustness import Batch
+from alva.evaluation.label_flips import attack_one_label, flip_curves
 from alva.evaluation.strong import strong_evaluation
 from alva.models import card, load, load_generator
-from alva.report import adversarial_grid, eps_curve_plot
+from alva.report import adversarial_grid, eps_curve_plot, sparse_grid
+from alva.results import Batch
 from alva.tracking import atomic_write_json
 from alva.training import ClassifierRun, TrainSettings, train_classifier
 from alva.training.advgan import AdvGANSettings, train_advgan
@@ -45,6 +46,8 @@ EPS_VALUES = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
 
 def _part(out: Path, name: str, work: Callable[[Path], dict[str, Any]], log: Callable[[str], None]
           ) -> dict[str, Any]:
+    """Run one part into ``out/name`` unless its ``result.json`` exists; the result is written with the part's
+    kind (:data:`PART_KINDS`), so that ``alva report`` knows what it holds."""
     folder = out / name
     done = folder / "result.json"
     if done.exists():
@@ -55,7 +58,7 @@ def _part(out: Path, name: str, work: Callable[[Path], dict[str, Any]], log: Cal
     log(f"[{name}] running")
     result = work(folder)
     result["seconds"] = round(time.perf_counter() - started, 1)
-    atomic_write_json(done, result)
+    atomic_write_json(done, result, kind=PART_KINDS.get(name, "demo-part"))
     log(f"[{name}] done in {result['seconds']} s")
     return result
 
@@ -90,30 +93,43 @@ class Budgets:
 
 
 FULL = Budgets()
-QUICK = Budgets(strong_n=20, sparse_per_class=1, sparse_steps=30, de_n=20, de_popsize=20, de_generations=3,
+QUICK = Budgets(strong_n=20, sparse_per_class=2, sparse_steps=400, de_n=20, de_popsize=20, de_generations=3,
                 alva_n=60, converge_n=60, converge_n_eval=60, converge_train_size=500, advgan_train_size=300,
                 advgan_n_eval=50, label_n=30, label_eps=(0.1, 0.3), label_steps=5, adv_train_size=500, adv_epochs=1,
                 adv_eval_size=50)
 PARTS = ("train", "fgsm", "pgd", "softmax-fgsm", "strong-eval", "sparse", "de", "alva", "converge", "advgan",
          "label-flip", "adv-train")
+# What each part's result.json holds (its "kind"); the other parts are "demo-part": figures of their own.
+PART_KINDS = {"fgsm": "attack-summary", "pgd": "attack-summary", "softmax-fgsm": "attack-summary",
+              "de": "attack-summary", "strong-eval": "strong-eval", "sparse": "sparse-result"}
 
 
-def _batch(x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor, clean_logits: torch.Tensor,
-           adv_logits: torch.Tensor) -> Batch:
-    probs = adv_logits.softmax(1)
-    adv_pred = adv_logits.argmax(1)
-    return Batch(x.cpu(), x_adv.cpu(), y.cpu(), clean_logits.argmax(1).cpu(), adv_pred.cpu(), probs.amax(1).cpu(),
-                 (adv_pred != y).cpu())
+def demo_command(*, out: str | Path = "runs/demo", epochs: int = 2, n_eval: int = 1000, seed: int = 0,
+                 train_size: int | None = None, quick: bool = False, progress: bool = True,
+                 data_root: str | None = None, device: str = "cpu") -> str:
+    """The ``alva demo`` command line that runs the demo with these settings: the options that differ from the
+    defaults, as a user types them (``alva demo`` alone for the defaults)."""
+    options = {"--out": str(out), "--epochs": epochs, "--n": n_eval, "--seed": seed, "--train-size": train_size,
+               "--device": device, "--data-root": data_root}
+    defaults = {"--out": "runs/demo", "--epochs": 2, "--n": 1000, "--seed": 0, "--train-size": None,
+                "--device": "cpu", "--data-root": None}
+    words = ["alva", "demo"] + [f"{k} {shlex.quote(str(v))}" for k, v in options.items() if v != defaults[k]]
+    return " ".join(words + ["--quick"] * quick + ["--no-progress"] * (not progress))
 
 
 def run_demo(out: str | Path = "runs/demo", *, epochs: int = 2, n_eval: int = 1000, seed: int = 0,
              train_size: int | None = None, quick: bool = False,
              progress: bool = True, data_root: str | None = None, device: str = "cpu",
-             log: Callable[[str], None] = print) -> dict[str, Any]:
+             log: Callable[[str], None] = print, command: str | None = None) -> dict[str, Any]:
     """Run the demo into ``out`` and return its summary (also written to ``out/summary.json`` and ``.md``).
 
     ``quick`` runs the parts after ``softmax-fgsm`` on tiny budgets (:data:`QUICK`): a smoke test, not results.
+    ``command`` is the command line that started the run, as the user typed it (shown in the report's header;
+    default: the options given here, spelled as ``alva demo`` options).
     """
+    if command is None:
+        command = demo_command(out=out, epochs=epochs, n_eval=n_eval, seed=seed, train_size=train_size, quick=quick,
+                               progress=progress, data_root=data_root, device=device)
     out = Path(out)
     b = QUICK if quick else FULL
     x_test, y_test = load_mnist("test", data_root)
@@ -169,22 +185,22 @@ def run_demo(out: str | Path = "runs/demo", *, epochs: int = 2, n_eval: int = 10
                                    log=lambda line: log(f"  {line}"))
         with torch.no_grad():
             clean, adv = robust(xs.to(device)), robust(result.x_adv.to(device))
-        adversarial_grid(folder / "grid.png", _batch(xs, result.x_adv, ys, clean, adv),
+        adversarial_grid(folder / "grid.png", Batch.from_logits(xs, result.x_adv, ys, clean, adv),
                          title=f"strong evaluation of mnist/cnn-small-pgd (L-inf eps 0.3, {b.strong_version}): "
                                f"robust accuracy {result.robust_acc:.2f}")
         return {"model": "mnist/cnn-small-pgd", **result.to_dict()}
 
     def sparse(folder: Path) -> dict[str, Any]:
-        from alva.cli.sparse_cmd import sparse_grid
-
         target_model = load("mnist/cnn-small", device=device)
+        # Random starts (uniform noise, one per image): the images of a class differ, where the blank start
+        # would give the same image every time.
         attack = SparseConfident(target_model, confidence=0.9, max_pixels=b.sparse_max_pixels,
-                                 steps=b.sparse_steps, seed=seed)
+                                 steps=b.sparse_steps, start="uniform", seed=seed)
         targets = torch.arange(10, device=device).repeat_interleave(b.sparse_per_class)
         result = attack.generate(targets, (1, 28, 28))
         sparse_grid(folder / "grid.png", result, title="sparse confident images of mnist/cnn-small (L1 method)")
-        settings = {"method": "l1", "confidence": 0.9, "max_pixels": b.sparse_max_pixels, "steps": b.sparse_steps,
-                    "n_per_class": b.sparse_per_class}
+        settings = {"method": "l1", "start": "uniform", "confidence": 0.9, "max_pixels": b.sparse_max_pixels,
+                    "steps": b.sparse_steps, "n_per_class": b.sparse_per_class}
         return {"model": "mnist/cnn-small", "settings": settings, "summary": sparse_summary(result)}
 
     def de(folder: Path) -> dict[str, Any]:
@@ -226,7 +242,8 @@ def run_demo(out: str | Path = "runs/demo", *, epochs: int = 2, n_eval: int = 10
         xs, ys = xs.to(device), ys.to(device)
         result = AdvGANAttack(target_model, generator, 0.3, seed=seed)(xs, ys)
         summary = advgan_summary(result, xs, ys, load("mnist/mlp", device=device))
-        adversarial_grid(folder / "grid.png", _batch(xs, result.x_adv, ys, result.clean_logits, result.adv_logits),
+        adversarial_grid(folder / "grid.png", Batch.from_logits(xs, result.x_adv, ys, result.clean_logits,
+                                                                result.adv_logits),
                          title=f"AdvGAN (width {b.advgan_width}, 1 epoch) eps=0.3 vs mnist/cnn-small: success "
                                f"{summary['success']:.1%}")
         return {"model": "mnist/cnn-small", "eps": 0.3, "oracle": "mnist/mlp", "train_size": b.advgan_train_size,
@@ -244,10 +261,7 @@ def run_demo(out: str | Path = "runs/demo", *, epochs: int = 2, n_eval: int = 10
                 rows.append({"attack": name, "eps": eps, **attack_one_label(pgd, xs.to(device))})
                 log(f"  {name:13s} eps {eps:.2f}  success {rows[-1]['success']:.3f}  "
                     f"collateral {rows[-1]['collateral']:.3f}")
-        curves = {f"{name}: {column.replace('_', ' ')}": [{"eps": r["eps"], "rate": r[column]} for r in rows
-                                                          if r["attack"] == name]
-                  for name in ("naive PGD", "single-label") for column in ("success", "collateral")}
-        eps_curve_plot(folder / "flips.png", curves, metric="rate",
+        eps_curve_plot(folder / "flips.png", flip_curves(rows, ("success", "collateral")), metric="rate",
                        title="mnist-multilabel/cnn-gmp: flip one positive label")
         return {"model": "mnist-multilabel/cnn-gmp", "n": b.label_n, "steps": b.label_steps, "rows": rows}
 
@@ -278,8 +292,8 @@ def run_demo(out: str | Path = "runs/demo", *, epochs: int = 2, n_eval: int = 10
     summary = {"clean_test_acc": trained["clean_test_acc"], "attacks": reports, "eps_curves": curves,
                "softmax_fgsm_eps_0.25": softmax["report"], "capabilities": capability_rows(trained, reports, softmax,
                                                                                            extra),
-               "quick": quick, "torch": torch.__version__}
-    atomic_write_json(out / "summary.json", summary)
+               "quick": quick, "torch": torch.__version__, "command": command, "parts": list(PARTS)}
+    atomic_write_json(out / "summary.json", summary, kind="demo-summary")
     (out / "summary.md").write_text(summary_markdown(summary))
     log((out / "summary.md").read_text())
     from alva.report.html import write_report

@@ -72,6 +72,10 @@ def test_demo_runs_and_a_rerun_skips_finished_parts(tmp_path, capsys):
     assert summary["attacks"]["pgd"]["robust_acc"] <= summary["attacks"]["fgsm"]["robust_acc"]
     assert summary["softmax_fgsm_eps_0.25"]["adv_error"] >= 0.995
     assert [r["part"] for r in summary["capabilities"]] == list(PARTS)
+    # the command line as typed (defaults left out), and what each file holds
+    assert summary["command"] == f"alva demo --out {out} --n 50 --train-size 2000 --quick --no-progress"
+    assert summary["kind"] == "demo-summary"
+    assert json.loads((out / "sparse" / "result.json").read_text())["kind"] == "sparse-result"
     pictures = {"train": [], "converge": ["rounds.png"], "label-flip": ["flips.png"],
                 "fgsm": ["grid.png", "eps_curve.png"], "pgd": ["grid.png", "eps_curve.png"]}
     for part in PARTS:
@@ -89,6 +93,9 @@ def test_demo_runs_and_a_rerun_skips_finished_parts(tmp_path, capsys):
         assert part in sections, part
         assert "<img" in sections[part], part
     assert "every capability in one run" in report
+    header = report[report.index("<header>"):report.index("</header>")]
+    assert f"<code>alva demo --out {out} --n 50 --train-size 2000" in header
+    assert list(sections)[:3] == ["summary", "train", "fgsm"]  # in the order the run made them
     capsys.readouterr()
     (out / "pgd" / "result.json").unlink()  # as if the demo had been stopped during the PGD part
     assert main(argv) == 0

@@ -6,7 +6,9 @@ The run folders are tiny copies, made here, of what the commands write (runs/ is
 from __future__ import annotations
 
 import base64
+import itertools
 import json
+import os
 import struct
 import zlib
 from html.parser import HTMLParser
@@ -28,7 +30,11 @@ def png(width: int = 4, height: int = 3, shade: int = 128) -> bytes:
             + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 
+CLOCK = itertools.count(1_700_000_000)
+
+
 def write(path: Path, obj) -> Path:
+    """Write ``path`` one second after the file written before it, as a run that takes its time would."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(obj, bytes):
         path.write_bytes(obj)
@@ -36,6 +42,8 @@ def write(path: Path, obj) -> Path:
         path.write_text(obj)
     else:
         path.write_text(json.dumps(obj))
+    now = next(CLOCK)
+    os.utime(path, (now, now))
     return path
 
 
@@ -59,27 +67,36 @@ def training_log(path: Path, epochs: int = 3, **extra) -> None:
     write(path, "\n".join(lines) + "\n")
 
 
-def make_demo(root: Path) -> Path:
-    """What ``alva demo`` writes: summary.json, eps_curve.png and the train, fgsm, pgd, softmax-fgsm parts."""
+def make_demo(root: Path, *, kinds: bool = False) -> Path:
+    """What ``alva demo`` writes, in the order it writes it: the train, fgsm, pgd and softmax-fgsm parts, then
+    summary.json and eps_curve.png. With ``kinds`` each JSON file says what it holds, as alva writes them now;
+    without, as older versions wrote them."""
+    def kind(name: str) -> dict:
+        return {"kind": name} if kinds else {}
+
+    train = root / "train"
+    write(train / "config.json", {**kind("train-config"), "model": "cnn-small",
+                                  "settings": {"epochs": 2, "lr": 0.001, "batch_size": 128, "seed": 0,
+                                               "weight_decay": 0.0, "optimizer": "adam", "schedule": "none"}})
+    training_log(train / "metrics.jsonl")
+    write(train / "model.json", CARD)
+    write(train / "model.safetensors", b"not read")
+    write(train / "tb" / "events.out", b"x")
+    write(train / "result.json", {**kind("demo-part"), "model": str(train), "clean_test_acc": 0.9814, "seconds": 6.2})
     reports = {"fgsm": attack_report("fgsm", 0.002), "pgd": attack_report("pgd", 0.0)}
-    write(root / "summary.json", {"clean_test_acc": 0.9814, "attacks": reports,
+    for name in ("fgsm", "pgd"):
+        write(root / name / "grid.png", png(10, 3))
+        write(root / name / "result.json", {**kind("attack-summary"), "report": reports[name], "eps_curve": CURVE,
+                                            "seconds": 9.6})
+    write(root / "softmax-fgsm" / "grid.png", png(10, 3))
+    write(root / "softmax-fgsm" / "result.json", {**kind("attack-summary"),
+                                                  "report": attack_report("fgsm-softmax", 0.0, 10000), "seconds": 1})
+    write(root / "summary.json", {**kind("demo-summary"), "clean_test_acc": 0.9814, "attacks": reports,
                                   "eps_curves": {"fgsm": CURVE, "pgd": CURVE},
                                   "softmax_fgsm_eps_0.25": attack_report("fgsm-softmax", 0.0, 10000),
-                                  "torch": "2.13.0+cpu"})
+                                  "torch": "2.13.0+cpu", **({"command": "alva demo"} if kinds else {})})
     write(root / "summary.md", "# alva demo\n")
     write(root / "eps_curve.png", png(8, 6))
-    for name in ("fgsm", "pgd"):
-        write(root / name / "result.json", {"report": reports[name], "eps_curve": CURVE, "seconds": 9.6})
-        write(root / name / "grid.png", png(10, 3))
-    write(root / "softmax-fgsm" / "result.json", {"report": attack_report("fgsm-softmax", 0.0, 10000), "seconds": 1})
-    write(root / "softmax-fgsm" / "grid.png", png(10, 3))
-    train = root / "train"
-    write(train / "model.json", CARD)
-    write(train / "config.json", {"model": "cnn-small", "settings": {"epochs": 2, "lr": 0.001}})
-    write(train / "result.json", {"model": str(train), "clean_test_acc": 0.9814, "seconds": 6.2})
-    write(train / "model.safetensors", b"not read")
-    training_log(train / "metrics.jsonl")
-    write(train / "tb" / "events.out", b"x")
     return root
 
 
@@ -131,12 +148,12 @@ def test_demo_report_has_a_section_per_part_and_embeds_every_image(tmp_path):
     assert path == root / "report.html"
     text = path.read_text()
     page = check_page(text)
-    assert page.sections == ["summary", "fgsm", "pgd", "softmax-fgsm", "train"]
+    assert page.sections == ["summary", "train", "fgsm", "pgd", "softmax-fgsm"]  # in the order the run made them
     # eps_curve.png, three grids and the training plot made from metrics.jsonl
     assert len(page.images) == 5
     words = page.all_text
-    assert "alva demo --epochs 2 --seed 0" in words  # the command, from the trained model's card
-    assert "robust accuracy against eps" in words and "clean images (true label y, prediction)" in words
+    assert "alva demo --epochs 2 --seed 0" in words  # the recipe on the trained model's card
+    assert "robust accuracy against eps" in words and "clean images (true label y, prediction" in words
     assert "0.9840" in words and "0.0020" in words and "FGSM eps 0.25 on mnist/softmax" in words
     assert "training curves" in words and "clean test accuracy" in words
     assert not list(root.glob(".*.tmp"))
@@ -234,7 +251,7 @@ def make_profile(root: Path) -> None:
 KINDS = [  # builder, section ids, kinds, images, words on the page
     (make_attack, ["summary"], ["attack"], 2, ["FGSM attack on runs/robust/maxout (linf eps 0.2500)",
                                                "alva attack --model runs/robust/maxout", "per true class"]),
-    (make_strong_eval, ["cnn-small-l2-1-5", "cnn-small-linf-0-3"], ["strong evaluation"] * 2, 0,
+    (make_strong_eval, ["cnn-small-linf-0-3", "cnn-small-l2-1-5"], ["strong evaluation"] * 2, 0,
      ["robust accuracy after each attack", "apgd-ce", "Warning: a sanity warning"]),
     (make_sparse, ["summary"], ["sparse images"], 1, ["per target class", "target prob", "generated images"]),
     (make_converge, ["summary"], ["convergence training"], 1, ["rates per round", "pgd robust acc", "added"]),
@@ -291,7 +308,7 @@ def test_format_of_figures():
 def test_cli_report(tmp_path, capsys):
     root = make_demo(tmp_path / "demo")
     assert main(["report", str(root)]) == 0
-    assert "summary, fgsm, pgd, softmax-fgsm, train" in capsys.readouterr().out
+    assert "summary, train, fgsm, pgd, softmax-fgsm" in capsys.readouterr().out
     check_page((root / "report.html").read_text())
     out = tmp_path / "elsewhere" / "page.html"
     assert main(["report", str(root / "fgsm"), "--out", str(out), "--depth", "0"]) == 0
@@ -300,3 +317,46 @@ def test_cli_report(tmp_path, capsys):
     assert main(["report", str(tmp_path / "empty")]) == 2
     assert main(["report", str(tmp_path / "missing")]) == 2
     assert "no run folder" in capsys.readouterr().err
+
+
+def test_demo_with_kinds_shows_the_command_typed_and_folds_long_settings(tmp_path):
+    root = make_demo(tmp_path / "demo", kinds=True)
+    text, sections = build_report(root)
+    page = check_page(text)
+    assert page.sections == ["summary", "train", "fgsm", "pgd", "softmax-fgsm"]
+    header = text[text.index("<header>"):text.index("</header>")]
+    assert "<code>alva demo</code>" in header  # what the user typed, not the options it expanded to
+    assert [s.kind for s in sections] == ["demo", "trained model", "attack", "attack", "attack"]
+    folded = [t.caption for s in sections for t in s.tables if t.folded]
+    assert "training settings (config.json)" in folded and "FGSM: per true class" in folded
+    assert text.count("<details") == len(folded) and "training settings (config.json) (" in page.all_text
+
+
+def test_the_kind_a_file_states_decides_how_it_is_shown(tmp_path):
+    profile = {"mnist/cnn-small": {"n": 100, "clean_acc": 0.99, "fgsm_acc": 0.03, "accuracy_vs_eps": CURVE}}
+    write(tmp_path / "a" / "summary.json", {"kind": "robustness-profile", **profile})  # no "profile.json" name
+    # keys of an attack summary, but the file says it is something else: shown as plain figures
+    write(tmp_path / "b" / "result.json", {"kind": "detector-summary", "report": {"attack": "x", "n": 3},
+                                           "threshold": 0.5})
+    _, a = build_report(tmp_path / "a")
+    assert a[0].kind == "robustness profile" and a[0].tables[0].caption == "key figures per model"
+    text, b = build_report(tmp_path / "b")
+    assert b[0].kind == "results" and "threshold" in Page(text).all_text
+    assert not any(t.caption.endswith("key figures") for t in b[0].tables)
+
+
+def test_a_training_log_of_one_point_is_a_table_not_a_plot(tmp_path):
+    training_log(tmp_path / "run" / "metrics.jsonl", epochs=1)
+    _, sections = build_report(tmp_path / "run")
+    assert not sections[0].images
+    assert [t.caption for t in sections[0].tables] == ["metrics per epoch"]
+    assert sections[0].tables[0].rows[0][0] == 1
+
+
+def test_an_untargeted_perturbation_generator_is_not_shown_with_zero_classes(tmp_path):
+    write(tmp_path / "run" / "generator.json", {"kind": "perturbation-generator", "architecture": "advgan-conv",
+                                                "num_classes": 0, "eps": 0.3, "target_model": "mnist/cnn-small"})
+    text, sections = build_report(tmp_path / "run")
+    assert sections[0].kind == "trained perturbation generator"
+    assert "0 (untargeted: no target-class input)" in Page(text).all_text
+    assert "0 classes" not in text and "attacks mnist/cnn-small" in text

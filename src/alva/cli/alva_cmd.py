@@ -5,12 +5,22 @@ from __future__ import annotations
 import argparse
 
 from alva import distributed
-from alva.cli.common import add_common
+from alva.cli.common import add_common, paragraph
 from alva.data import fixed_subset, load_mnist
 from alva.models import load, load_generator
 from alva.training.augment import KEEP, GenerationSettings, generate_dataset
 from alva.training.convergence import ConvergenceSettings, converge
 from alva.training.loop import TrainSettings
+
+GENERATE_DESCRIPTION = paragraph("""
+Attack n latent vectors with ALVA and write the kept G(z') with their labels to OUT/dataset.safetensors, in chunks:
+rerun after a stop to go on.
+""")
+
+CONVERGE_DESCRIPTION = paragraph("""
+Repeat: measure ALVA on unseen latent vectors, add valid ALVA samples to the training data, retrain; until the
+success rate is below --threshold or --rounds is reached. Resumable after every round.
+""")
 
 
 def _add_generation(p: argparse.ArgumentParser, n: int) -> None:
@@ -33,8 +43,7 @@ def register(commands) -> None:
     p = commands.add_parser("alva", help="ALVA: adversarial latent vector adjustment")
     sub = p.add_subparsers(dest="alva_command", required=True, metavar="ACTION")
     g = sub.add_parser("generate", help="generate a labelled adversarial data set through a generator",
-                       description="Attack n latent vectors with ALVA and write the kept G(z') with their labels "
-                                   "to OUT/dataset.safetensors, in chunks: rerun after a stop to go on.")
+                       description=GENERATE_DESCRIPTION)
     g.add_argument("--classifier", default="mnist/cnn-small", help="the model under attack")
     _add_generation(g, 10000)
     g.add_argument("--keep", default="valid", choices=KEEP,
@@ -44,9 +53,7 @@ def register(commands) -> None:
     g.set_defaults(handler=run_generate)
 
     c = commands.add_parser("converge", help="convergence training: generate with ALVA, retrain, repeat",
-                            description="Repeat: measure ALVA on unseen latent vectors, add valid ALVA samples "
-                                        "to the training data, retrain; until the success rate is below "
-                                        "--threshold or --rounds is reached. Resumable after every round.")
+                            description=CONVERGE_DESCRIPTION)
     c.add_argument("--classifier", default="mnist/cnn-small", help="the classifier to make robust (a copy)")
     _add_generation(c, 2000)
     c.add_argument("--rounds", type=int, default=3)

@@ -18,3 +18,8 @@ def csv_floats(text: str) -> list[float]:
         return [float(v) for v in text.split(",") if v.strip()]
     except ValueError as err:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from err
+
+
+def paragraph(text: str) -> str:
+    """``text``, written over several source lines, as one paragraph for argparse (the help keeps it as given)."""
+    return " ".join(text.split())

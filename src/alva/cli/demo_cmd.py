@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import argparse
 
-from alva.cli.common import add_common
+from alva.cli.common import add_common, paragraph
+
+DESCRIPTION = paragraph("""
+Train cnn-small on MNIST and attack it with FGSM and PGD (eps curves, grids); reproduce the FGSM paper's linear
+result; strong evaluation of the robust mnist/cnn-small-pgd; sparse confident images; a 3-pixel attack (differential
+evolution); ALVA with the shipped generator and one round of convergence training; an AdvGAN generator attack; the
+single-label attack on the multi-label model; a short adversarial training run. About 10 minutes on 2 CPU cores,
+offline. Writes OUT/<part>/, OUT/summary.md and OUT/report.html. Finished parts are kept: rerun to go on after a
+stop.
+""")
 
 
 def register(commands) -> None:
     p = commands.add_parser("demo", help="the main job: every capability in one run, with report.html",
-                            description="Train cnn-small on MNIST and attack it with FGSM and PGD (eps curves, "
-                                        "grids); reproduce the FGSM paper's linear result; strong evaluation of "
-                                        "the robust mnist/cnn-small-pgd; sparse confident images; a 3-pixel "
-                                        "attack (differential evolution); ALVA with the shipped generator and one "
-                                        "round of convergence training; an AdvGAN generator attack; the "
-                                        "single-label attack on the multi-label model; a short adversarial "
-                                        "training run. About 10 minutes on 2 CPU cores, offline. Writes "
-                                        "OUT/<part>/, OUT/summary.md and OUT/report.html. Finished parts are "
-                                        "kept: rerun to go on after a stop.")
+                            description=DESCRIPTION)
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--n", type=int, default=1000, help="test images to attack")

@@ -12,7 +12,7 @@ import torch
 
 from alva.attacks import FGSM, PGD, SparseConfident
 from alva.attacks.alva import ALVA
-from alva.cli.common import add_common, csv_floats
+from alva.cli.common import add_common, csv_floats, paragraph
 from alva.data import fixed_subset, load_mnist
 from alva.defenses import (
     DetectedModel,
@@ -31,14 +31,16 @@ __all__ = ["register", "run"]
 
 TRAIN_ATTACKS = ("fgsm", "pgd")
 
+DESCRIPTION = paragraph("""
+Train a binary detector on clean MNIST training images and their adversarial versions from --train-attack, then
+report its ROC AUC on test images for that attack (seen) and for PGD, sparse confident images, ALVA images and an
+adaptive PGD that also targets the detector (unseen). Writes summary.json and table.md to --out.
+""")
+
 
 def register(commands) -> None:
     p = commands.add_parser("detect", help="train a detector of adversarial inputs and tabulate its AUC",
-                            description="Train a binary detector on clean MNIST training images and their "
-                                        "adversarial versions from --train-attack, then report its ROC AUC on "
-                                        "test images for that attack (seen) and for PGD, sparse confident images, "
-                                        "ALVA images and an adaptive PGD that also targets the detector "
-                                        "(unseen). Writes summary.json and table.md to --out.")
+                            description=DESCRIPTION)
     p.add_argument("--model", default="mnist/cnn-small", help="the classifier the attacks target")
     p.add_argument("--train-attack", default="fgsm", choices=TRAIN_ATTACKS)
     p.add_argument("--eps", type=float, default=0.3, help="L-inf radius of FGSM/PGD")
@@ -148,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
 
     summary = {"settings": {k: v for k, v in vars(args).items() if k not in ("handler", "func")},
                "threshold": threshold, "detector_train_s": round(train_s, 2), "rows": rows}
-    atomic_write_json(out / "summary.json", summary)
+    atomic_write_json(out / "summary.json", summary, kind="detector-summary")
     table = format_table(rows, args)
     atomic_write_bytes(out / "table.md", table.encode())
     print(table)

@@ -9,11 +9,17 @@ from typing import Any
 
 import torch
 
-from alva.cli.common import add_common
+from alva.cli.common import add_common, paragraph
 from alva.data import fixed_subset, load_mnist
 from alva.evaluation.strong import MEMBERS, STANDARD, VERSIONS, StrongEvaluation
 from alva.models import load
 from alva.tracking import atomic_write_json
+
+DESCRIPTION = paragraph("""
+Run APGD-CE, APGD-T and Square (AutoAttack's standard order; each attack only on the points still classified
+correctly) on a fixed subset of the MNIST test split, with sanity checks. Writes result.json and a resumable state
+(state.safetensors) to --out and prints the per-attack table.
+""")
 
 
 def _attack_list(text: str) -> list[str]:
@@ -26,10 +32,7 @@ def _attack_list(text: str) -> list[str]:
 
 def register(commands) -> None:
     p = commands.add_parser("eval", help="strong robustness evaluation (AutoAttack-style ensemble)",
-                            description="Run APGD-CE, APGD-T and Square (AutoAttack's standard order; each attack "
-                                        "only on the points still classified correctly) on a fixed subset of the "
-                                        "MNIST test split, with sanity checks. Writes result.json and a resumable "
-                                        "state (state.safetensors) to --out and prints the per-attack table.")
+                            description=DESCRIPTION)
     p.add_argument("--model", default="mnist/cnn-small", help="zoo name, weights file or run folder")
     p.add_argument("--eps", type=float, required=True, help="radius of the threat model")
     p.add_argument("--norm", default="linf", choices=["linf", "l2"])
@@ -71,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     summary: dict[str, Any] = {"model": args.model,
                                "arguments": {k: v for k, v in vars(args).items() if k != "handler"},
                                **result.to_dict()}
-    atomic_write_json(out / "result.json", summary)
+    atomic_write_json(out / "result.json", summary, kind="strong-eval")
     print(f"strong evaluation of {args.model}: {args.norm} eps={args.eps}, {result.n} test images, "
           f"version {args.version}")
     print(result.format_table())

@@ -165,7 +165,7 @@ def run_advgan_attack(args: argparse.Namespace) -> int:
 
 
 def run_figure(args: argparse.Namespace) -> int:
-    from alva.report.figures import _save, plt
+    from alva.report import grouped_bars
 
     labels, rows = [], []
     for item in args.summaries:
@@ -174,21 +174,9 @@ def run_figure(args: argparse.Namespace) -> int:
             raise ValueError(f"expected LABEL=PATH, got {item!r}")
         labels.append(label)
         rows.append(json.loads(Path(path).read_text()))
-    keys = ["success", "validity", "valid_adversarial"]
-    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(rows), 3.4))
-    width = 0.8 / len(keys)
-    for k, key in enumerate(keys):
-        xs = [i + (k - 1) * width for i in range(len(rows))]
-        values = [r.get(key, float("nan")) for r in rows]
-        bars = ax.bar(xs, values, width, label=key.replace("_", " "))
-        ax.bar_label(bars, [f"{v:.0%}" for v in values], fontsize=7)
-    ax.set_xticks(range(len(rows)), labels, fontsize=8)
-    ax.set_ylim(0, 1.3)
-    ax.set_ylabel("rate")
-    ax.legend(fontsize=7, loc="upper center", ncol=3)
-    if args.title:
-        ax.set_title(args.title, fontsize=9)
-    print(f"wrote {_save(fig, args.out)}")
+    series = {key.replace("_", " "): [r.get(key, float("nan")) for r in rows]
+              for key in ("success", "validity", "valid_adversarial")}
+    print(f"wrote {grouped_bars(args.out, labels, series, title=args.title or '', value_format='{:.0%}', ylim=1.3)}")
     return 0
 
 

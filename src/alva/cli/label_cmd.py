@@ -10,7 +10,7 @@ from alva.attacks import PGD
 from alva.attacks.multilabel import NaiveBCE, SingleLabelFlip
 from alva.cli.common import add_common, csv_floats
 from alva.data.multilabel import make_multilabel_mnist
-from alva.evaluation.label_flips import attack_one_label
+from alva.evaluation.label_flips import attack_one_label, flip_curves
 from alva.models import load
 from alva.report import eps_curve_plot
 from alva.tracking import atomic_write_json
@@ -50,11 +50,9 @@ def run(args: argparse.Namespace) -> int:
             rows.append({"attack": name, "eps": eps, **attack_one_label(attack, x)})
             print(format_row(rows[-1]), flush=True)
     atomic_write_json(out / "summary.json", {"model": args.model, "target": args.target, "steps": args.steps,
-                                             "n": args.n, "rows": rows})
-    curves = {f"{name}: {column.replace('_', ' ')}": [{"eps": r["eps"], "rate": r[column]} for r in rows
-                                                      if r["attack"] == name]
-              for name in ("naive PGD", "single-label") for column in ("success", "positives_turned_off")}
-    eps_curve_plot(out / "flips.png", curves, metric="rate", title=f"{args.model}: flip label ({args.target})")
+                                             "n": args.n, "rows": rows}, kind="label-flip-summary")
+    eps_curve_plot(out / "flips.png", flip_curves(rows, ("success", "positives_turned_off")), metric="rate",
+                   title=f"{args.model}: flip label ({args.target})")
     print(f"wrote {out}/summary.json, {out}/flips.png")
     return 0
 

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import argparse
 
+from alva.cli.common import paragraph
+
+DESCRIPTION = paragraph("""
+Write one self-contained HTML page (images embedded, no network, no JavaScript) of a run folder of any alva command:
+what was done, the key figures in tables, the image grids and plots. Sub-folders (the parts of runs/demo, a folder of
+runs) get sections too, in the order the run made them; each JSON file is shown by what its "kind" says it holds.
+""")
+
 
 def register(commands) -> None:
     p = commands.add_parser("report", help="write a self-contained HTML report of a run folder",
-                            description="Write one self-contained HTML page (images embedded, no network, no "
-                                        "JavaScript) of a run folder of any alva command: what was done, the key "
-                                        "figures in tables, the image grids and plots; sub-folders (the parts of "
-                                        "runs/demo, a folder of runs) get sections too.")
+                            description=DESCRIPTION)
     p.add_argument("run_dir", metavar="RUN_DIR", help="the folder a command wrote (its --out)")
     p.add_argument("--out", default=None, help="the HTML file (default: RUN_DIR/report.html)")
     p.add_argument("--depth", type=int, default=2,

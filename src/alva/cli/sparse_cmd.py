@@ -16,15 +16,26 @@ from alva.attacks.base import AttackResult
 from alva.attacks.differential_evolution import STRATEGIES, DifferentialEvolution
 from alva.attacks.sparse import OPTIMIZERS, SparseConfident, pixel_l0, sparse_summary
 from alva.cli.attack_cmd import format_report
-from alva.cli.common import add_common
+from alva.cli.common import add_common, paragraph
 from alva.data import fixed_subset, load_mnist
 from alva.evaluation import evaluate_attack
 from alva.models import load
-from alva.report import adversarial_grid
-from alva.report.figures import _save, _show, plt
+from alva.report import adversarial_grid, sparse_grid
 from alva.tracking import atomic_write_bytes, atomic_write_json
 
-__all__ = ["register", "run_one_pixel", "run_sparse", "sparse_grid"]
+__all__ = ["register", "run_one_pixel", "run_sparse"]
+
+SPARSE_DESCRIPTION = paragraph("""
+Generate sparse images that the model assigns to each target class with probability >= --confidence using at most
+--max-pixels non-zero pixels: L1-penalised optimisation (--method l1, default) or differential evolution on k pixels
+of a blank image (--method de, black-box). Writes result.json (overall and per-class figures), grid.png and
+images.safetensors to --out.
+""")
+
+ONE_PIXEL_DESCRIPTION = paragraph("""
+Attack a model on a fixed subset of the MNIST test split with differential evolution on k pixels (Su et al. 2019),
+using only output probabilities. Writes summary.json and grid.png to --out.
+""")
 
 
 def _add_de(p: argparse.ArgumentParser, pixels: int, popsize: int, generations: int, strategy: str) -> None:
@@ -54,12 +65,7 @@ def _set_threads(args: argparse.Namespace) -> None:
 
 def register(commands) -> None:
     p = commands.add_parser("sparse", help="generate sparse images a classifier assigns to chosen classes",
-                            description="Generate sparse images that the model assigns to each target class with "
-                                        "probability >= --confidence using at most --max-pixels non-zero pixels: "
-                                        "L1-penalised optimisation (--method l1, default) or differential evolution "
-                                        "on k pixels of a blank image (--method de, black-box). Writes "
-                                        "result.json (overall and per-class figures), grid.png and "
-                                        "images.safetensors to --out.")
+                            description=SPARSE_DESCRIPTION)
     p.add_argument("--model", default="mnist/cnn-small", help="zoo name, weights file or run folder")
     p.add_argument("--target", default="all", help="'all' classes, or a class or comma-separated classes")
     p.add_argument("--n-per-class", type=int, default=10)
@@ -81,9 +87,7 @@ def register(commands) -> None:
     p.set_defaults(handler=run_sparse)
 
     q = commands.add_parser("one-pixel", help="k-pixel black-box attack by differential evolution",
-                            description="Attack a model on a fixed subset of the MNIST test split with differential "
-                                        "evolution on k pixels (Su et al. 2019), using only output probabilities. "
-                                        "Writes summary.json and grid.png to --out.")
+                            description=ONE_PIXEL_DESCRIPTION)
     q.add_argument("--model", default="mnist/cnn-small", help="zoo name, weights file or run folder")
     _add_de(q, 1, 400, 100, "rand1")
     q.add_argument("--loss", default="ce", choices=["ce", "margin"], help="the fitness DE minimises (its negative)")
@@ -168,7 +172,8 @@ def run_sparse(args: argparse.Namespace) -> int:
     result.extras["zero_tol"] = args.zero_tol
     summary = sparse_summary(result)
     settings = {k: v for k, v in vars(args).items() if k not in ("handler", "func")}
-    atomic_write_json(out / "result.json", {"model": args.model, "settings": settings, "summary": summary})
+    atomic_write_json(out / "result.json", {"model": args.model, "settings": settings, "summary": summary},
+                      kind="sparse-result")
     atomic_write_bytes(out / "images.safetensors", safetensors.torch.save(
         {"x": result.x_adv.contiguous(), "target": result.target, "success": result.success.to(torch.uint8)}))
     sparse_grid(out / "grid.png", result, title=f"{args.method} sparse images of {args.model}")
@@ -180,31 +185,6 @@ def run_sparse(args: argparse.Namespace) -> int:
                                                   for c, v in summary["per_class"].items()))
     print(f"wrote {out}/result.json, {out}/grid.png, {out}/images.safetensors")
     return 0
-
-
-def sparse_grid(path: str | Path, result: AttackResult, *, per_class: int = 8, title: str = "") -> Path:
-    """One row per target class, up to ``per_class`` images each, titled with target probability and L0."""
-    target = result.target.cpu()
-    classes = torch.unique(target).tolist()
-    cols = max(1, min(per_class, max(int((target == c).sum()) for c in classes)))
-    fig, axes = plt.subplots(len(classes), cols, figsize=(1.2 * cols, 1.35 * len(classes) + 0.4), squeeze=False,
-                             layout="constrained")
-    prob = result.adv_logits.cpu().softmax(1).gather(1, target[:, None]).squeeze(1)
-    l0 = pixel_l0(result.x_adv.cpu(), result.extras.get("low", 0.0), result.extras.get("zero_tol", 1e-3))
-    for row, c in enumerate(classes):
-        rows = (target == c).nonzero().squeeze(1).tolist()[:cols]
-        for col in range(cols):
-            ax = axes[row, col]
-            if col >= len(rows):
-                ax.axis("off")
-                continue
-            i = rows[col]
-            _show(ax, result.x_adv[i].cpu())
-            color = "black" if bool(result.success[i]) else "red"
-            ax.set_title(f"{c}: p={prob[i]:.2f} L0={int(l0[i])}", fontsize=6, color=color)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    return _save(fig, path)
 
 
 def run_one_pixel(args: argparse.Namespace) -> int:
@@ -219,7 +199,7 @@ def run_one_pixel(args: argparse.Namespace) -> int:
                                     progress=not args.no_progress)
     settings = {k: v for k, v in vars(args).items() if k not in ("handler", "func")}
     atomic_write_json(out / "summary.json", {"model": args.model, "settings": settings, "budget": attack.budget,
-                                             "report": report.to_dict()})
+                                             "report": report.to_dict()}, kind="attack-summary")
     adversarial_grid(out / "grid.png", batch, title=f"DE {args.pixels} pixel(s) ({args.strategy}) on {args.model}")
     print(format_report(report))
     print(f"  query budget {attack.budget} per image")

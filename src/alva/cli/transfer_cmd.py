@@ -12,22 +12,25 @@ import torch
 
 from alva.attacks import FGSM, PGD, AttackResult
 from alva.attacks.transfer import MODES, TransferAttack, train_substitute
-from alva.cli.common import add_common
+from alva.cli.common import add_common, paragraph
 from alva.data import fixed_subset, load_mnist
 from alva.models import ARCHITECTURES, load
+from alva.report import grouped_bars
 from alva.tracking import atomic_write_json
 from alva.training.loop import TrainSettings
 
-__all__ = ["register", "run", "transfer_plot"]
+__all__ = ["register", "run"]
+
+DESCRIPTION = paragraph("""
+Train a substitute classifier on the same data as the target (--substitute-mode same-data) or on training images
+labelled by querying the target (query-labels, at most --queries queries), attack the substitute white-box on MNIST
+test images and check the images on each target. Writes summary.json and transfer.png to --out.
+""")
 
 
 def register(commands) -> None:
     p = commands.add_parser("transfer", help="black-box transfer attack from a substitute model",
-                            description="Train a substitute classifier on the same data as the target "
-                                        "(--substitute-mode same-data) or on training images labelled by querying "
-                                        "the target (query-labels, at most --queries queries), attack the "
-                                        "substitute white-box on MNIST test images and check the images on each "
-                                        "target. Writes summary.json to --out.")
+                            description=DESCRIPTION)
     p.add_argument("--target", default="mnist/cnn-small",
                    help="zoo name, weights file or run folder; comma-separated for several targets")
     p.add_argument("--substitute-mode", default="query-labels", choices=MODES)
@@ -115,27 +118,11 @@ def run(args: argparse.Namespace) -> int:
               f"{row['transfer_success']:.3f} (on correctly classified {row['transfer_success_on_correct']:.3f}), "
               f"target robust acc {row['target_robust_acc']:.3f}")
     settings_out = {k: v for k, v in vars(args).items() if k not in ("handler", "func")}
-    atomic_write_json(out / "summary.json", {"settings": settings_out, "results": rows})
-    transfer_plot(out / "transfer.png", rows, f"{args.attack.upper()} eps={args.eps} from a {args.substitute_arch} "
-                  f"substitute ({args.substitute_mode})")
+    atomic_write_json(out / "summary.json", {"settings": settings_out, "results": rows}, kind="transfer-summary")
+    grouped_bars(out / "transfer.png", [r["target"] for r in rows],
+                 {"white-box on substitute": [r["white_box_success_on_substitute"] for r in rows],
+                  "transfer to target": [r["transfer_success"] for r in rows]},
+                 ylabel="attack success rate", title=f"{args.attack.upper()} eps={args.eps} from a "
+                                                     f"{args.substitute_arch} substitute ({args.substitute_mode})")
     print(f"wrote {out}/summary.json, {out}/transfer.png")
     return 0
-
-
-def transfer_plot(path: Path, rows: list[dict[str, Any]], title: str) -> Path:
-    """Bars per target: white-box success on the substitute and transfer success on the target."""
-    from alva.report.figures import _save, plt
-
-    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(rows), 3.2))
-    pos = torch.arange(len(rows)).float()
-    for offset, key, label in ((-0.2, "white_box_success_on_substitute", "white-box on substitute"),
-                               (0.2, "transfer_success", "transfer to target")):
-        values = [r[key] for r in rows]
-        bars = ax.bar((pos + offset).tolist(), values, width=0.4, label=label)
-        ax.bar_label(bars, labels=[f"{v:.2f}" for v in values], fontsize=8)
-    ax.set_xticks(pos.tolist(), [r["target"] for r in rows])
-    ax.set_ylim(0, 1.35)
-    ax.set_ylabel("attack success rate")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8, loc="upper center", ncol=2)
-    return _save(fig, path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -17,8 +18,8 @@ def label_flip_report(clean_logits: torch.Tensor, adv_logits: torch.Tensor, targ
 
     success: the chosen label flipped. collateral: mean number of other labels that changed.
     hamming: mean number of labels that changed in all. only_target: the target flipped and nothing
-    else changed. positives_turned_off: fraction of the labels on before that are off after (the seed's
-    observation about naive PGD).
+    else changed. positives_turned_off: fraction of the labels on before that are off after (naive PGD on the
+    summed binary cross-entropy mostly turns labels off).
     """
     clean, adv = predicted_labels(clean_logits), predicted_labels(adv_logits)
     changed = clean != adv
@@ -48,3 +49,12 @@ def attack_one_label(attack: Attack, x: torch.Tensor, target: torch.Tensor | Non
         adv_parts.append(result.adv_logits)
         target_parts.append(result.target)
     return label_flip_report(torch.cat(clean_parts), torch.cat(adv_parts), torch.cat(target_parts))
+
+
+def flip_curves(rows: Sequence[Mapping[str, Any]], columns: Sequence[str],
+                attacks: Sequence[str] = ("naive PGD", "single-label")) -> dict[str, list[dict[str, float]]]:
+    """The rows of :func:`attack_one_label` (with ``attack`` and ``eps``) as one curve per attack and column:
+    ``{"attack: column": [{"eps": ..., "rate": ...}, ...]}``, ready for :func:`alva.report.eps_curve_plot`."""
+    return {f"{name}: {column.replace('_', ' ')}": [{"eps": r["eps"], "rate": r[column]} for r in rows
+                                                    if r["attack"] == name]
+            for name in attacks for column in columns}

@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.plot:
         curves = {}
         for path in args.plot:
-            curves.update({n: q["accuracy_vs_eps"] for n, q in json.loads(Path(path).read_text()).items()})
+            curves.update({n: q["accuracy_vs_eps"] for n, q in json.loads(Path(path).read_text()).items()
+                           if isinstance(q, dict)})
         print(eps_curve_plot(args.out, curves, title="PGD-20 accuracy against eps (L-inf)"))
         return 0
     if not args.models:
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(f"| `{name}` | {profile['clean_acc']:.1%} | {profile['fgsm_acc']:.1%} | "
                     f"{profile[f'pgd50x{args.restarts}_acc']:.1%} | {strong} | "
                     f"{profile['rubbish']['rubbish_rate']:.1%} | {profile['train_time_s'] or '-'} |")
-        atomic_write_json(out / "profile.json", profiles)
+        atomic_write_json(out / "profile.json", profiles, kind="robustness-profile")
         if args.update_cards:
             update_card(name, {**profile, "measured_by": "python -m alva.evaluation.profile " + " ".join(
                 argv if argv is not None else sys.argv[1:])})

@@ -11,19 +11,7 @@ import torch
 from tqdm.auto import tqdm
 
 from alva.attacks.base import Attack, AttackResult
-
-
-@dataclass
-class Batch:
-    """An attacked set kept for figures: clean and adversarial images with labels and predictions."""
-
-    x: torch.Tensor
-    x_adv: torch.Tensor
-    y: torch.Tensor
-    clean_pred: torch.Tensor
-    adv_pred: torch.Tensor
-    adv_confidence: torch.Tensor
-    success: torch.Tensor
+from alva.results import Batch
 
 
 @dataclass
@@ -117,9 +105,7 @@ def evaluate_attack(attack: Attack, x: torch.Tensor, y: torch.Tensor, *, name: s
                         desc=name or type(attack).__name__)
     y = y.cpu()
     report = summarize(name or type(attack).__name__, x.cpu(), y, result)
-    batch = Batch(x.cpu(), result.x_adv, y, result.clean_logits.argmax(1), result.adv_pred,
-                  result.adv_logits.softmax(1).amax(1), result.success)
-    return report, batch
+    return report, Batch.from_logits(x, result.x_adv, y, result.clean_logits, result.adv_logits, result.success)
 
 
 def eps_curve(make_attack: Callable[[float], Attack], eps_values: Sequence[float], x: torch.Tensor,
