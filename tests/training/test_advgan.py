@@ -1,5 +1,6 @@
-"""AdvGAN training beats chance on a small budget and resumes exactly; AT-GAN fine-tuning and approach 1 run,
-leave the original generator alone, and the differentiable Frechet distance matches the evaluation's."""
+"""AdvGAN training beats chance on a small budget and resumes exactly; AT-GAN fine-tuning and training against a
+frozen critic run, leave the original generator alone, and the differentiable Frechet distance matches the
+evaluation's."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from alva.evaluation.generative import frechet_distance
 from alva.models.gan import ACCritic
 from alva.tracking.checkpoint import load_checkpoint, save_checkpoint
 from alva.training.advgan import AdvGANSettings, train_advgan
-from alva.training.atgan import ATGANSettings, approach1, finetune_atgan, frechet_loss, load_critic
+from alva.training.atgan import ATGANSettings, finetune_atgan, frechet_loss, load_critic, train_against_critic
 
 
 def test_trained_advgan_beats_chance(cnn_small, train_subset, test_subset):
@@ -74,13 +75,13 @@ def test_atgan_finetune_raises_success_and_keeps_the_original(tmp_path, cnn_smal
     assert f"dist_{distance}" in history[0]["train"]
 
 
-def test_approach1_runs_against_a_saved_critic(tmp_path, cnn_small):
+def test_training_against_a_saved_critic_runs(tmp_path, cnn_small):
     torch.manual_seed(0)
     save_checkpoint(tmp_path / "ckpt.safetensors", {"critic": ACCritic().state_dict()})
     critic = load_critic(tmp_path / "ckpt.safetensors")
     assert not any(p.requires_grad for p in critic.parameters())
-    g, history = approach1(critic, cnn_small, ATGANSettings(epochs=1, steps_per_epoch=3, batch_size=16),
-                           out=tmp_path / "run", progress=False)
+    g, history = train_against_critic(critic, cnn_small, ATGANSettings(epochs=1, steps_per_epoch=3, batch_size=16),
+                                      out=tmp_path / "run", progress=False)
     assert len(history) == 1 and "critic_score" in history[0]["train"]
     assert load_checkpoint(tmp_path / "run" / "checkpoint.safetensors")["epochs_done"] == 1
     with torch.no_grad():

@@ -23,7 +23,7 @@ from torch import nn
 from alva.attacks.base import attack_mode
 from alva.attacks.norms import Norm, get_norm
 from alva.evaluation.accuracy import accuracy
-from alva.training.objectives import OBJECTIVES, Objective
+from alva.training.objectives import Objective
 
 
 def perturb(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: float, steps: int,
@@ -280,5 +280,3 @@ def _single_linear(model: nn.Module) -> nn.Linear:
 ADVERSARIAL_OBJECTIVES: dict[str, type[Objective]] = {
     "fgsm-mix": FGSMMix, "pgd": PGDTraining, "fast": FastFGSM, "trades": TRADES, "logistic-fgsm": LogisticFGSM,
 }
-
-OBJECTIVES.update(ADVERSARIAL_OBJECTIVES)

@@ -18,7 +18,8 @@ from alva.data import fixed_subset, load_mnist, make_multilabel_mnist
 from alva.models import create, zoo
 from alva.tracking.files import atomic_write_json
 from alva.training.loop import TrainSettings, fit
-from alva.training.objectives import Objective, get_objective
+from alva.training.objectives import Objective
+from alva.training.registry import get_objective
 
 
 @dataclass(frozen=True)
