@@ -12,7 +12,7 @@ from alva.attacks.generator_attacks import AdvGANAttack, UnrestrictedGeneratorAt
 from alva.evaluation.generative import frechet_distance
 from alva.models.gan import ACCritic
 from alva.tracking.checkpoint import load_checkpoint, save_checkpoint
-from alva.training.advgan import AdvGANSettings, train_advgan
+from alva.training.advgan import AdvGANSettings, adversarial_margin, random_targets, train_advgan
 from alva.training.atgan import ATGANSettings, finetune_atgan, frechet_loss, load_critic, train_against_critic
 
 
@@ -47,6 +47,19 @@ def test_advgan_resume_matches_uninterrupted(tmp_path, cnn_small, train_subset):
     assert (tmp_path / "part" / "samples" / "epoch_002.png").exists()
     with pytest.raises(ValueError, match="settings differ"):
         train_advgan(cnn_small, data, 0.1, settings, out=tmp_path / "part", resume=True, progress=False)
+
+
+def test_adversarial_margin_and_random_targets():
+    logits = torch.tensor([[3.0, 1.0, 0.0], [0.0, 5.0, 1.0]])
+    y = torch.tensor([0, 0])
+    # untargeted: own logit minus the best other, clamped at -kappa
+    assert adversarial_margin(logits, y, None, kappa=2.0).tolist() == [2.0, -2.0]
+    # targeted (target 2): best other minus the target's logit
+    assert adversarial_margin(logits, y, torch.tensor([2, 2]), kappa=10.0).tolist() == [3.0, 4.0]
+    torch.manual_seed(0)
+    labels = torch.arange(1000) % 10
+    targets = random_targets(labels, 10)
+    assert (targets != labels).all() and targets.min() == 0 and targets.max() == 9
 
 
 def test_frechet_loss_matches_evaluation():

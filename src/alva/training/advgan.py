@@ -30,7 +30,7 @@ from alva.attacks.losses import ClassLoss, is_success, margin
 from alva.report.training_figures import tile
 from alva.training.loop import fit
 from alva.training.objectives import ManualObjective, check_finite
-from alva.training.settings import TrainSettings
+from alva.training.settings import check_run, loop_settings
 
 
 @dataclass
@@ -49,12 +49,7 @@ class AdvGANSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
-        if self.batch_size < 2:
-            raise ValueError(f"batch_size must be >= 2, got {self.batch_size}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        check_run(self.epochs, self.batch_size, self.lr, min_batch_size=2)
         if min(self.gan_weight, self.hinge_weight, self.hinge_bound, self.kappa) < 0:
             raise ValueError("gan_weight, hinge_weight, hinge_bound and kappa must be >= 0")
 
@@ -196,8 +191,7 @@ def train_advgan(target_model: nn.Module, data: tuple[torch.Tensor, torch.Tensor
     shown_targets = random_targets(y_train[:100].to(device), num_classes) if settings.targeted else None
     objective = AdvGANObjective(target_model, discriminator, eps, settings, num_classes=num_classes, bounds=bounds,
                                 shown=shown, shown_targets=shown_targets)
-    loop = TrainSettings(epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr, seed=settings.seed)
-    history = fit(generator, data, loop, objective=objective, out=out, resume=resume, device=device,
+    history = fit(generator, data, loop_settings(settings), objective=objective, out=out, resume=resume, device=device,
                   progress=progress)
     generator.eval()
     generator.card = {"eps": float(eps), "settings": asdict(settings), "train_time_s": round(objective.train_time_s, 1),

@@ -44,7 +44,7 @@ from alva.training.advgan import adversarial_margin
 from alva.training.gan import sample_grid
 from alva.training.loop import fit
 from alva.training.objectives import ManualObjective, check_finite
-from alva.training.settings import TrainSettings
+from alva.training.settings import check_run, loop_settings
 
 DISTANCES = ("l2", "frechet")
 
@@ -68,14 +68,11 @@ class ATGANSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.steps_per_epoch < 1:
-            raise ValueError("epochs and steps_per_epoch must be >= 1")
-        if self.batch_size < 2:
-            raise ValueError(f"batch_size must be >= 2, got {self.batch_size}")
+        check_run(self.epochs, self.batch_size, self.lr, min_batch_size=2)
+        if self.steps_per_epoch < 1:
+            raise ValueError(f"steps_per_epoch must be >= 1, got {self.steps_per_epoch}")
         if self.distance not in DISTANCES:
             raise ValueError(f"unknown distance {self.distance!r}; choose one of {DISTANCES}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
 
 
 def features(classifier: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -166,10 +163,8 @@ class GeneratorObjective(ManualObjective):
 
 def _train(generator: nn.Module, objective: GeneratorObjective, out, resume: bool, device, progress: bool
            ) -> list[dict[str, Any]]:
-    s = objective.settings
-    loop = TrainSettings(epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, seed=s.seed)
-    history = fit(generator, None, loop, objective=objective, out=out, resume=resume, device=device,
-                  progress=progress)
+    history = fit(generator, None, loop_settings(objective.settings), objective=objective, out=out, resume=resume,
+                  device=device, progress=progress)
     generator.train_time_s = objective.train_time_s
     return history
 

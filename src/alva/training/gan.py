@@ -22,7 +22,7 @@ from alva.models.gan import ACCritic, ACGenerator, Generator
 from alva.report.training_figures import tile
 from alva.training.loop import fit
 from alva.training.objectives import ManualObjective, check_finite
-from alva.training.settings import TrainSettings
+from alva.training.settings import check_run, loop_settings
 
 
 @dataclass
@@ -45,14 +45,9 @@ class GanSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
-        if self.batch_size < 2:
-            raise ValueError(f"batch_size must be >= 2, got {self.batch_size}")
+        check_run(self.epochs, self.batch_size, self.lr, min_batch_size=2)
         if self.n_critic < 1:
             raise ValueError(f"n_critic must be >= 1, got {self.n_critic}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
 
 
 def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
@@ -215,8 +210,7 @@ def train_gan(generator: nn.Module, critic: nn.Module, train_data: tuple[torch.T
     training).
     """
     objective = WassersteinGAN(critic, settings, monitor)
-    loop = TrainSettings(epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr, seed=settings.seed)
-    history = fit(generator, train_data, loop, objective=objective, out=out, resume=resume, device=device,
-                  progress=progress)
+    history = fit(generator, train_data, loop_settings(settings), objective=objective, out=out, resume=resume,
+                  device=device, progress=progress)
     generator.train_time_s = objective.train_time_s
     return history

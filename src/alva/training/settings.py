@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -32,12 +33,7 @@ class TrainSettings:
     patience: int = 0
 
     def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        check_run(self.epochs, self.batch_size, self.lr)
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {OPTIMIZERS}")
         if self.schedule not in SCHEDULES:
@@ -72,3 +68,19 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (int(seed) * 7919 + int(epoch) * 104729) % (2**63 - 1)
 
 
+
+
+def check_run(epochs: int, batch_size: int, lr: float, *, min_batch_size: int = 1) -> None:
+    """Raise :class:`ValueError` unless ``epochs >= 1``, ``batch_size >= min_batch_size`` and ``lr > 0``."""
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    if batch_size < min_batch_size:
+        raise ValueError(f"batch_size must be >= {min_batch_size}, got {batch_size}")
+    if not lr > 0:
+        raise ValueError(f"lr must be > 0, got {lr}")
+
+
+def loop_settings(settings: Any) -> TrainSettings:
+    """The :class:`TrainSettings` of an objective that owns its optimisers (``GanSettings``, ``AdvGANSettings``,
+    ``ATGANSettings``): the loop uses their epochs, batch size and seed; their learning rate is recorded."""
+    return TrainSettings(epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr, seed=settings.seed)
