@@ -39,8 +39,11 @@ def grid_png(grid: torch.Tensor, title: str = "") -> bytes:
 
 def save_figure(fig, path: str | os.PathLike, **kwargs) -> Path:
     """Write a matplotlib figure as PNG to ``path``, atomically."""
+    import matplotlib.pyplot as plt
+
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", **kwargs)
+    plt.close(fig)  # a figure made by pyplot stays open until closed; any other is left as it is
     atomic_write_bytes(path, buffer.getvalue())
     return Path(path)
 
