@@ -29,6 +29,7 @@ def test_trained_advgan_beats_chance(cnn_small, train_subset, test_subset):
         chance = (cnn_small(noise.clamp(0, 1)).argmax(1) != yt).float().mean().item()
     assert result.success_rate > chance + 0.3, (result.success_rate, chance)
     assert history[0]["train"]["l2"] > 0 and generator.card["eps"] == 0.3
+    assert generator.card["target_model_classes"] == 10 and generator.num_classes == 0  # untargeted: no class input
     assert not any(p.requires_grad is False for p in cnn_small.parameters())  # target restored
 
 

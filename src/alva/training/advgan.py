@@ -194,8 +194,10 @@ def train_advgan(target_model: nn.Module, data: tuple[torch.Tensor, torch.Tensor
     history = fit(generator, data, loop_settings(settings), objective=objective, out=out, resume=resume, device=device,
                   progress=progress)
     generator.eval()
+    # The spec's ``num_classes`` counts the target classes the generator takes as input (0: untargeted); the
+    # card also says how many classes the attacked model has.
     generator.card = {"eps": float(eps), "settings": asdict(settings), "train_time_s": round(objective.train_time_s, 1),
-                      "train_size": len(x_train), "target_classes": int(num_classes), **(card or {})}
+                      "train_size": len(x_train), "target_model_classes": int(num_classes), **(card or {})}
     if out is not None:
         save_perturbation_generator(generator.cpu(), generator.card, Path(out) / "generator.safetensors")
         generator.to(device)
