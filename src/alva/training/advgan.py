@@ -150,15 +150,9 @@ class AdvGANObjective(ManualObjective):
             adv = bounded_perturbation(model, self.shown, self.eps, self.bounds, self.shown_targets).cpu()
         return tile(adv, 10, 10), f"AdvGAN eps {self.eps}, epoch {epoch + 1}"
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"generator": self.generator.state_dict(), "discriminator": self.discriminator.state_dict(),
-                "optimizer_generator": self.opt_g.state_dict(), "optimizer_discriminator": self.opt_d.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.generator.load_state_dict(state["generator"])
-        self.discriminator.load_state_dict(state["discriminator"])
-        self.opt_g.load_state_dict(state["optimizer_generator"])
-        self.opt_d.load_state_dict(state["optimizer_discriminator"])
+    def parts(self) -> dict[str, Any]:
+        return {"generator": self.generator, "discriminator": self.discriminator, "optimizer_generator": self.opt_g,
+                "optimizer_discriminator": self.opt_d}
 
     def describe(self) -> dict:
         return {"name": self.name, **{k: v for k, v in asdict(self.settings).items() if k != "epochs"},

@@ -150,12 +150,8 @@ class GeneratorObjective(ManualObjective):
     def sample_grid(self, model, epoch):
         return sample_grid(model, self.settings.seed, True), f"{self.title}, epoch {epoch + 1}"
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"generator": self.generator.state_dict(), "optimizer": self.optimizer.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.generator.load_state_dict(state["generator"])
-        self.optimizer.load_state_dict(state["optimizer"])
+    def parts(self) -> dict[str, Any]:
+        return {"generator": self.generator, "optimizer": self.optimizer}
 
     def describe(self) -> dict:
         return {"name": self.name, **{k: v for k, v in self.recorded.items() if k != "epochs"}}

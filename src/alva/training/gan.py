@@ -184,15 +184,9 @@ class WassersteinGAN(ManualObjective):
     def sample_grid(self, model, epoch):
         return sample_grid(model, self.settings.seed, self.settings.conditional), f"epoch {epoch + 1}"
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"generator": self.generator.state_dict(), "critic": self.critic.state_dict(),
-                "optimizer_generator": self.opt_g.state_dict(), "optimizer_critic": self.opt_d.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.generator.load_state_dict(state["generator"])
-        self.critic.load_state_dict(state["critic"])
-        self.opt_g.load_state_dict(state["optimizer_generator"])
-        self.opt_d.load_state_dict(state["optimizer_critic"])
+    def parts(self) -> dict[str, Any]:
+        return {"generator": self.generator, "critic": self.critic, "optimizer_generator": self.opt_g,
+                "optimizer_critic": self.opt_d}
 
     def describe(self) -> dict:
         return {"name": self.name, **{k: v for k, v in asdict(self.settings).items() if k != "epochs"}}

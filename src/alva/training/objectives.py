@@ -118,10 +118,10 @@ class ManualObjective:
     :func:`~alva.training.loop.fit` calls :meth:`setup` once; then, inside :meth:`running`, for every epoch
     (after seeding the global generator with :func:`~alva.training.loop.epoch_seed`): :meth:`start_epoch`,
     :meth:`training_step` for each batch of :meth:`batches`, and :meth:`end_epoch`, whose entries join the epoch's
-    record. After every epoch the checkpoint holds :meth:`state_dict` (restored on resume by
-    :meth:`load_state_dict`) and :meth:`describe`, which a resumed run must match; :meth:`sample_grid` is saved as
-    ``samples/epoch_NNN.png``. ``may_change`` names the :class:`~alva.training.loop.TrainSettings` fields that
-    may differ on resume (``"epochs"`` to train on).
+    record. After every epoch the checkpoint holds :meth:`state_dict`, the states of its :meth:`parts` (restored
+    on resume by :meth:`load_state_dict`), and :meth:`describe`, which a resumed run must match;
+    :meth:`sample_grid` is saved as ``samples/epoch_NNN.png``. ``may_change`` names the
+    :class:`~alva.training.loop.TrainSettings` fields that may differ on resume (``"epochs"`` to train on).
     """
 
     name = "manual"
@@ -164,12 +164,18 @@ class ManualObjective:
         """A ``C x H x W`` image grid in [0, 1] and its title, saved after every epoch; None: none."""
         return None
 
-    def state_dict(self) -> dict[str, Any]:
-        """Every network and optimiser state the objective trains, as top-level checkpoint entries."""
+    def parts(self) -> dict[str, Any]:
+        """The networks and optimisers the objective trains, by their checkpoint key (anything with
+        ``state_dict`` and ``load_state_dict``)."""
         raise NotImplementedError
 
+    def state_dict(self) -> dict[str, Any]:
+        """The state of every part, as top-level checkpoint entries."""
+        return {key: part.state_dict() for key, part in self.parts().items()}
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        raise NotImplementedError
+        for key, part in self.parts().items():
+            part.load_state_dict(state[key])
 
     def describe(self) -> dict:
         """Settings that identify this objective; a resumed run must have the same."""

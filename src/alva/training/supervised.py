@@ -70,13 +70,14 @@ class Supervised(ManualObjective):
     def end_epoch(self, model: nn.Module, epoch: int) -> dict[str, Any]:
         return {"lr": learning_rate(self.settings, (epoch + 1) * self.steps_per_epoch - 1, self.total_steps)}
 
+    def parts(self) -> dict[str, Any]:
+        return {"model": self.model, "optimizer": self.optimizer}
+
     def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "objective_state": self.objective.state()}
+        return {**super().state_dict(), "objective_state": self.objective.state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        super().load_state_dict(state)
         self.objective.load_state(state.get("objective_state", {}))
 
     def describe(self) -> dict:
