@@ -158,11 +158,11 @@ def round_grid(path: str | os.PathLike, r: int, result, de, reference_pred: torc
     l0 = result.extras["l0"].cpu()
 
     def pick(rows: range) -> list[int | None]:
-        chosen = []
+        chosen: list[int | None] = []
         for c in range(k):
             cands = [i for i in rows if t[i] == c]
             good = [i for i in cands if ok[i]]
-            chosen.append((good or cands or [None])[0])
+            chosen.append(next(iter(good or cands), None))
         return chosen
 
     def row(label: str, idx: list[int | None]) -> tuple[str, list, list[str]]:

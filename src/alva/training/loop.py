@@ -58,7 +58,8 @@ def fit(model: nn.Module, train_data: tuple[torch.Tensor, torch.Tensor] | None, 
     device = torch.device(device)
     model.to(device)
     steps.setup(model, train_data, settings, device)
-    checkpoint = Path(out) / CHECKPOINT if out is not None else None
+    folder = Path(out) if out is not None else None
+    checkpoint = folder / CHECKPOINT if folder is not None else None
 
     start_epoch, best, stopped, elapsed = 0, None, False, 0.0
     if resume:
@@ -68,9 +69,9 @@ def fit(model: nn.Module, train_data: tuple[torch.Tensor, torch.Tensor] | None, 
             start_epoch, best, stopped, elapsed = _restore(checkpoint, steps, settings)
     rank, main = distributed.rank(), distributed.is_main()
     # Records are logged at step epoch + 1: keep those of the finished epochs, drop any of later ones.
-    logger = (MetricsLogger(out, resume_step=start_epoch + 1 if resume else None)
-              if out is not None and main else None)
-    guarded = hasattr(steps, "check")
+    logger = (MetricsLogger(folder, resume_step=start_epoch + 1 if resume else None)
+              if folder is not None and main else None)
+    check = getattr(steps, "check", None)  # the guard against catastrophic overfitting, when the objective has one
 
     history: list[dict[str, Any]] = []
     try:
@@ -81,16 +82,16 @@ def fit(model: nn.Module, train_data: tuple[torch.Tensor, torch.Tensor] | None, 
                 # One stream per rank for dropout and random draws; rank 0 (and a single process) as before.
                 torch.manual_seed(epoch_seed(settings.seed, epoch) + rank)
                 steps.start_epoch(epoch, settings.epochs)
-                before = copy.deepcopy(steps.state_dict()) if guarded else None
+                before = copy.deepcopy(steps.state_dict()) if check is not None else {}
                 started = time.perf_counter()
                 record: dict[str, Any] = {"epoch": epoch + 1,
                                           "train": _train_epoch(steps, train_data, settings, epoch, device,
                                                                 progress and main)}
                 elapsed += time.perf_counter() - started
                 record.update(steps.end_epoch(model, epoch))
-                if guarded:
+                if check is not None and train_data is not None:
                     xb, yb = _check_batch(*train_data, settings.seed, epoch, device)
-                    figures, collapsed = steps.check(model, xb, yb)
+                    figures, collapsed = check(model, xb, yb)
                     record["check"] = figures
                     if collapsed:
                         # Catastrophic overfitting (Wong et al. 2020): back to the weights before this epoch, stop.
@@ -110,8 +111,8 @@ def fit(model: nn.Module, train_data: tuple[torch.Tensor, torch.Tensor] | None, 
                         stopped = True
                 record["time_s"] = round(time.perf_counter() - started, 3)
                 history.append(record)
-                if out is not None and main:
-                    _save_epoch(Path(out), checkpoint, logger, steps, model, settings, record,
+                if logger is not None and folder is not None:
+                    _save_epoch(folder, logger, steps, model, settings, record,
                                 {"epochs_done": epoch + 1, "stopped": stopped, "train_time_s": elapsed,
                                  **({"best": best} if best is not None else {})})
                 if on_epoch_end is not None and main:
@@ -129,7 +130,7 @@ def fit(model: nn.Module, train_data: tuple[torch.Tensor, torch.Tensor] | None, 
     return history
 
 
-def _save_epoch(out: Path, checkpoint: Path, logger: MetricsLogger, steps: ManualObjective, model: nn.Module,
+def _save_epoch(out: Path, logger: MetricsLogger, steps: ManualObjective, model: nn.Module,
                 settings: TrainSettings, record: dict[str, Any], progress: dict[str, Any]) -> None:
     """The epoch's sample grid, its record in the logs, then the checkpoint (last: it marks the epoch done)."""
     epoch = record["epoch"]
@@ -138,7 +139,7 @@ def _save_epoch(out: Path, checkpoint: Path, logger: MetricsLogger, steps: Manua
         grid, title = shown
         atomic_write_bytes(out / "samples" / f"epoch_{epoch:03d}.png", grid_png(grid, title))
     logger.log(epoch, record)
-    save_checkpoint(checkpoint, {**progress, "settings": asdict(settings), "objective": steps.describe(),
+    save_checkpoint(out / CHECKPOINT, {**progress, "settings": asdict(settings), "objective": steps.describe(),
                                  **steps.state_dict()})
 
 

@@ -14,7 +14,7 @@ from alva.training.fakeclass.data import RoundData, RunData, cat, sample
 from alva.training.fakeclass.settings import SAMPLE, FakeClassSettings, round_seed
 
 
-def _summary(values: dict[str, torch.Tensor], rows: torch.Tensor) -> dict[str, float]:
+def _summary(values: dict[str, torch.Tensor], rows: torch.Tensor) -> dict[str, Any]:
     out: dict[str, Any] = {"n": int(rows.sum())}
     if out["n"]:
         out.update({k: v[rows].float().mean().item() for k, v in values.items()})
@@ -71,13 +71,13 @@ def nearest(queries: torch.Tensor, pool: torch.Tensor, *, cosine: bool = False, 
     dist, index = [], []
     for i in range(0, len(q), chunk):
         if cosine:
-            sim = q[i:i + chunk] @ flat.T
-            best = sim.max(dim=1)
-            dist.append(1 - best.values)
+            most = (q[i:i + chunk] @ flat.T).max(dim=1)
+            dist.append(1 - most.values)
+            index.append(most.indices)
         else:
-            best = torch.cdist(q[i:i + chunk], flat).min(dim=1)
-            dist.append(best.values)
-        index.append(best.indices)
+            least = torch.cdist(q[i:i + chunk], flat).min(dim=1)
+            dist.append(least.values)
+            index.append(least.indices)
     if not dist:
         return queries.new_zeros(0), torch.zeros(0, dtype=torch.long)
     return torch.cat(dist), torch.cat(index)
