@@ -4,6 +4,8 @@ evaluation's."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -116,4 +118,8 @@ def test_cli_advgan_and_atgan(tmp_path, capsys):
     assert main(["advgan", "figure", f"x={out}/summary.json", f"y={tmp_path}/at/summary.json",
                  "--out", str(tmp_path / "fig.png")]) == 0
     assert (tmp_path / "fig.png").exists() and (tmp_path / "at" / "grid.png").exists()
+    assert main(["atgan", "critic", "--epochs", "1", "--steps", "2", "--batch-size", "16", "--n-eval", "100",
+                 "--no-progress", "--out", str(tmp_path / "critic")]) == 0
+    assert alva.models.load_generator(tmp_path / "critic").card["method"] == "against-critic"
+    assert json.loads((tmp_path / "critic" / "summary.json").read_text())["kind"] == "generator-attack-summary"
     assert "success" in capsys.readouterr().out
