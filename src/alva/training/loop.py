@@ -79,7 +79,7 @@ def fit(model: nn.Module, train_data: tuple[torch.Tensor, torch.Tensor] | None, 
             for epoch in range(start_epoch, settings.epochs):
                 if stopped:
                     break
-                # One stream per rank for dropout and random draws; rank 0 (and a single process) as before.
+                # One stream per rank for dropout and random draws; rank 0 is that of a single process.
                 torch.manual_seed(epoch_seed(settings.seed, epoch) + rank)
                 steps.start_epoch(epoch, settings.epochs)
                 before = copy.deepcopy(steps.state_dict()) if check is not None else {}
