@@ -170,15 +170,30 @@ def run_advgan_attack(args: argparse.Namespace) -> int:
 
 
 def run_figure(args: argparse.Namespace) -> int:
-    from alva.report.training_figures import success_validity_bars
+    from alva.report.figures import _save, plt
 
-    rows = {}
+    labels, rows = [], []
     for item in args.summaries:
         label, _, path = item.partition("=")
         if not path:
             raise ValueError(f"expected LABEL=PATH, got {item!r}")
-        rows[label] = json.loads(Path(path).read_text())
-    print(f"wrote {success_validity_bars(rows, args.out, args.title)}")
+        labels.append(label)
+        rows.append(json.loads(Path(path).read_text()))
+    keys = ["success", "validity", "valid_adversarial"]
+    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(rows), 3.4))
+    width = 0.8 / len(keys)
+    for k, key in enumerate(keys):
+        xs = [i + (k - 1) * width for i in range(len(rows))]
+        values = [r.get(key, float("nan")) for r in rows]
+        bars = ax.bar(xs, values, width, label=key.replace("_", " "))
+        ax.bar_label(bars, [f"{v:.0%}" for v in values], fontsize=7)
+    ax.set_xticks(range(len(rows)), labels, fontsize=8)
+    ax.set_ylim(0, 1.3)
+    ax.set_ylabel("rate")
+    ax.legend(fontsize=7, loc="upper center", ncol=3)
+    if args.title:
+        ax.set_title(args.title, fontsize=9)
+    print(f"wrote {_save(fig, args.out)}")
     return 0
 
 

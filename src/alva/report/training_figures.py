@@ -1,13 +1,10 @@
-"""Figures of generator training: grids of images (a generator's samples, an AdvGAN's adversarial images) as PNG,
-and the success/validity bars of generator attacks."""
+"""Figures of generator training: grids of images (a generator's samples, an AdvGAN's adversarial images) as PNG."""
 
 from __future__ import annotations
 
 import io
 import os
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -47,27 +44,3 @@ def save_figure(fig, path: str | os.PathLike, **kwargs) -> Path:
     atomic_write_bytes(path, buffer.getvalue())
     return Path(path)
 
-
-def success_validity_bars(rows: Mapping[str, Mapping[str, Any]], path: str | os.PathLike, title: str = "") -> Path:
-    """Bars of ``success``, ``validity`` and ``valid_adversarial`` per labelled summary of a generator attack
-    (``alva advgan train|attack``, ``alva atgan ...``): one group of three bars per label."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    keys = ["success", "validity", "valid_adversarial"]
-    fig = Figure(figsize=(1.6 + 1.3 * len(rows), 3.4))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    width = 0.8 / len(keys)
-    for k, key in enumerate(keys):
-        xs = [i + (k - 1) * width for i in range(len(rows))]
-        values = [row.get(key, float("nan")) for row in rows.values()]
-        bars = ax.bar(xs, values, width, label=key.replace("_", " "))
-        ax.bar_label(bars, [f"{v:.0%}" for v in values], fontsize=7)
-    ax.set_xticks(range(len(rows)), list(rows), fontsize=8)
-    ax.set_ylim(0, 1.3)
-    ax.set_ylabel("rate")
-    ax.legend(fontsize=7, loc="upper center", ncol=3)
-    if title:
-        ax.set_title(title, fontsize=9)
-    return save_figure(fig, path, dpi=110, bbox_inches="tight")
