@@ -42,6 +42,8 @@ def test_shipped_card_is_complete(name):
     assert info["command"].startswith("alva gan train") and f"--seed {info['seed']}" in info["command"]
     assert len(info["data_sha256"]) == 64
     assert ("label_agreement" in info) == info["conditional"]
+    # the number of classes of the digits it draws: those of its oracle class histogram
+    assert info["num_classes"] == len(info["oracle_class_histogram"]) == 10
 
 
 def test_shapes_and_range():

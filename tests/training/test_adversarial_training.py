@@ -208,3 +208,43 @@ def test_bad_settings_are_refused():
         TRADES(beta=-1)
     with pytest.raises(ValueError, match="monitor"):
         TrainSettings(patience=2)
+    with pytest.raises(ValueError, match="bounds"):
+        TRADES(bounds=(1.0, 0.0))
+
+
+class Recorder(nn.Module):
+    """A linear classifier on 1 x 4 x 4 inputs that keeps the last batch it saw in train mode."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.linear = nn.Linear(16, 3)
+        self.seen = None
+
+    def forward(self, x):
+        if self.training:
+            self.seen = x.detach().clone()
+        return self.linear(x.flatten(1))
+
+
+@pytest.mark.parametrize("objective", [TRADES, PGDTraining, FGSMMix, FastFGSM])
+def test_adversarial_examples_stay_in_the_objectives_bounds(objective):
+    """Inputs in [-1, 1] (all negative here): the examples keep within eps of x and inside the given bounds,
+    instead of being clipped into [0, 1]."""
+    x = -0.5 - 0.5 * torch.rand(8, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    y = torch.arange(8) % 3
+    model = Recorder().train()
+    torch.manual_seed(1)
+    objective(eps=0.1, bounds=(-1.0, 1.0))(model, x, y)
+    x_adv = model.seen[-len(x):]
+    assert x_adv.min() >= -1 and x_adv.max() <= -0.4 + 1e-6
+    assert (x_adv - x).abs().max() <= 0.1 + 1e-6
+    assert (x_adv - x).abs().max() > 0.01
+
+
+def test_the_registry_holds_every_objective():
+    from alva.training import ADVERSARIAL_OBJECTIVES, OBJECTIVES, get_objective
+
+    assert set(ADVERSARIAL_OBJECTIVES) | {"standard", "bce", "asl"} == set(OBJECTIVES)
+    assert isinstance(get_objective("trades", eps=0.2), TRADES)
+    assert get_objective("trades", eps=0.2).describe() == get_objective("trades", eps=0.2, bounds=(0, 1)).describe()

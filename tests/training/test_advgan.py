@@ -1,7 +1,10 @@
-"""AdvGAN training beats chance on a small budget and resumes exactly; AT-GAN fine-tuning and approach 1 run,
-leave the original generator alone, and the differentiable Frechet distance matches the evaluation's."""
+"""AdvGAN training beats chance on a small budget and resumes exactly; AT-GAN fine-tuning and training against a
+frozen critic run, leave the original generator alone, and the differentiable Frechet distance matches the
+evaluation's."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 import torch
@@ -11,8 +14,8 @@ from alva.attacks.generator_attacks import AdvGANAttack, UnrestrictedGeneratorAt
 from alva.evaluation.generative import frechet_distance
 from alva.models.gan import ACCritic
 from alva.tracking.checkpoint import load_checkpoint, save_checkpoint
-from alva.training.advgan import AdvGANSettings, train_advgan
-from alva.training.atgan import ATGANSettings, approach1, finetune_atgan, frechet_loss, load_critic
+from alva.training.advgan import AdvGANSettings, adversarial_margin, random_targets, train_advgan
+from alva.training.atgan import ATGANSettings, finetune_atgan, frechet_loss, load_critic, train_against_critic
 
 
 def test_trained_advgan_beats_chance(cnn_small, train_subset, test_subset):
@@ -28,6 +31,7 @@ def test_trained_advgan_beats_chance(cnn_small, train_subset, test_subset):
         chance = (cnn_small(noise.clamp(0, 1)).argmax(1) != yt).float().mean().item()
     assert result.success_rate > chance + 0.3, (result.success_rate, chance)
     assert history[0]["train"]["l2"] > 0 and generator.card["eps"] == 0.3
+    assert generator.card["target_model_classes"] == 10 and generator.num_classes == 0  # untargeted: no class input
     assert not any(p.requires_grad is False for p in cnn_small.parameters())  # target restored
 
 
@@ -46,6 +50,19 @@ def test_advgan_resume_matches_uninterrupted(tmp_path, cnn_small, train_subset):
     assert (tmp_path / "part" / "samples" / "epoch_002.png").exists()
     with pytest.raises(ValueError, match="settings differ"):
         train_advgan(cnn_small, data, 0.1, settings, out=tmp_path / "part", resume=True, progress=False)
+
+
+def test_adversarial_margin_and_random_targets():
+    logits = torch.tensor([[3.0, 1.0, 0.0], [0.0, 5.0, 1.0]])
+    y = torch.tensor([0, 0])
+    # untargeted: own logit minus the best other, clamped at -kappa
+    assert adversarial_margin(logits, y, None, kappa=2.0).tolist() == [2.0, -2.0]
+    # targeted (target 2): best other minus the target's logit
+    assert adversarial_margin(logits, y, torch.tensor([2, 2]), kappa=10.0).tolist() == [3.0, 4.0]
+    torch.manual_seed(0)
+    labels = torch.arange(1000) % 10
+    targets = random_targets(labels, 10)
+    assert (targets != labels).all() and targets.min() == 0 and targets.max() == 9
 
 
 def test_frechet_loss_matches_evaluation():
@@ -74,13 +91,13 @@ def test_atgan_finetune_raises_success_and_keeps_the_original(tmp_path, cnn_smal
     assert f"dist_{distance}" in history[0]["train"]
 
 
-def test_approach1_runs_against_a_saved_critic(tmp_path, cnn_small):
+def test_training_against_a_saved_critic_runs(tmp_path, cnn_small):
     torch.manual_seed(0)
     save_checkpoint(tmp_path / "ckpt.safetensors", {"critic": ACCritic().state_dict()})
     critic = load_critic(tmp_path / "ckpt.safetensors")
     assert not any(p.requires_grad for p in critic.parameters())
-    g, history = approach1(critic, cnn_small, ATGANSettings(epochs=1, steps_per_epoch=3, batch_size=16),
-                           out=tmp_path / "run", progress=False)
+    g, history = train_against_critic(critic, cnn_small, ATGANSettings(epochs=1, steps_per_epoch=3, batch_size=16),
+                                      out=tmp_path / "run", progress=False)
     assert len(history) == 1 and "critic_score" in history[0]["train"]
     assert load_checkpoint(tmp_path / "run" / "checkpoint.safetensors")["epochs_done"] == 1
     with torch.no_grad():
@@ -101,4 +118,8 @@ def test_cli_advgan_and_atgan(tmp_path, capsys):
     assert main(["advgan", "figure", f"x={out}/summary.json", f"y={tmp_path}/at/summary.json",
                  "--out", str(tmp_path / "fig.png")]) == 0
     assert (tmp_path / "fig.png").exists() and (tmp_path / "at" / "grid.png").exists()
+    assert main(["atgan", "critic", "--epochs", "1", "--steps", "2", "--batch-size", "16", "--n-eval", "100",
+                 "--no-progress", "--out", str(tmp_path / "critic")]) == 0
+    assert alva.models.load_generator(tmp_path / "critic").card["method"] == "against-critic"
+    assert json.loads((tmp_path / "critic" / "summary.json").read_text())["kind"] == "generator-attack-summary"
     assert "success" in capsys.readouterr().out

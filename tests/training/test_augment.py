@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from tiny_models import TinyConditional
 
 from alva.models import load
+from alva.tracking import json_kind
 from alva.training import augment
 from alva.training.augment import GenerationSettings, generate_dataset, load_dataset
 
@@ -51,6 +54,8 @@ def test_only_valid_adversarial_samples_are_kept_by_default(tmp_path, models):
 
 def test_changed_settings_in_the_same_folder_are_refused(tmp_path, models):
     generate_dataset(*models, tmp_path, GenerationSettings(n=10, chunk_size=10, keep="all"), progress=False)
+    assert json_kind(json.loads((tmp_path / "config.json").read_text())) == "alva-generation-config"
+    assert json_kind(json.loads((tmp_path / "summary.json").read_text())) == "alva-generation-summary"
     with pytest.raises(ValueError, match="other settings"):
         generate_dataset(*models, tmp_path, GenerationSettings(n=10, chunk_size=10, eps=0.1, keep="all"),
                          progress=False)

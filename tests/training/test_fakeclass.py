@@ -1,5 +1,5 @@
-"""Fake-class training on a tiny budget: runs end to end, logs the eleven metrics of the users' plan,
-labels generated images with their fake class, starts from the shipped weights, and resumes exactly."""
+"""Fake-class training on a tiny budget: runs end to end, logs its eleven metrics, labels generated images with
+their fake class, starts from the shipped weights, resumes exactly, and is quiet without progress."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import json
 import pytest
 import torch
 
-import alva.training.fakeclass as fakeclass
+import alva.training.fakeclass.network as network
+import alva.training.fakeclass.rounds as rounds
 from alva.cli.main import main
 from alva.evaluation.accuracy import predict_logits
 from alva.models import load
@@ -31,7 +32,7 @@ TINY = FakeClassSettings(
     reference=ReferenceSettings(epochs=10, lr=3e-3, per_class=1),
     lr=1e-3, eval_train_size=300, eval_test_size=300, nn_pool_size=300, sample=10,
 )
-# what the plan asks of each metric: aggregate figures, and per class where it names them
+# what each metric gives: aggregate figures, and per class for those measured per class
 PER_CLASS = ("m00_generation", "m01_ood", "m02_current_batch", "m03_past_train", "m04_test_current",
              "m05_test_past", "m06_other_network", "m08_final_sparse", "m09_real_train", "m10_real_test")
 DETECTION = ("fake_prob", "loss", "detected", "any_fake", "target_prob", "fooled")
@@ -46,10 +47,15 @@ def _without_time(value):
 
 
 class Spy:
-    """Wraps ``fit``: records the labels it trains on; raises KeyboardInterrupt on call ``stop_at``."""
+    """Wraps ``fit`` (of the round driver and of the reference network): records the labels it trains on; raises
+    KeyboardInterrupt on call ``stop_at``."""
 
     def __init__(self, stop_at: int | None = None) -> None:
-        self.calls, self.stop_at, self.fit = [], stop_at, fakeclass.fit
+        self.calls, self.stop_at, self.fit = [], stop_at, rounds.fit
+
+    def patch(self, mp: pytest.MonkeyPatch) -> None:
+        mp.setattr(rounds, "fit", self)
+        mp.setattr(network, "fit", self)
 
     def __call__(self, model, data, settings, **kwargs):
         self.calls.append(data[1].clone())
@@ -63,7 +69,7 @@ def tiny_run(tmp_path_factory, train_subset, test_subset):
     out = tmp_path_factory.mktemp("fakeclass")
     spy = Spy()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(fakeclass, "fit", spy)
+        spy.patch(mp)
         state = fakeclass_train("mnist/cnn-small", TINY, out, train=train_subset, test=test_subset, progress=False,
                                 log=lambda _: None)
     return out, state, spy
@@ -140,14 +146,15 @@ def test_start_network_keeps_the_shipped_real_class_weights(tiny_run, test_subse
     assert shipped.net[-1].out_features == K
 
 
-def test_resume_after_an_interruption_equals_an_uninterrupted_run(tmp_path, tiny_run, train_subset, test_subset):
+def test_resume_after_an_interruption_equals_an_uninterrupted_run(tmp_path, tiny_run, train_subset, test_subset,
+                                                                  capsys):
     reference_out, reference_state, _ = tiny_run
     out = tmp_path / "run"
     (out / "reference").mkdir(parents=True)  # reuse the cached reference network (its training is not under test)
     for name in ("model.safetensors", "model.json"):
         (out / "reference" / name).write_bytes((reference_out / "reference" / name).read_bytes())
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(fakeclass, "fit", Spy(stop_at=2))  # stopped while training round 1
+        Spy(stop_at=2).patch(mp)  # stopped while training round 1
         with pytest.raises(KeyboardInterrupt):
             fakeclass_train("mnist/cnn-small", TINY, out, train=train_subset, test=test_subset, progress=False,
                             log=lambda _: None)
@@ -159,9 +166,11 @@ def test_resume_after_an_interruption_equals_an_uninterrupted_run(tmp_path, tiny
     a = load_checkpoint(out / "weights" / "round_002.safetensors")["model"]
     b = load_checkpoint(reference_out / "weights" / "round_002.safetensors")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
-    # a finished run is left as it is; changed settings are refused
+    # a finished run is left as it is, and without progress nothing is printed; changed settings are refused
+    capsys.readouterr()
     assert _without_time(fakeclass_train("mnist/cnn-small", TINY, out, train=train_subset, test=test_subset,
-                                         progress=False, log=lambda _: None)) == _without_time(state)
+                                         progress=False)) == _without_time(state)
+    assert capsys.readouterr().out == ""
     changed = FakeClassSettings(**{**TINY.__dict__, "per_class": 3})
     with pytest.raises(ValueError, match="settings differ"):
         fakeclass_train("mnist/cnn-small", changed, out, train=train_subset, test=test_subset, progress=False,

@@ -72,3 +72,13 @@ def test_cli_trains_and_writes_a_generator_with_its_card(tmp_path):
     assert info["kind"] == "generator" and info["conditional"] and info["train_size"] == 128
     assert 0.0 <= info["label_agreement"] <= 1.0 and info["frechet_distance_oracle_features"] > 0
     assert (out / "samples" / "epoch_001.png").exists()
+
+
+def test_cli_card_of_an_unconditional_generator_says_its_number_of_classes(tmp_path):
+    from alva.cli.main import main
+    from alva.models import load_generator
+
+    assert main(["gan", "train", "--unconditional", "--epochs", "1", "--train-size", "128", "--n-critic", "2",
+                 "--oracle", "none", "--no-progress", "--out", str(tmp_path)]) == 0
+    info = load_generator(tmp_path).card
+    assert not info["conditional"] and info["num_classes"] == 10

@@ -1,4 +1,5 @@
-"""fit(): it learns, it is seeded, and a resumed run ends exactly where an uninterrupted one does."""
+"""fit(): it learns, it is seeded, and a resumed run ends exactly where an uninterrupted one does, also with an
+objective that owns its optimisers."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from alva.data import fixed_subset
 from alva.evaluation.accuracy import accuracy
 from alva.models import create
 from alva.tracking import load_checkpoint, read_metrics
-from alva.training import Objective, Standard, TrainingDiverged, TrainSettings, fit, learning_rate
+from alva.training import ManualObjective, Objective, Standard, TrainingDiverged, TrainSettings, fit, learning_rate
 from alva.training.loop import CHECKPOINT
 
 
@@ -220,3 +221,65 @@ def test_learning_rate_schedules():
     assert values[50] == pytest.approx(0.05)
     assert values[100] == pytest.approx(0.0, abs=1e-12)
     assert all(a >= b for a, b in zip(values, values[1:], strict=False))
+
+
+class TwoOptimizers(ManualObjective):
+    """A user's objective that owns two optimisers: Adam on the model's cross-entropy, SGD on a temperature."""
+
+    name = "two-optimizers"
+
+    def __init__(self, momentum: float = 0.9) -> None:
+        self.momentum = momentum
+        self.temperature = torch.nn.Linear(1, 1, bias=False)
+
+    def setup(self, model, train_data, settings, device):
+        self.model = model
+        torch.nn.init.ones_(self.temperature.weight)
+        self.adam = torch.optim.Adam(model.parameters(), lr=settings.lr)
+        self.sgd = torch.optim.SGD(self.temperature.parameters(), lr=0.01, momentum=self.momentum)
+
+    def start_epoch(self, epoch, epochs):
+        self.model.train()
+
+    def training_step(self, x, y, batch):
+        logits = self.model(x)
+        loss = torch.nn.functional.cross_entropy(logits, y)
+        self.adam.zero_grad()
+        loss.backward()
+        self.adam.step()
+        scaled = torch.nn.functional.cross_entropy(logits.detach() * self.temperature.weight, y)
+        self.sgd.zero_grad()
+        scaled.backward()
+        self.sgd.step()
+        return {"loss": loss.item(), "scaled_loss": scaled.item()}, len(x)
+
+    def sample_grid(self, model, epoch):
+        return torch.rand(1, 8, 8), f"epoch {epoch + 1}"
+
+    def parts(self):
+        return {"model": self.model, "temperature": self.temperature, "adam": self.adam, "sgd": self.sgd}
+
+    def describe(self):
+        return {"name": self.name, "momentum": self.momentum}
+
+
+def test_an_objective_with_its_own_optimizers_resumes_exactly(tmp_path, small_train):
+    settings = TrainSettings(epochs=2, batch_size=100, lr=0.01, seed=2)
+    whole, whole_objective = _model("softmax"), TwoOptimizers()
+    fit(whole, small_train, settings, objective=whole_objective, out=tmp_path / "whole", progress=False)
+    out = tmp_path / "split"
+    with pytest.raises(Stop):
+        fit(_model("softmax"), small_train, settings, objective=TwoOptimizers(), out=out, progress=False,
+            on_epoch_end=_stop_after(1))
+    state = load_checkpoint(out / CHECKPOINT)
+    assert {"model", "temperature", "adam", "sgd"} <= set(state) and state["objective"]["momentum"] == 0.9
+    resumed, objective = _model("softmax", init_seed=5), TwoOptimizers()
+    history = fit(resumed, small_train, settings, objective=objective, out=out, resume=True, progress=False)
+    assert [r["epoch"] for r in history] == [2] and "scaled_loss" in history[0]["train"]
+    _assert_same_weights(resumed, whole)
+    assert torch.equal(objective.temperature.weight, whole_objective.temperature.weight)
+    assert objective.temperature.weight.item() != 1.0
+    assert (out / "samples" / "epoch_002.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ValueError, match="settings differ"):
+        fit(_model("softmax"), small_train, settings, objective=TwoOptimizers(momentum=0.5), out=out, resume=True,
+            progress=False)

@@ -67,7 +67,7 @@ def test_metrics_and_config(run_dir):
     card = json.loads((out / "model.json").read_text())
     assert records[-1]["eval"]["clean_acc"] == card["clean_test_accuracy"]
     config = json.loads((out / "config.json").read_text())
-    assert config["model"] == "softmax" and config["train_size"] == 1000
+    assert config["kind"] == "train-config" and config["model"] == "softmax" and config["train_size"] == 1000
     assert config["settings"]["epochs"] == 2 and config["settings"]["seed"] == 2
 
 

@@ -1,4 +1,4 @@
-"""``alva fakeclass``: fake-class adversarial training (issue 4) with the eleven metrics of the users' plan."""
+"""``alva fakeclass``: fake-class adversarial training against sparse confident images, with its eleven metrics."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def register(commands) -> None:
                     "network gives class k with probability >= --confidence (at most --max-pixels non-zero "
                     "pixels), label them fake class K+k, retrain on real and all generated images; stop when "
                     "the generation success rate falls below --threshold (the network is deemed robust) or "
-                    "after --rounds. Logs the eleven metrics of the users' plan to OUT/metrics.jsonl, "
+                    "after --rounds. Logs eleven metrics (see alva.training.fakeclass) to OUT/metrics.jsonl, "
                     "TensorBoard (OUT/tb) and OUT/rounds.json; plots OUT/metrics.png and OUT/round_NNN.png. "
                     "With the defaults it takes one to two minutes on two CPU cores.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -124,7 +124,7 @@ def table(state: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     state = fakeclass_train(args.classifier, settings_from_args(args), args.out, resume=args.resume,
-                            progress=not args.no_progress, device=args.device, data_root=args.data_root)
+                            progress=not args.no_progress, device=args.device, data_root=args.data_root, log=print)
     print(table(state))
     final = state["final"]
     print("* final network (no training). "

@@ -70,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
               device=args.device, progress=not args.no_progress, monitor=monitor)
     generator.cpu().eval()
     card = {
+        # for a conditional generator the classes it is conditioned on; else those of the data it learnt to draw
+        "num_classes": int(generator.num_classes),
         "command": current_command(), "seed": args.seed, "epochs": args.epochs, "settings": asdict(settings),
         "train_size": len(x_train), "data_sha256": zoo.tensor_sha256(x_train),
         "data_sha256_of": "float32 training images as loaded by alva.data.load_mnist",

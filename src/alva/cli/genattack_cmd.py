@@ -1,4 +1,4 @@
-"""``alva advgan train|attack|figure`` (AdvGAN perturbation generators) and ``alva atgan finetune|approach1``
+"""``alva advgan train|attack|figure`` (AdvGAN perturbation generators) and ``alva atgan finetune|critic``
 (adversarial conditional generators for unrestricted adversarial examples)."""
 
 from __future__ import annotations
@@ -57,10 +57,11 @@ def register(commands) -> None:
     f.add_argument("--out", required=True, help="PNG path")
     f.set_defaults(handler=run_figure)
 
-    g = commands.add_parser("atgan", help="adversarial conditional generators (AT-GAN style; the seed's approach 1)")
+    g = commands.add_parser("atgan", help="adversarial conditional generators: AT-GAN fine-tuning, or a fresh "
+                                          "generator against a trained critic")
     gsub = g.add_subparsers(dest="atgan_command", required=True, metavar="ACTION")
     ft = gsub.add_parser("finetune", help="fine-tune a copy of a generator so G_adv(z, y) fools the classifier",
-                         description="Approach 2 (AT-GAN, Wang et al. 2019): fine-tune a copy of --generator to fool "
+                         description="AT-GAN (Wang et al. 2019): fine-tune a copy of --generator to fool "
                                      "--classifier while staying close to the original (--distance l2: per image; "
                                      "frechet: Frechet distance on --reference features), then measure success, "
                                      "oracle validity and Frechet distance to real test images.")
@@ -73,13 +74,17 @@ def register(commands) -> None:
     _add_atgan(ft)
     ft.set_defaults(handler=run_atgan_finetune)
 
-    a1 = gsub.add_parser("approach1", help="the seed's approach 1: a fresh generator against a trained critic")
-    a1.add_argument("--critic", default=None,
+    cr = gsub.add_parser("critic", help="train a fresh generator against a frozen, trained critic and the classifier",
+                         description="Train a fresh conditional generator against a frozen AC-WGAN-GP critic (its "
+                                     "Wasserstein score and auxiliary classifier; the critic never trains) and the "
+                                     "C&W margin on --classifier, then measure success, oracle validity and "
+                                     "Frechet distance to real test images.")
+    cr.add_argument("--critic", default=None,
                     help="train_gan checkpoint holding the trained critic (default: the critic shipped with "
                          "mnist/acwgan-gp)")
-    a1.add_argument("--adv-weight", type=float, default=1.0)
-    _add_atgan(a1)
-    a1.set_defaults(handler=run_atgan_approach1)
+    cr.add_argument("--adv-weight", type=float, default=1.0)
+    _add_atgan(cr)
+    cr.set_defaults(handler=run_atgan_critic)
 
 
 def _add_eval(p: argparse.ArgumentParser) -> None:
@@ -129,7 +134,7 @@ def _advgan_eval(model, generator, args, out: Path, eps, target) -> dict:
                   probs.amax(1).cpu(), result.success.cpu())
     adversarial_grid(out / "grid.png", batch, title=f"AdvGAN eps={attack.eps} vs {args.model}: success "
                      f"{summary['success']:.1%}, oracle validity {summary.get('validity', float('nan')):.1%}")
-    atomic_write_json(out / "summary.json", summary)
+    atomic_write_json(out / "summary.json", summary, kind="advgan-summary")
     return summary
 
 
@@ -211,7 +216,7 @@ def _atgan_eval(g_adv, original, args, out: Path) -> dict:
     adversarial_grid(out / "grid.png", batch, notes=notes,
                      title=f"{g_adv.card.get('method')} vs {args.classifier}: top G(z,y), middle G_adv(z,y); "
                            f"success {summary['success']:.1%}, validity {summary['validity']:.1%}")
-    atomic_write_json(out / "summary.json", summary)
+    atomic_write_json(out / "summary.json", summary, kind="generator-attack-summary")
     return summary
 
 
@@ -242,9 +247,9 @@ def run_atgan_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_atgan_approach1(args: argparse.Namespace) -> int:
+def run_atgan_critic(args: argparse.Namespace) -> int:
     from alva.models import load, load_generator
-    from alva.training.atgan import SHIPPED_CRITIC, approach1, load_critic
+    from alva.training.atgan import SHIPPED_CRITIC, load_critic, train_against_critic
     from alva.training.classifier import current_command
 
     args.critic = args.critic or str(SHIPPED_CRITIC)
@@ -252,10 +257,11 @@ def run_atgan_approach1(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"no critic checkpoint at {args.critic}: train one with alva gan train --out DIR "
                                 "and pass --critic DIR/checkpoint.safetensors")
     settings = _atgan_settings(args, "l2", 0.0, 0.0)
-    g, _ = approach1(load_critic(args.critic).to(args.device), load(args.classifier, device=args.device), settings,
-                     adv_weight=args.adv_weight, out=args.out, resume=args.resume, device=args.device,
-                     progress=not args.no_progress,
-                     card={"classifier": args.classifier, "critic": args.critic, "command": current_command()})
+    g, _ = train_against_critic(load_critic(args.critic).to(args.device), load(args.classifier, device=args.device),
+                                settings, adv_weight=args.adv_weight, out=args.out, resume=args.resume,
+                                device=args.device, progress=not args.no_progress,
+                                card={"classifier": args.classifier, "critic": args.critic,
+                                      "command": current_command()})
     summary = _atgan_eval(g, load_generator("mnist/acwgan-gp", device=args.device), args, Path(args.out))
     print(_line(summary))
     print(f"wrote {args.out}/generator.safetensors, summary.json, grid.png")

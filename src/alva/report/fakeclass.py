@@ -1,10 +1,10 @@
-"""Figures of fake-class training (:mod:`alva.training.fakeclass`): the metrics of the users' plan against
-rounds, and one grid of generated images per round for inspection (metric 1 has no agreed number)."""
+"""Figures of fake-class training (:mod:`alva.training.fakeclass`): its eleven metrics against rounds, and one grid
+of generated images per round for inspection (metric 1 has no agreed number)."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from alva.report.figures import _save  # noqa: E402
+from alva.report.training_figures import save_figure  # noqa: E402
 
 # (label, metric key, figure inside it) of the detection panel: held-out and trained-on generated images
 DETECTION = (
@@ -103,7 +103,7 @@ def fakeclass_metrics_plot(path: str | os.PathLike, rounds: Sequence[Mapping[str
             a.legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path, dpi=110, bbox_inches="tight")
 
 
 def image_rows_grid(path: str | os.PathLike, rows: Sequence[tuple[str, Sequence[torch.Tensor | None] | None,
@@ -138,4 +138,58 @@ def image_rows_grid(path: str | os.PathLike, rows: Sequence[tuple[str, Sequence[
         spine.set_visible(False)
     if title:
         ax.set_title(title, fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path, dpi=110, bbox_inches="tight")
+
+
+def round_grid(path: str | os.PathLike, r: int, result, de, reference_pred: torch.Tensor, *, num_classes: int,
+               n_train: int, held_out: bool,
+               most_similar: Callable[[torch.Tensor], tuple[list[torch.Tensor], list[str]]]) -> Path:
+    """round_NNN.png: per class, a generated training image, its most similar real training image, a held-out
+    image, and a DE image; titles give the target probability, L0 and the reference network's call.
+
+    ``result`` is the round's :class:`~alva.attacks.sparse.SparseConfident` generation (its first ``n_train``
+    images are to train on, the rest held out), ``de`` the differential-evolution one (or None),
+    ``reference_pred`` the reference network's predictions of ``result``'s images, and ``most_similar(images)``
+    the most similar real image and its title for each image.
+    """
+    k = num_classes
+    x, t, ok = result.x_adv.cpu(), result.target.cpu(), result.success.cpu()
+    prob = result.extras["target_prob"].cpu()
+    l0 = result.extras["l0"].cpu()
+
+    def pick(rows: range) -> list[int | None]:
+        chosen: list[int | None] = []
+        for c in range(k):
+            cands = [i for i in rows if t[i] == c]
+            good = [i for i in cands if ok[i]]
+            chosen.append(next(iter(good or cands), None))
+        return chosen
+
+    def row(label: str, idx: list[int | None]) -> tuple[str, list, list[str]]:
+        return (label, [None if i is None else x[i] for i in idx],
+                ["" if i is None else f"{int(t[i])} p={prob[i]:.2f} L0={int(l0[i])}\nref:{int(reference_pred[i])}"
+                 + ("" if ok[i] else " FAIL") for i in idx])
+
+    train_idx = pick(range(n_train))
+    present = [i for i in train_idx if i is not None]
+    similar, similar_titles = most_similar(x[present]) if present else ([], [])
+    near_images: list[torch.Tensor | None] = []
+    near_titles: list[str] = []
+    found = iter(zip(similar, similar_titles, strict=True))
+    for i in train_idx:
+        image, text = next(found) if i is not None else (None, "")
+        near_images.append(image)
+        near_titles.append(text)
+    rows = [row("generated (train)", train_idx), ("most similar real", near_images, near_titles)]
+    if held_out:
+        rows.append(row("held-out", pick(range(n_train, len(x)))))
+    if de is not None:
+        de_x, de_t = de.x_adv.cpu(), de.target.cpu()
+        de_p = de.adv_logits.cpu().softmax(dim=1).gather(1, de_t[:, None]).squeeze(1)
+        idx = [next((i for i in range(len(de_t)) if de_t[i] == c and de.success[i]),
+                    next((i for i in range(len(de_t)) if de_t[i] == c), None)) for c in range(k)]
+        rows.append(("DE (metric 7)", [None if i is None else de_x[i] for i in idx],
+                     ["" if i is None else f"{c} p={de_p[i]:.2f}" for c, i in enumerate(idx)]))
+    return image_rows_grid(path, rows, columns=k,
+                           title=f"round {r}: sparse images generated against the network of the round "
+                                 f"(success {result.success.float().mean():.0%})")

@@ -23,7 +23,7 @@ from torch import nn
 from alva.attacks.base import attack_mode
 from alva.attacks.norms import Norm, get_norm
 from alva.evaluation.accuracy import accuracy
-from alva.training.objectives import OBJECTIVES, Objective
+from alva.training.objectives import Objective
 
 
 def perturb(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: float, steps: int,
@@ -61,13 +61,14 @@ class Adversarial(Objective):
     """Base of the adversarial objectives: an eps ball, an attack for validation, and an eps schedule.
 
     ``evaluate`` adds the accuracy under PGD (``eval_steps`` steps, step ``2.5 eps / steps``) on the first
-    ``eval_size`` held-out images, so that early stopping can watch the adversarial validation error.
+    ``eval_size`` held-out images, so that early stopping can watch the adversarial validation error. Adversarial
+    examples stay inside ``bounds``, the range of the model's inputs.
     """
 
     headline = "clean_acc"
 
     def __init__(self, eps: float, norm: str = "linf", ramp_epochs: int = 0, eval_steps: int = 20,
-                 eval_size: int = 1000) -> None:
+                 eval_size: int = 1000, bounds: tuple[float, float] = (0.0, 1.0)) -> None:
         if not 0 <= eps < float("inf"):
             raise ValueError(f"eps must be >= 0 and finite, got {eps}")
         if ramp_epochs < 0:
@@ -79,6 +80,9 @@ class Adversarial(Objective):
         self.eval_steps = int(eval_steps)
         self.eval_size = int(eval_size)
         self.current_eps = self.eps
+        if not bounds[0] < bounds[1]:
+            raise ValueError(f"bounds must be (low, high) with low < high, got {bounds}")
+        self.bounds = (float(bounds[0]), float(bounds[1]))
 
     def start_epoch(self, epoch: int, epochs: int) -> None:
         """Ramp eps linearly over the first ``ramp_epochs`` epochs: ``eps * (epoch + 1) / ramp_epochs``."""
@@ -97,7 +101,9 @@ class Adversarial(Objective):
         return figures
 
     def describe(self):
-        return {"name": self.name, "eps": self.eps, "norm": self.norm_name, "ramp_epochs": self.ramp_epochs}
+        # Recorded only when not the default, so that runs saved before the setting existed still resume.
+        bounds = {"bounds": list(self.bounds)} if self.bounds != (0.0, 1.0) else {}
+        return {"name": self.name, "eps": self.eps, "norm": self.norm_name, "ramp_epochs": self.ramp_epochs, **bounds}
 
 
 class FGSMMix(Adversarial):
@@ -113,7 +119,8 @@ class FGSMMix(Adversarial):
         self.mix = float(mix)
 
     def __call__(self, model, x, y):
-        x_adv = perturb(model, x, y, self.current_eps, self.current_eps, 1, self.norm, random_start=False)
+        x_adv = perturb(model, x, y, self.current_eps, self.current_eps, 1, self.norm, random_start=False,
+                        bounds=self.bounds)
         logits = model(torch.cat([x, x_adv]))
         clean, adv = logits[: len(x)], logits[len(x):]
         loss = self.mix * F.cross_entropy(clean, y) + (1 - self.mix) * F.cross_entropy(adv, y)
@@ -140,7 +147,8 @@ class PGDTraining(Adversarial):
 
     def __call__(self, model, x, y):
         eps = self.current_eps
-        x_adv = perturb(model, x, y, eps, self.alpha_ratio * eps, self.steps, self.norm, self.random_start)
+        x_adv = perturb(model, x, y, eps, self.alpha_ratio * eps, self.steps, self.norm, self.random_start,
+                        bounds=self.bounds)
         logits = model(x_adv)
         loss = F.cross_entropy(logits, y)
         return loss, {"loss": loss.item(), "adv_acc": (logits.argmax(1) == y).float().mean().item(),
@@ -173,7 +181,7 @@ class FastFGSM(Adversarial):
 
     def __call__(self, model, x, y):
         eps = self.current_eps
-        x_adv = perturb(model, x, y, eps, self.alpha_ratio * eps, 1, self.norm, random_start=True)
+        x_adv = perturb(model, x, y, eps, self.alpha_ratio * eps, 1, self.norm, random_start=True, bounds=self.bounds)
         logits = model(x_adv)
         loss = F.cross_entropy(logits, y)
         return loss, {"loss": loss.item(), "adv_acc": (logits.argmax(1) == y).float().mean().item()}
@@ -223,10 +231,10 @@ class TRADES(Adversarial):
         def kl_to_clean(logits, _labels):
             return F.kl_div(F.log_softmax(logits, dim=1), clean_prob, reduction="sum")
 
-        start = (x + 0.001 * torch.randn_like(x)).clamp_(0, 1)
+        start = (x + 0.001 * torch.randn_like(x)).clamp_(*self.bounds)
         x_adv = perturb(model, start, y, eps, self.alpha_ratio * eps, self.steps, self.norm, random_start=False,
-                        loss_fn=kl_to_clean)
-        x_adv = (x + self.norm.project(x_adv - x, eps)).clamp_(0, 1)
+                        loss_fn=kl_to_clean, bounds=self.bounds)
+        x_adv = (x + self.norm.project(x_adv - x, eps)).clamp_(*self.bounds)
         logits = model(torch.cat([x, x_adv]))
         clean, adv = logits[: len(x)], logits[len(x):]
         robust = F.kl_div(F.log_softmax(adv, dim=1), F.softmax(clean, dim=1), reduction="batchmean")
@@ -280,5 +288,3 @@ def _single_linear(model: nn.Module) -> nn.Linear:
 ADVERSARIAL_OBJECTIVES: dict[str, type[Objective]] = {
     "fgsm-mix": FGSMMix, "pgd": PGDTraining, "fast": FastFGSM, "trades": TRADES, "logistic-fgsm": LogisticFGSM,
 }
-
-OBJECTIVES.update(ADVERSARIAL_OBJECTIVES)

@@ -9,32 +9,28 @@ The generator ``g`` gives ``x_adv = clip(x + eps * tanh(g(x)))`` (see
 with ``L_adv`` the Carlini-Wagner margin of the target model clamped at ``-kappa`` (untargeted: true logit minus
 best other; targeted: best other minus target logit, targets drawn at random per batch), and ``L_GAN`` the
 least-squares GAN loss of a small discriminator that tells clean images from adversarial ones (the paper's
-choice). Like :func:`alva.training.gan.train_gan`: seeded per ``(seed, epoch)``, a checkpoint after every epoch,
-``resume=True`` ends where an uninterrupted run ends, metrics in ``metrics.jsonl`` and TensorBoard, and a grid of
-adversarial images after every epoch.
+choice). The training is :class:`AdvGANObjective`, an objective of the one training loop
+:func:`alva.training.loop.fit` that owns the discriminator and both optimisers: the loop seeds every
+``(seed, epoch)``, writes a checkpoint after every epoch, resumes to where an uninterrupted run ends, logs to
+``metrics.jsonl`` and TensorBoard and saves a grid of adversarial images after every epoch.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from alva.attacks.base import attack_mode
 from alva.attacks.generator_attacks import PerturbationGenerator, bounded_perturbation, save_perturbation_generator
-from alva.data.loaders import make_loader
-from alva.tracking.checkpoint import check_same_settings, load_checkpoint, save_checkpoint
-from alva.tracking.files import atomic_write_bytes
-from alva.tracking.logger import MetricsLogger
-from alva.training.gan import grid_png
-from alva.training.loop import TrainingDiverged, epoch_seed
-
-CHECKPOINT = "checkpoint.safetensors"
+from alva.attacks.losses import ClassLoss, is_success, margin
+from alva.report.training_figures import tile
+from alva.training.loop import fit
+from alva.training.objectives import ManualObjective, check_finite
+from alva.training.settings import check_run, loop_settings
 
 
 @dataclass
@@ -53,12 +49,7 @@ class AdvGANSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
-        if self.batch_size < 2:
-            raise ValueError(f"batch_size must be >= 2, got {self.batch_size}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        check_run(self.epochs, self.batch_size, self.lr, min_batch_size=2)
         if min(self.gan_weight, self.hinge_weight, self.hinge_bound, self.kappa) < 0:
             raise ValueError("gan_weight, hinge_weight, hinge_bound and kappa must be >= 0")
 
@@ -81,18 +72,91 @@ class Discriminator(nn.Module):
 
 def adversarial_margin(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None, kappa: float
                        ) -> torch.Tensor:
-    """Per-sample C&W loss to minimise: ``max(own - best other, -kappa)`` (untargeted) or
-    ``max(best other - target, -kappa)`` (targeted)."""
-    label = y if target is None else target
-    own = logits.gather(1, label[:, None]).squeeze(1)
-    others = logits.scatter(1, label[:, None], float("-inf")).amax(1)
-    gap = own - others if target is None else others - own
-    return gap.clamp(min=-kappa)
+    """Per-sample C&W loss to minimise: minus the Carlini-Wagner margin (:func:`alva.attacks.losses.margin`),
+    clamped at ``-kappa``: ``max(own - best other, -kappa)`` (untargeted) or ``max(best other - target, -kappa)``
+    (targeted)."""
+    return margin(logits, y if target is None else target, target is not None).neg().clamp(min=-kappa)
 
 
 def random_targets(y: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """A target class other than ``y`` per sample, from the global generator."""
-    return (y + torch.randint(1, num_classes, y.shape, device=y.device)) % num_classes
+    """A target class other than ``y`` per sample, from the global generator (the attacks' ``"random"`` rule)."""
+    # The rule reads only the number of classes from the logits: a zero-stride stand-in of that shape.
+    shape_only = torch.zeros((), device=y.device).expand(len(y), num_classes)
+    return ClassLoss(margin).pick_targets("random", y, shape_only, None)
+
+
+class AdvGANObjective(ManualObjective):
+    """AdvGAN's losses as an objective of :func:`~alva.training.loop.fit`, whose model is the perturbation
+    generator: per batch one least-squares step of the discriminator (clean -> 1, adversarial -> 0) and one step of
+    the generator on ``L_adv + gan_weight * L_GAN + hinge_weight * L_hinge`` against the frozen ``target_model``.
+    ``shown`` (and ``shown_targets``) are the 100 images whose adversarial versions make the grid of every epoch.
+    """
+
+    name = "advgan"
+    may_change = ("epochs",)
+    drop_last = True
+
+    def __init__(self, target_model: nn.Module, discriminator: nn.Module, eps: float, settings: AdvGANSettings, *,
+                 num_classes: int = 10, bounds: tuple[float, float] = (0.0, 1.0), shown: torch.Tensor | None = None,
+                 shown_targets: torch.Tensor | None = None) -> None:
+        self.target_model, self.discriminator, self.eps, self.settings = target_model, discriminator, eps, settings
+        self.num_classes, self.bounds = num_classes, bounds
+        self.shown, self.shown_targets = shown, shown_targets
+
+    def setup(self, model, train_data, settings, device) -> None:
+        self.generator = model
+        self.discriminator.to(device)
+        self.opt_g = torch.optim.Adam(model.parameters(), lr=self.settings.lr, betas=(0.5, 0.999))
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.settings.lr, betas=(0.5, 0.999))
+
+    def running(self):
+        return attack_mode(self.target_model)
+
+    def start_epoch(self, epoch: int, epochs: int) -> None:
+        self.epoch = epoch
+        self.generator.train()
+        self.discriminator.train()
+
+    def training_step(self, x, y, batch):
+        s, discriminator = self.settings, self.discriminator
+        target = random_targets(y, self.num_classes) if s.targeted else None
+        x_adv = bounded_perturbation(self.generator, x, self.eps, self.bounds, target)
+        loss_d = ((discriminator(x) - 1) ** 2).mean() + (discriminator(x_adv.detach()) ** 2).mean()
+        self.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.opt_d.step()
+        discriminator.requires_grad_(False)
+        logits = self.target_model(x_adv)
+        loss_adv = adversarial_margin(logits, y, target, s.kappa).mean()
+        loss_gan = ((discriminator(x_adv) - 1) ** 2).mean()
+        l2 = (x_adv - x).flatten(1).norm(dim=1)
+        loss_hinge = (l2 - s.hinge_bound).clamp(min=0).mean()
+        loss_g = loss_adv + s.gan_weight * loss_gan + s.hinge_weight * loss_hinge
+        check_finite(loss_d + loss_g, "loss", self.epoch, batch)
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_g.step()
+        discriminator.requires_grad_(True)
+        with torch.no_grad():
+            success = is_success(logits, y if target is None else target, target is not None).float().mean().item()
+        return {"loss_d": loss_d.item(), "loss_g": loss_g.item(), "loss_adv": loss_adv.item(),
+                "loss_gan": loss_gan.item(), "l2": l2.mean().item(), "success": success}, 1.0
+
+    def sample_grid(self, model, epoch):
+        if self.shown is None:
+            return None
+        model.eval()
+        with torch.no_grad():
+            adv = bounded_perturbation(model, self.shown, self.eps, self.bounds, self.shown_targets).cpu()
+        return tile(adv, 10, 10), f"AdvGAN eps {self.eps}, epoch {epoch + 1}"
+
+    def parts(self) -> dict[str, Any]:
+        return {"generator": self.generator, "discriminator": self.discriminator, "optimizer_generator": self.opt_g,
+                "optimizer_discriminator": self.opt_d}
+
+    def describe(self) -> dict:
+        return {"name": self.name, **{k: v for k, v in asdict(self.settings).items() if k != "epochs"},
+                "eps": float(self.eps)}
 
 
 def train_advgan(target_model: nn.Module, data: tuple[torch.Tensor, torch.Tensor], eps: float,
@@ -115,111 +179,20 @@ def train_advgan(target_model: nn.Module, data: tuple[torch.Tensor, torch.Tensor
     x_train, y_train = data
     torch.manual_seed(settings.seed)
     channels = x_train.shape[1]
-    generator = PerturbationGenerator(channels, settings.width, num_classes if settings.targeted else 0).to(device)
-    discriminator = Discriminator(channels, settings.width).to(device)
-    opt_g = torch.optim.Adam(generator.parameters(), lr=settings.lr, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(discriminator.parameters(), lr=settings.lr, betas=(0.5, 0.999))
-    recorded = {**asdict(settings), "eps": float(eps)}
-    checkpoint = Path(out) / CHECKPOINT if out is not None else None
-    start_epoch, elapsed = 0, 0.0
-    if resume:
-        if checkpoint is None:
-            raise ValueError("resume=True needs out=, the folder of the run to continue")
-        if checkpoint.exists():
-            start_epoch, elapsed = _restore(checkpoint, generator, discriminator, opt_g, opt_d, recorded)
-    logger = MetricsLogger(out, resume_step=start_epoch + 1 if resume else None) if out is not None else None
+    generator = PerturbationGenerator(channels, settings.width, num_classes if settings.targeted else 0)
+    discriminator = Discriminator(channels, settings.width)
     shown = x_train[:100].to(device)
     shown_targets = random_targets(y_train[:100].to(device), num_classes) if settings.targeted else None
-    history: list[dict[str, Any]] = []
-    try:
-        with attack_mode(target_model):
-            for epoch in range(start_epoch, settings.epochs):
-                torch.manual_seed(epoch_seed(settings.seed, epoch))
-                started = time.perf_counter()
-                stats = _train_epoch(generator, discriminator, target_model, opt_g, opt_d, x_train, y_train, eps,
-                                     settings, epoch, device, progress, num_classes, bounds)
-                took = time.perf_counter() - started
-                elapsed += took
-                record = {"epoch": epoch + 1, "train": stats, "time_s": round(took, 3)}
-                history.append(record)
-                if out is not None:
-                    generator.eval()
-                    with torch.no_grad():
-                        adv = bounded_perturbation(generator, shown, eps, bounds, shown_targets).cpu()
-                    grid = adv.view(10, 10, *adv.shape[1:]).permute(2, 0, 3, 1, 4).reshape(
-                        adv.shape[1], 10 * adv.shape[2], 10 * adv.shape[3])
-                    atomic_write_bytes(Path(out) / "samples" / f"epoch_{epoch + 1:03d}.png",
-                                       grid_png(grid, f"AdvGAN eps {eps}, epoch {epoch + 1}"))
-                    logger.log(epoch + 1, record)
-                    save_checkpoint(checkpoint, {
-                        "epochs_done": epoch + 1, "train_time_s": elapsed, "settings": recorded,
-                        "generator": generator.state_dict(), "discriminator": discriminator.state_dict(),
-                        "optimizer_generator": opt_g.state_dict(), "optimizer_discriminator": opt_d.state_dict(),
-                    })
-    finally:
-        if logger is not None:
-            logger.close()
+    objective = AdvGANObjective(target_model, discriminator, eps, settings, num_classes=num_classes, bounds=bounds,
+                                shown=shown, shown_targets=shown_targets)
+    history = fit(generator, data, loop_settings(settings), objective=objective, out=out, resume=resume, device=device,
+                  progress=progress)
     generator.eval()
-    generator.card = {"eps": float(eps), "settings": asdict(settings), "train_time_s": round(elapsed, 1),
-                      "train_size": len(x_train), **(card or {})}
+    # The spec's ``num_classes`` counts the target classes the generator takes as input (0: untargeted); the
+    # card also says how many classes the attacked model has.
+    generator.card = {"eps": float(eps), "settings": asdict(settings), "train_time_s": round(objective.train_time_s, 1),
+                      "train_size": len(x_train), "target_model_classes": int(num_classes), **(card or {})}
     if out is not None:
         save_perturbation_generator(generator.cpu(), generator.card, Path(out) / "generator.safetensors")
         generator.to(device)
     return generator, history
-
-
-def _restore(checkpoint: Path, generator, discriminator, opt_g, opt_d, recorded: dict[str, Any]) -> tuple[int, float]:
-    state = load_checkpoint(checkpoint)
-    saved = state["settings"]
-    check_same_settings(checkpoint, saved, recorded, may_change=("epochs",))
-    generator.load_state_dict(state["generator"])
-    discriminator.load_state_dict(state["discriminator"])
-    opt_g.load_state_dict(state["optimizer_generator"])
-    opt_d.load_state_dict(state["optimizer_discriminator"])
-    return int(state["epochs_done"]), float(state.get("train_time_s", 0.0))
-
-
-def _train_epoch(generator, discriminator, target_model, opt_g, opt_d, x_train, y_train, eps, settings, epoch,
-                 device, progress, num_classes, bounds) -> dict[str, float]:
-    generator.train()
-    discriminator.train()
-    loader = make_loader(x_train, y_train, settings.batch_size, shuffle=True, seed=settings.seed, epoch=epoch,
-                         drop_last=True)
-    totals: dict[str, float] = {}
-    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{settings.epochs}", disable=not progress, leave=False,
-               dynamic_ncols=True)
-    batches = 0
-    for i, (xb, yb) in enumerate(bar):
-        xb, yb = xb.to(device), yb.to(device)
-        target = random_targets(yb, num_classes) if settings.targeted else None
-        x_adv = bounded_perturbation(generator, xb, eps, bounds, target)
-        # discriminator: least squares, clean -> 1, adversarial -> 0
-        loss_d = ((discriminator(xb) - 1) ** 2).mean() + (discriminator(x_adv.detach()) ** 2).mean()
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
-        # generator
-        discriminator.requires_grad_(False)
-        logits = target_model(x_adv)
-        loss_adv = adversarial_margin(logits, yb, target, settings.kappa).mean()
-        loss_gan = ((discriminator(x_adv) - 1) ** 2).mean()
-        l2 = (x_adv - xb).flatten(1).norm(dim=1)
-        loss_hinge = (l2 - settings.hinge_bound).clamp(min=0).mean()
-        loss_g = loss_adv + settings.gan_weight * loss_gan + settings.hinge_weight * loss_hinge
-        if not torch.isfinite(loss_g) or not torch.isfinite(loss_d):
-            raise TrainingDiverged(f"loss is not finite at epoch {epoch + 1}, batch {i + 1}: lower the lr")
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
-        discriminator.requires_grad_(True)
-        with torch.no_grad():
-            label = yb if target is None else target
-            hit = logits.argmax(1) == label
-            success = (hit if target is not None else ~hit).float().mean().item()
-        metrics = {"loss_d": loss_d.item(), "loss_g": loss_g.item(), "loss_adv": loss_adv.item(),
-                   "loss_gan": loss_gan.item(), "l2": l2.mean().item(), "success": success}
-        for k, v in metrics.items():
-            totals[k] = totals.get(k, 0.0) + v
-        batches += 1
-        bar.set_postfix({"success": f"{totals['success'] / batches:.3f}"}, refresh=False)
-    return {k: v / max(batches, 1) for k, v in totals.items()}

@@ -1,28 +1,34 @@
-"""Adversarial generators for unrestricted adversarial examples: the seed's approaches 2 and 1.
+"""Adversarial generators for unrestricted adversarial examples, trained by the one training loop
+(:func:`alva.training.loop.fit`) with :class:`GeneratorObjective`: one epoch is ``steps_per_epoch`` Adam steps
+of the generator on fresh draws of ``(z, y)``; no data set is needed.
 
-- :func:`finetune_atgan` (approach 2, after AT-GAN, Wang et al. 2019): start from a copy of a trained
-  conditional generator ``G`` (``mnist/acwgan-gp``) and fine-tune it into ``G_adv`` so that the target classifier
-  misreads ``G_adv(z, y)`` while ``G_adv(z, y)`` stays close to ``G(z, y)``::
+- :func:`finetune_atgan` (after AT-GAN, Wang et al. 2019, "AT-GAN: An Adversarial Generator Model for
+  Non-constrained Adversarial Examples"): start from a copy of a trained conditional generator ``G``
+  (``mnist/acwgan-gp``) and fine-tune it into ``G_adv`` so that the target classifier misreads ``G_adv(z, y)``
+  while ``G_adv(z, y)`` stays close to ``G(z, y)``::
 
       L = L_adv(C(G_adv(z, y)), y) + dist_weight * D(G_adv(z, y), G(z, y)) [+ critic_weight * critic terms]
 
   ``distance="l2"``: AT-GAN's squared Euclidean distance per image (mean over the batch);
-  ``distance="frechet"``: the seed's choice, the Frechet distance between Gaussians fitted to the batch's features
-  of a reference classifier (``mnist/cnn-small-fast`` by default), a distance between *distributions*, so it
-  does not tie ``G_adv(z, y)`` to ``G(z, y)`` image by image.
-- :func:`approach1`: a fresh (untrained) generator trained against a frozen pre-trained critic (Wasserstein score
-  and auxiliary classifier) and the target. The seed reports that the generator never catches up and draws
-  noise; this reproduces the setup so the failure can be measured.
+  ``distance="frechet"``: the Frechet distance between Gaussians fitted to the batch's features of a reference
+  classifier (``mnist/cnn-small-fast`` by default; the distance of FID, Heusel et al. 2017), a distance between
+  *distributions*, so it does not tie ``G_adv(z, y)`` to ``G(z, y)`` image by image.
+- :func:`train_against_critic`: a fresh (untrained) conditional generator trained against a frozen, fully
+  trained AC-WGAN-GP critic (its Wasserstein score and auxiliary classifier keep images realistic) and the
+  target classifier, with the critic never updated. The generator does not catch up with a critic trained to the
+  end and draws noise; the command measures that failure.
 
-Both are seeded per ``(seed, epoch)``, write a checkpoint after every epoch (``resume=True`` goes on), log to
-``metrics.jsonl`` + TensorBoard and save a 10 x 10 grid (row = class) after every epoch.
+``L_adv`` is the Carlini-Wagner margin clamped at ``-kappa``
+(:func:`alva.training.advgan.adversarial_margin`). The loop seeds every ``(seed, epoch)``, writes a checkpoint
+after every epoch (``resume=True`` goes on), logs to ``metrics.jsonl`` + TensorBoard and saves a 10 x 10 grid
+(row = class) after every epoch.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -30,18 +36,16 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from alva.attacks.base import attack_mode
 from alva.models.gan import ACCritic, ACGenerator, save_generator
-from alva.tracking.checkpoint import check_same_settings, load_checkpoint, save_checkpoint
-from alva.tracking.files import atomic_write_bytes
-from alva.tracking.logger import MetricsLogger
+from alva.tracking.checkpoint import load_checkpoint
 from alva.training.advgan import adversarial_margin
-from alva.training.gan import grid_png, sample_grid
-from alva.training.loop import TrainingDiverged, epoch_seed
+from alva.training.gan import sample_grid
+from alva.training.loop import fit
+from alva.training.objectives import ManualObjective, check_finite
+from alva.training.settings import check_run, loop_settings
 
-CHECKPOINT = "checkpoint.safetensors"
 DISTANCES = ("l2", "frechet")
 
 
@@ -64,14 +68,11 @@ class ATGANSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.steps_per_epoch < 1:
-            raise ValueError("epochs and steps_per_epoch must be >= 1")
-        if self.batch_size < 2:
-            raise ValueError(f"batch_size must be >= 2, got {self.batch_size}")
+        check_run(self.epochs, self.batch_size, self.lr, min_batch_size=2)
+        if self.steps_per_epoch < 1:
+            raise ValueError(f"steps_per_epoch must be >= 1, got {self.steps_per_epoch}")
         if self.distance not in DISTANCES:
             raise ValueError(f"unknown distance {self.distance!r}; choose one of {DISTANCES}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
 
 
 def features(classifier: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -104,12 +105,72 @@ def distance_loss(distance: str, x_adv: torch.Tensor, x_ref: torch.Tensor, refer
     return frechet_loss(features(reference, x_adv), features(reference, x_ref).detach())
 
 
+class GeneratorObjective(ManualObjective):
+    """Train a conditional generator (the model of :func:`~alva.training.loop.fit`) on ``loss(z, y)`` with Adam
+    (betas 0.5, 0.9), ``frozen`` models in attack mode; ``train_mode=False`` keeps the generator in eval mode
+    (batch-norm statistics fixed). ``recorded`` identifies the run for resume; ``title`` heads the sample grids."""
+
+    may_change = ("epochs",)
+
+    def __init__(self, loss: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict[str, float]]],
+                 frozen: list[nn.Module], settings: ATGANSettings, recorded: dict[str, Any], *, name: str,
+                 title: str, train_mode: bool) -> None:
+        self.loss, self.frozen, self.settings, self.recorded = loss, frozen, settings, recorded
+        self.name, self.title, self.train_mode = name, title, train_mode
+
+    def setup(self, model, train_data, settings, device) -> None:
+        self.generator, self.device = model, device
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=self.settings.lr, betas=(0.5, 0.9))
+
+    def running(self):
+        stack = contextlib.ExitStack()
+        for model in self.frozen:
+            stack.enter_context(attack_mode(model))
+        return stack
+
+    def start_epoch(self, epoch: int, epochs: int) -> None:
+        self.epoch = epoch
+        self.generator.train(self.train_mode)
+
+    def batches(self, train_data, settings, epoch):
+        n, g = self.settings.batch_size, self.generator
+        for _ in range(self.settings.steps_per_epoch):
+            z = torch.randn(n, *g.latent_shape, device=self.device)
+            yield z, torch.randint(0, g.num_classes, (n,), device=self.device)
+
+    def training_step(self, x, y, batch):
+        loss, metrics = self.loss(x, y)
+        check_finite(loss, "loss", self.epoch, batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        metrics["loss"] = loss.item()
+        return metrics, 1.0
+
+    def sample_grid(self, model, epoch):
+        return sample_grid(model, self.settings.seed, True), f"{self.title}, epoch {epoch + 1}"
+
+    def parts(self) -> dict[str, Any]:
+        return {"generator": self.generator, "optimizer": self.optimizer}
+
+    def describe(self) -> dict:
+        return {"name": self.name, **{k: v for k, v in self.recorded.items() if k != "epochs"}}
+
+
+def _train(generator: nn.Module, objective: GeneratorObjective, out, resume: bool, device, progress: bool
+           ) -> list[dict[str, Any]]:
+    history = fit(generator, None, loop_settings(objective.settings), objective=objective, out=out, resume=resume,
+                  device=device, progress=progress)
+    generator.train_time_s = objective.train_time_s
+    return history
+
+
 def finetune_atgan(generator: nn.Module, target: nn.Module, settings: ATGANSettings | None = None, *,
                    distance: str | None = None, reference: nn.Module | None = None,
                    critic: ACCritic | None = None, out: str | Path | None = None, resume: bool = False,
                    device: str | torch.device = "cpu", progress: bool = True,
                    card: dict[str, Any] | None = None) -> tuple[nn.Module, list[dict[str, Any]]]:
-    """Fine-tune a copy of the conditional ``generator`` into ``G_adv`` against ``target`` (approach 2).
+    """Fine-tune a copy of the conditional ``generator`` into ``G_adv`` against ``target`` (AT-GAN).
 
     ``generator`` itself is not changed (it is the fixed ``G`` of the distance term). ``distance`` overrides
     ``settings.distance``; ``reference`` is the classifier whose features the Frechet distance compares;
@@ -142,8 +203,9 @@ def finetune_atgan(generator: nn.Module, target: nn.Module, settings: ATGANSetti
         return loss, metrics
 
     # G_adv keeps G's batch-norm statistics (eval mode), so before the first step G_adv(z, y) == G(z, y) exactly
-    history = _train(adv, loss_fn, frozen, settings, asdict(settings), out, resume, device, progress, "AT-GAN",
-                     train_mode=False)
+    objective = GeneratorObjective(loss_fn, frozen, settings, asdict(settings), name="atgan-finetune",
+                                   title="AT-GAN", train_mode=False)
+    history = _train(adv, objective, out, resume, device, progress)
     adv.eval()
     adv.card = {"method": "atgan-finetune", "settings": asdict(settings), **(card or {})}
     if out is not None:
@@ -152,14 +214,15 @@ def finetune_atgan(generator: nn.Module, target: nn.Module, settings: ATGANSetti
     return adv, history
 
 
-def approach1(critic: ACCritic, target: nn.Module, settings: ATGANSettings | None = None, *,
-              latent_dim: int = 64, num_classes: int = 10, adv_weight: float = 1.0, out: str | Path | None = None,
-              resume: bool = False, device: str | torch.device = "cpu", progress: bool = True,
-              card: dict[str, Any] | None = None) -> tuple[ACGenerator, list[dict[str, Any]]]:
-    """The seed's approach 1: a fresh :class:`ACGenerator` against a frozen, fully trained critic.
+def train_against_critic(critic: ACCritic, target: nn.Module, settings: ATGANSettings | None = None, *,
+                         latent_dim: int = 64, num_classes: int = 10, adv_weight: float = 1.0,
+                         out: str | Path | None = None, resume: bool = False, device: str | torch.device = "cpu",
+                         progress: bool = True, card: dict[str, Any] | None = None
+                         ) -> tuple[ACGenerator, list[dict[str, Any]]]:
+    """Train a fresh :class:`ACGenerator` against a frozen, fully trained critic and the ``target`` classifier.
 
     The generator minimises ``-critic(G(z, y)) + aux_weight * CE(aux(G(z, y)), y) + adv_weight * L_adv(C(G), y)``;
-    the critic never trains (the seed's setup). ``settings.distance`` and ``dist_weight`` are not used.
+    the critic never trains. ``settings.distance`` and ``dist_weight`` are not used.
     """
     settings = settings or ATGANSettings()
     device = torch.device(device)
@@ -177,10 +240,11 @@ def approach1(critic: ACCritic, target: nn.Module, settings: ATGANSettings | Non
                       "success": (logits.argmax(1) != batch_y).float().mean().item()}
 
     recorded = {**asdict(settings), "adv_weight": adv_weight, "latent_dim": latent_dim}
-    history = _train(generator, loss_fn, [critic, target], settings, recorded, out, resume, device, progress,
-                     "approach 1", train_mode=True)
+    objective = GeneratorObjective(loss_fn, [critic, target], settings, recorded, name="against-critic",
+                                   title="against the critic", train_mode=True)
+    history = _train(generator, objective, out, resume, device, progress)
     generator.eval()
-    generator.card = {"method": "approach1", "settings": recorded, **(card or {})}
+    generator.card = {"method": "against-critic", "settings": recorded, **(card or {})}
     if out is not None:
         save_generator(generator.cpu(), generator.card, Path(out) / "generator.safetensors")
         generator.to(device)
@@ -197,64 +261,3 @@ def load_critic(path: str | Path = SHIPPED_CRITIC, num_classes: int = 10) -> ACC
     critic = ACCritic(num_classes)
     critic.load_state_dict(load_checkpoint(path)["critic"])
     return critic.eval().requires_grad_(False)
-
-
-def _train(generator: nn.Module, loss_fn, frozen: list[nn.Module], settings: ATGANSettings,
-           recorded: dict[str, Any], out, resume: bool, device, progress: bool, title: str, *,
-           train_mode: bool) -> list[dict[str, Any]]:
-    optimizer = torch.optim.Adam(generator.parameters(), lr=settings.lr, betas=(0.5, 0.9))
-    checkpoint = Path(out) / CHECKPOINT if out is not None else None
-    start_epoch, elapsed = 0, 0.0
-    if resume:
-        if checkpoint is None:
-            raise ValueError("resume=True needs out=, the folder of the run to continue")
-        if checkpoint.exists():
-            state = load_checkpoint(checkpoint)
-            check_same_settings(checkpoint, state["settings"], recorded, may_change=("epochs",))
-            generator.load_state_dict(state["generator"])
-            optimizer.load_state_dict(state["optimizer"])
-            start_epoch, elapsed = int(state["epochs_done"]), float(state.get("train_time_s", 0.0))
-    logger = MetricsLogger(out, resume_step=start_epoch + 1 if resume else None) if out is not None else None
-    history: list[dict[str, Any]] = []
-    try:
-        with contextlib.ExitStack() as stack:
-            for model in frozen:
-                stack.enter_context(attack_mode(model))
-            for epoch in range(start_epoch, settings.epochs):
-                torch.manual_seed(epoch_seed(settings.seed, epoch))
-                started = time.perf_counter()
-                generator.train(train_mode)
-                totals: dict[str, float] = {}
-                bar = tqdm(range(settings.steps_per_epoch), desc=f"epoch {epoch + 1}/{settings.epochs}",
-                           disable=not progress, leave=False, dynamic_ncols=True)
-                for step in bar:
-                    z = torch.randn(settings.batch_size, *generator.latent_shape, device=device)
-                    y = torch.randint(0, generator.num_classes, (settings.batch_size,), device=device)
-                    loss, metrics = loss_fn(z, y)
-                    if not torch.isfinite(loss):
-                        raise TrainingDiverged(f"loss is {loss.item()} at epoch {epoch + 1}, step {step + 1}")
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-                    metrics["loss"] = loss.item()
-                    for k, v in metrics.items():
-                        totals[k] = totals.get(k, 0.0) + v
-                took = time.perf_counter() - started
-                elapsed += took
-                record = {"epoch": epoch + 1, "train": {k: v / settings.steps_per_epoch for k, v in totals.items()},
-                          "time_s": round(took, 3)}
-                history.append(record)
-                if out is not None:
-                    grid = sample_grid(generator, settings.seed, True)
-                    atomic_write_bytes(Path(out) / "samples" / f"epoch_{epoch + 1:03d}.png",
-                                       grid_png(grid, f"{title}, epoch {epoch + 1}"))
-                    logger.log(epoch + 1, record)
-                    save_checkpoint(checkpoint, {"epochs_done": epoch + 1, "train_time_s": elapsed,
-                                                 "settings": recorded, "generator": generator.state_dict(),
-                                                 "optimizer": optimizer.state_dict()})
-    finally:
-        if logger is not None:
-            logger.close()
-    generator.train_time_s = elapsed
-    return history
-

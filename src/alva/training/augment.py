@@ -85,10 +85,11 @@ def generate_dataset(generator: nn.Module, classifier: nn.Module, oracle: nn.Mod
     chunks.mkdir(parents=True, exist_ok=True)
     config = {**asdict(settings), "conditional": is_conditional(generator)}
     config_path = out / "config.json"
-    if config_path.exists() and json.loads(config_path.read_text()) != config:
+    saved = json.loads(config_path.read_text()) if config_path.exists() else None
+    if saved is not None and {k: v for k, v in saved.items() if k != "kind"} != config:
         raise ValueError(f"{out} holds a generation with other settings ({config_path}); use a new --out")
     if distributed.is_main():
-        atomic_write_json(config_path, config)
+        atomic_write_json(config_path, config, kind="alva-generation-config")
     attack = ALVA(generator, classifier, eps=settings.eps, steps=settings.steps, norm=settings.norm, oracle=oracle)
     count = math.ceil(settings.n / settings.chunk_size)
     mine = distributed.shard_indices(count, distributed.rank(), distributed.world_size())
@@ -142,7 +143,7 @@ def _merge(out: Path, count: int) -> dict[str, Any]:
         valid = torch.cat([p["valid"] for p in parts])
         summary["validity"] = valid.float().mean().item()
         summary["valid_adversarial"] = (valid & success).float().mean().item()
-    atomic_write_json(out / "summary.json", summary)
+    atomic_write_json(out / "summary.json", summary, kind="alva-generation-summary")
     return summary
 
 

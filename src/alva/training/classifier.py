@@ -18,7 +18,8 @@ from alva.data import fixed_subset, load_mnist, make_multilabel_mnist
 from alva.models import create, zoo
 from alva.tracking.files import atomic_write_json
 from alva.training.loop import TrainSettings, fit
-from alva.training.objectives import Objective, get_objective
+from alva.training.objectives import Objective
+from alva.training.registry import get_objective
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,7 @@ def train_classifier(run: ClassifierRun, *, resume: bool = False, progress: bool
               "train_size": run.train_size, "test_size": run.test_size, "data_seed": run.data_seed,
               "settings": asdict(run.settings)}
     if distributed.is_main():
-        atomic_write_json(out / "config.json", config)
+        atomic_write_json(out / "config.json", config, kind="train-config")
     command = command or current_command()
     data_sha256 = zoo.tensor_sha256(x_train, y_train)
 

@@ -1,15 +1,14 @@
 """Train a WGAN-GP (Gulrajani et al. 2017) or an AC-WGAN-GP (with the auxiliary classifier of Odena et al.
 2017, "Conditional Image Synthesis with Auxiliary Classifier GANs") on in-memory images.
 
-Like :func:`alva.training.loop.fit`: seeded per ``(seed, epoch)``, a checkpoint after every epoch
-(generator, critic, both optimisers), ``resume=True`` ends with the same weights as an uninterrupted run,
-metrics in ``out/metrics.jsonl`` and TensorBoard, and a grid of samples after every epoch.
+The training is :class:`WassersteinGAN`, an objective of the one training loop :func:`alva.training.loop.fit`
+that owns the critic and both optimisers: the loop seeds every ``(seed, epoch)``, writes a checkpoint after every
+epoch (generator, critic, both optimisers), resumes to the same weights as an uninterrupted run, logs to
+``out/metrics.jsonl`` and TensorBoard and saves a grid of samples after every epoch.
 """
 
 from __future__ import annotations
 
-import io
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,16 +17,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
-from alva.data.loaders import make_loader
 from alva.models.gan import ACCritic, ACGenerator, Generator
-from alva.tracking.checkpoint import check_same_settings, load_checkpoint, save_checkpoint
-from alva.tracking.files import atomic_write_bytes
-from alva.tracking.logger import MetricsLogger
-from alva.training.loop import TrainingDiverged, epoch_seed
-
-CHECKPOINT = "checkpoint.safetensors"
+from alva.report.training_figures import tile
+from alva.training.loop import fit
+from alva.training.objectives import ManualObjective, check_finite
+from alva.training.settings import check_run, loop_settings
 
 
 @dataclass
@@ -50,14 +45,9 @@ class GanSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
-        if self.batch_size < 2:
-            raise ValueError(f"batch_size must be >= 2, got {self.batch_size}")
+        check_run(self.epochs, self.batch_size, self.lr, min_batch_size=2)
         if self.n_critic < 1:
             raise ValueError(f"n_critic must be >= 1, got {self.n_critic}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
 
 
 def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
@@ -123,25 +113,7 @@ def sample_grid(generator: nn.Module, seed: int, conditional: bool, rows: int = 
     with torch.no_grad():
         images = sample(generator, z, labels).cpu()
     generator.train(was_training)
-    _, c, h, w = images.shape
-    return images.view(rows, cols, c, h, w).permute(2, 0, 3, 1, 4).reshape(c, rows * h, cols * w)
-
-
-def grid_png(grid: torch.Tensor, title: str = "") -> bytes:
-    """A grey-scale PNG of ``grid`` (``C x H x W`` in [0, 1]) drawn with matplotlib's Agg backend."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6, 6.3), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_axes((0, 0, 1, 0.95))
-    ax.imshow(grid[0].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-    ax.set_axis_off()
-    if title:
-        fig.suptitle(title, fontsize=10)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    return buffer.getvalue()
+    return tile(images, rows, cols)
 
 
 def make_models(conditional: bool, latent_dim: int = 64, num_classes: int = 10) -> tuple[nn.Module, ACCritic]:
@@ -159,106 +131,80 @@ def make_optimizers(generator: nn.Module, critic: nn.Module, settings: GanSettin
             torch.optim.Adam(critic.parameters(), lr=settings.lr, betas=betas))
 
 
+class WassersteinGAN(ManualObjective):
+    """WGAN-GP (AC-WGAN-GP when ``settings.conditional``) as an objective of :func:`~alva.training.loop.fit`,
+    whose model is the generator: one critic step per batch, one generator step every ``n_critic`` batches.
+
+    ``monitor(generator)``, when given, runs after every epoch (generator in eval mode); its figures go into the
+    epoch's record under ``"monitor"``.
+    """
+
+    may_change = ("epochs",)
+    drop_last = True
+
+    def __init__(self, critic: nn.Module, settings: GanSettings,
+                 monitor: Callable[[nn.Module], dict[str, float]] | None = None) -> None:
+        self.critic, self.settings, self.monitor = critic, settings, monitor
+        self.name = "ac-wgan-gp" if settings.conditional else "wgan-gp"
+
+    def setup(self, model, train_data, settings, device) -> None:
+        self.generator = model
+        self.device = device
+        self.critic.to(device)
+        self.opt_g, self.opt_d = make_optimizers(model, self.critic, self.settings)
+
+    def start_epoch(self, epoch: int, epochs: int) -> None:
+        self.epoch = epoch
+        self.generator.train()
+        self.critic.train()
+
+    def training_step(self, x, y, batch):
+        loss_d, metrics = critic_loss(self.generator, self.critic, x, y, self.settings)
+        check_finite(loss_d, "critic loss", self.epoch, batch)
+        self.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.opt_d.step()
+        if (batch + 1) % self.settings.n_critic == 0:
+            self.critic.requires_grad_(False)
+            loss_g, g_metrics = generator_loss(self.generator, self.critic, len(x), self.settings, self.device)
+            check_finite(loss_g, "generator loss", self.epoch, batch)
+            self.opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            self.opt_g.step()
+            self.critic.requires_grad_(True)
+            metrics.update(g_metrics)
+        return metrics, 1.0
+
+    def end_epoch(self, model, epoch):
+        if self.monitor is None:
+            return {}
+        model.eval()
+        return {"monitor": self.monitor(model)}
+
+    def sample_grid(self, model, epoch):
+        return sample_grid(model, self.settings.seed, self.settings.conditional), f"epoch {epoch + 1}"
+
+    def parts(self) -> dict[str, Any]:
+        return {"generator": self.generator, "critic": self.critic, "optimizer_generator": self.opt_g,
+                "optimizer_critic": self.opt_d}
+
+    def describe(self) -> dict:
+        return {"name": self.name, **{k: v for k, v in asdict(self.settings).items() if k != "epochs"}}
+
+
 def train_gan(generator: nn.Module, critic: nn.Module, train_data: tuple[torch.Tensor, torch.Tensor],
               settings: GanSettings, *, out: str | Path | None = None, resume: bool = False,
               device: str | torch.device = "cpu", progress: bool = True,
               monitor: Callable[[nn.Module], dict[str, float]] | None = None) -> list[dict[str, Any]]:
     """Train ``generator`` and ``critic`` in place with WGAN-GP (AC-WGAN-GP when ``settings.conditional``).
 
-    One critic step per batch; one generator step every ``n_critic`` batches. Returns one record per epoch
-    run. With ``out``: ``checkpoint.safetensors`` after every epoch, ``metrics.jsonl`` + ``tb/``, and
-    ``samples/epoch_NNN.png`` (10 x 10, row = class for a conditional generator). ``monitor(generator)``, when
-    given, runs after every epoch (generator in eval mode) and its figures go into that epoch's record.
+    :func:`~alva.training.loop.fit` with :class:`WassersteinGAN`. Returns one record per epoch run. With ``out``:
+    ``checkpoint.safetensors`` after every epoch, ``metrics.jsonl`` + ``tb/``, and ``samples/epoch_NNN.png``
+    (10 x 10, row = class for a conditional generator). Sets ``generator.train_time_s`` (all runs of a resumed
+    training).
     """
-    device = torch.device(device)
-    x_train, y_train = train_data
-    generator.to(device)
-    critic.to(device)
-    opt_g, opt_d = make_optimizers(generator, critic, settings)
-    checkpoint = Path(out) / CHECKPOINT if out is not None else None
-    start_epoch, elapsed = 0, 0.0
-    if resume:
-        if checkpoint is None:
-            raise ValueError("resume=True needs out=, the folder of the run to continue")
-        if checkpoint.exists():
-            start_epoch, elapsed = _restore(checkpoint, generator, critic, opt_g, opt_d, settings)
-    logger = MetricsLogger(out, resume_step=start_epoch + 1 if resume else None) if out is not None else None
-    history: list[dict[str, Any]] = []
-    try:
-        for epoch in range(start_epoch, settings.epochs):
-            torch.manual_seed(epoch_seed(settings.seed, epoch))
-            started = time.perf_counter()
-            stats = _train_epoch(generator, critic, opt_g, opt_d, x_train, y_train, settings, epoch, device,
-                                 progress)
-            took = time.perf_counter() - started
-            elapsed += took
-            record = {"epoch": epoch + 1, "train": stats, "time_s": round(took, 3)}
-            if monitor is not None:
-                generator.eval()
-                record["monitor"] = monitor(generator)
-            history.append(record)
-            if out is not None:
-                grid = sample_grid(generator, settings.seed, settings.conditional)
-                atomic_write_bytes(Path(out) / "samples" / f"epoch_{epoch + 1:03d}.png",
-                                   grid_png(grid, f"epoch {epoch + 1}"))
-                logger.log(epoch + 1, record)
-                save_checkpoint(checkpoint, {
-                    "epochs_done": epoch + 1, "train_time_s": elapsed, "settings": asdict(settings),
-                    "generator": generator.state_dict(), "critic": critic.state_dict(),
-                    "optimizer_generator": opt_g.state_dict(), "optimizer_critic": opt_d.state_dict(),
-                })
-    finally:
-        if logger is not None:
-            logger.close()
-    generator.train_time_s = elapsed
+    objective = WassersteinGAN(critic, settings, monitor)
+    history = fit(generator, train_data, loop_settings(settings), objective=objective, out=out, resume=resume,
+                  device=device, progress=progress)
+    generator.train_time_s = objective.train_time_s
     return history
-
-
-def _restore(checkpoint: Path, generator, critic, opt_g, opt_d, settings: GanSettings) -> tuple[int, float]:
-    state = load_checkpoint(checkpoint)
-    saved = state["settings"]
-    check_same_settings(checkpoint, saved, asdict(settings), may_change=("epochs",))
-    generator.load_state_dict(state["generator"])
-    critic.load_state_dict(state["critic"])
-    opt_g.load_state_dict(state["optimizer_generator"])
-    opt_d.load_state_dict(state["optimizer_critic"])
-    return int(state["epochs_done"]), float(state.get("train_time_s", 0.0))
-
-
-def _train_epoch(generator, critic, opt_g, opt_d, x_train, y_train, settings: GanSettings, epoch: int, device,
-                 progress: bool) -> dict[str, float]:
-    generator.train()
-    critic.train()
-    loader = make_loader(x_train, y_train, settings.batch_size, shuffle=True, seed=settings.seed, epoch=epoch,
-                         drop_last=True)
-    totals: dict[str, float] = {}
-    counts: dict[str, int] = {}
-    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{settings.epochs}", disable=not progress, leave=False,
-               dynamic_ncols=True)
-    for i, (xb, yb) in enumerate(bar):
-        xb, yb = xb.to(device), yb.to(device)
-        loss_d, metrics = critic_loss(generator, critic, xb, yb, settings)
-        _check(loss_d, "critic", epoch, i)
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
-        if (i + 1) % settings.n_critic == 0:
-            critic.requires_grad_(False)
-            loss_g, g_metrics = generator_loss(generator, critic, len(xb), settings, device)
-            _check(loss_g, "generator", epoch, i)
-            opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            opt_g.step()
-            critic.requires_grad_(True)
-            metrics.update(g_metrics)
-        for k, v in metrics.items():
-            totals[k] = totals.get(k, 0.0) + v
-            counts[k] = counts.get(k, 0) + 1
-        bar.set_postfix({k: f"{totals[k] / counts[k]:.3f}" for k in ("wasserstein", "generator_loss")
-                         if k in totals}, refresh=False)
-    return {k: totals[k] / counts[k] for k in totals}
-
-
-def _check(loss: torch.Tensor, which: str, epoch: int, batch: int) -> None:
-    if not torch.isfinite(loss):
-        raise TrainingDiverged(f"{which} loss is {loss.item()} at epoch {epoch + 1}, batch {batch + 1}: lower the lr")

@@ -1,10 +1,16 @@
-"""Training objectives: the part of the training loop that later recipes (adversarial training) replace.
+"""Training objectives: the part of the one training loop (:func:`alva.training.loop.fit`) that a recipe replaces.
 
-An objective maps a model and a batch to the loss to minimise and a few numbers to log, and says how
-the model is evaluated after every epoch (accuracy for classifiers, mAP and friends for multi-label ones).
+An :class:`Objective` maps a model and a batch to the loss to minimise and a few numbers to log, and says how
+the model is evaluated after every epoch (accuracy for classifiers, mAP and friends for multi-label ones); the
+loop owns the optimiser. A :class:`ManualObjective` owns its networks and optimisers and takes its own steps
+(GANs, AdvGAN, AT-GAN), as a LightningModule with manual optimisation does; the loop still owns the epochs,
+seeding, checkpoints, resume, logs and sample grids.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -106,13 +112,84 @@ class AsymmetricLoss(MultiLabel):
         return {"name": self.name, "gamma_neg": self.gamma_neg, "gamma_pos": self.gamma_pos, "clip": self.clip}
 
 
-OBJECTIVES: dict[str, type[Objective]] = {"standard": Standard, "bce": MultiLabelBCE, "asl": AsymmetricLoss}
+class ManualObjective:
+    """An objective that owns its networks and optimisers and takes its own optimiser steps.
+
+    :func:`~alva.training.loop.fit` calls :meth:`setup` once; then, inside :meth:`running`, for every epoch
+    (after seeding the global generator with :func:`~alva.training.loop.epoch_seed`): :meth:`start_epoch`,
+    :meth:`training_step` for each batch of :meth:`batches`, and :meth:`end_epoch`, whose entries join the epoch's
+    record. After every epoch the checkpoint holds :meth:`state_dict`, the states of its :meth:`parts` (restored
+    on resume by :meth:`load_state_dict`), and :meth:`describe`, which a resumed run must match;
+    :meth:`sample_grid` is saved as ``samples/epoch_NNN.png``. ``may_change`` names the
+    :class:`~alva.training.loop.TrainSettings` fields that may differ on resume (``"epochs"`` to train on).
+    """
+
+    name = "manual"
+    may_change: tuple[str, ...] = ()
+    drop_last = False  # the loader drops a last incomplete batch
+    train_time_s = 0.0  # training time over all runs of a resumed training, set by the loop
+
+    def setup(self, model: nn.Module, train_data: tuple[torch.Tensor, torch.Tensor] | None, settings: Any,
+              device: torch.device) -> None:
+        """Build the optimisers (and move the owned networks to ``device``) before the first epoch."""
+
+    def running(self):
+        """A context manager around all epochs (e.g. frozen models in attack mode)."""
+        import contextlib
+
+        return contextlib.nullcontext()
+
+    def start_epoch(self, epoch: int, epochs: int) -> None:
+        """Called before each epoch (0-based): set the train/eval modes of the networks."""
+
+    def batches(self, train_data: tuple[torch.Tensor, torch.Tensor] | None, settings: Any, epoch: int
+                ) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+        """The epoch's batches: by default the training data shuffled by ``(settings.seed, epoch)``."""
+        from alva.data.loaders import make_loader
+
+        if train_data is None:
+            raise ValueError(f"objective {self.name!r} needs training data")
+        return make_loader(*train_data, settings.batch_size, shuffle=True, seed=settings.seed, epoch=epoch,
+                           drop_last=self.drop_last)
+
+    def training_step(self, x: torch.Tensor, y: torch.Tensor, batch: int) -> tuple[dict[str, float], float]:
+        """One step on a batch: the numbers to log and their weight in the epoch's means."""
+        raise NotImplementedError
+
+    def end_epoch(self, model: nn.Module, epoch: int) -> dict[str, Any]:
+        """Entries for the epoch's record after its last step (e.g. a monitor's figures)."""
+        return {}
+
+    def sample_grid(self, model: nn.Module, epoch: int) -> tuple[torch.Tensor, str] | None:
+        """A ``C x H x W`` image grid in [0, 1] and its title, saved after every epoch; None: none."""
+        return None
+
+    def parts(self) -> dict[str, Any]:
+        """The networks and optimisers the objective trains, by their checkpoint key (anything with
+        ``state_dict`` and ``load_state_dict``)."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        """The state of every part, as top-level checkpoint entries."""
+        return {key: part.state_dict() for key, part in self.parts().items()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key, part in self.parts().items():
+            part.load_state_dict(state[key])
+
+    def describe(self) -> dict:
+        """Settings that identify this objective; a resumed run must have the same."""
+        return {"name": self.name}
+
+    def evaluate(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        return {"clean_acc": accuracy(model, x, y)}
 
 
-def get_objective(name: str | Objective, **settings) -> Objective:
-    """The objective called ``name``, built with ``settings``; an :class:`Objective` is returned as it is."""
-    if isinstance(name, Objective):
-        return name
-    if name not in OBJECTIVES:
-        raise ValueError(f"unknown training objective {name!r}; choose one of {sorted(OBJECTIVES)}")
-    return OBJECTIVES[name](**settings)
+def check_finite(loss: torch.Tensor, what: str, epoch: int, batch: int) -> None:
+    """Raise :class:`TrainingDiverged` when ``loss`` is NaN or infinite."""
+    if not torch.isfinite(loss):
+        raise TrainingDiverged(f"{what} is {loss.item()} at epoch {epoch + 1}, batch {batch + 1}: lower the lr")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""

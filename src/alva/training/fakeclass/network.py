@@ -1,0 +1,121 @@
+"""The networks of fake-class training: the ``2K``-output network built from a ``K``-class one, the reference
+network of metric 6 (trained once, cached with its card), and the card of each round's trained network."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from alva.evaluation.accuracy import accuracy, predict_logits
+from alva.models import create, zoo
+from alva.training.fakeclass.settings import PRETRAIN, REFERENCE, FakeClassSettings, round_seed
+from alva.training.loop import TrainSettings, fit
+
+FAKE_BIAS = -10.0  # bias of the fresh fake-class outputs: their probability starts near 0 (about e^-10 of the top)
+
+
+def _last_linear(model: nn.Module) -> tuple[nn.Module, str, nn.Linear]:
+    last = None
+    for parent in model.modules():
+        for name, child in parent.named_children():
+            if isinstance(child, nn.Linear):
+                last = (parent, name, child)
+    if last is None:
+        raise ValueError("the model has no nn.Linear layer to give fake-class outputs")
+    return last
+
+
+def expand_fake_classes(model: nn.Module, num_classes: int, *, fake_bias: float = FAKE_BIAS) -> nn.Module:
+    """A copy of the ``K``-class ``model`` with ``2K`` outputs: the last linear layer keeps its ``K`` rows
+    (the real classes) and gets ``K`` fresh rows for the fake classes, with zero weights and bias
+    ``fake_bias``, so that the real classes' predictions and probabilities on any input stay as they were
+    (up to a factor ``1 + K e^(fake_bias - max logit)``)."""
+    model = copy.deepcopy(model)
+    parent, name, last = _last_linear(model)
+    if last.out_features != num_classes:
+        raise ValueError(f"the last linear layer has {last.out_features} outputs, not K={num_classes}")
+    new = nn.Linear(last.in_features, 2 * num_classes, device=last.weight.device, dtype=last.weight.dtype)
+    with torch.no_grad():
+        new.weight.zero_()
+        new.weight[:num_classes] = last.weight
+        new.bias.fill_(fake_bias)
+        new.bias[:num_classes] = last.bias if last.bias is not None else 0.0
+    setattr(parent, name, new)
+    if hasattr(model, "spec"):
+        model.spec = {**model.spec, "num_classes": 2 * num_classes}
+    if hasattr(model, "card"):
+        del model.card
+    return model
+
+
+def _outputs(model: nn.Module, shape: tuple[int, ...]) -> int:
+    device = next(model.parameters()).device
+    return predict_logits(model, torch.zeros(1, *shape, device=device)).shape[1]
+
+
+def _like(spec_of: nn.Module, num_classes: int) -> nn.Module:
+    """A fresh network of ``spec_of``'s architecture and normalisation with ``num_classes`` outputs."""
+    spec = spec_of.spec
+    return create(spec["architecture"], num_classes=num_classes, in_shape=tuple(spec["in_shape"]),
+                  mean=tuple(spec_of.mean.flatten().tolist()), std=tuple(spec_of.std.flatten().tolist()))
+
+
+def start_model(model_or_name: nn.Module | str, settings: FakeClassSettings, shape: tuple[int, ...],
+                device: str | torch.device) -> nn.Module:
+    """The network of round 0 before any weights are loaded or trained: 2K outputs."""
+    k = settings.num_classes
+    model = zoo.load(model_or_name, device=device) if isinstance(model_or_name, (str, Path)) \
+        else copy.deepcopy(model_or_name).to(device)
+    if settings.from_scratch:
+        if not hasattr(model, "spec"):
+            raise ValueError("from_scratch needs a model made by alva.models.create or loaded from the zoo")
+        torch.manual_seed(round_seed(settings.seed, 0, PRETRAIN))
+        return _like(model, 2 * k).to(device)
+    outputs = _outputs(model, shape)
+    if outputs == 2 * k:
+        return model
+    if outputs != k:
+        raise ValueError(f"the model has {outputs} outputs: expected K={k} (expanded to 2K) or 2K={2 * k}")
+    return expand_fake_classes(model, k)
+
+
+def reference_network(like: nn.Module, settings: FakeClassSettings, train: tuple[torch.Tensor, torch.Tensor],
+                      test: tuple[torch.Tensor, torch.Tensor], folder: Path, *, device, progress: bool,
+                      log) -> nn.Module:
+    """Metric 6's standard classifier, built like ``like`` and trained on ``train`` (the other half); cached in
+    ``folder`` with a card that says how it was made, and reused while that card matches."""
+    s = settings
+    key = {**asdict(s.reference), "seed": s.seed, "train_images": len(train[0]),
+           "architecture": getattr(like, "spec", {}).get("architecture")}
+    path = folder / "model.safetensors"
+    if path.exists() and zoo.card(path).get("fakeclass_reference") == key:
+        return zoo.load(path, device=device)
+    if not hasattr(like, "spec"):
+        raise ValueError("the reference network is built like the trained one: it must be an alva model")
+    torch.manual_seed(round_seed(s.seed, 0, REFERENCE))
+    model = _like(like, s.reference.outputs)
+    log(f"training the reference network on {len(train[0])} images of the other half")
+    fit(model, train, TrainSettings(epochs=s.reference.epochs, lr=s.reference.lr, batch_size=s.batch_size,
+                                    seed=round_seed(s.seed, 0, REFERENCE)),
+        device=device, progress=progress)
+    model.eval()
+    zoo.save(model, {**zoo.architecture_card(model), "fakeclass_reference": key,
+                     "clean_test_accuracy": accuracy(model, *test),
+                     "note": "reference network of fake-class training (metric 6), other half of MNIST train"},
+             path)
+    return model
+
+
+def save_trained(model: nn.Module, settings: FakeClassSettings, rounds: int, path: Path) -> None:
+    """Write the network after ``rounds`` trained rounds with its card (only for an alva model)."""
+    if not hasattr(model, "spec"):
+        return
+    k = settings.num_classes
+    card: dict[str, Any] = {**zoo.architecture_card(model), "fakeclass_rounds": rounds,
+                            "fake_classes": f"outputs {k}..{2 * k - 1} are the fake classes of outputs 0..{k - 1}"}
+    zoo.save(model, card, path)

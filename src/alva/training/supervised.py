@@ -1,0 +1,98 @@
+"""A loss :class:`~alva.training.objectives.Objective` as a step of the one training loop: the loop's optimiser
+(:func:`~alva.training.settings.make_optimizer`), its learning-rate schedule, the divergence check and, under
+``torchrun``, :class:`~torch.nn.parallel.DistributedDataParallel` over the batch."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from alva import distributed
+from alva.training.objectives import ManualObjective, Objective, TrainingDiverged
+from alva.training.settings import TrainSettings, learning_rate, make_optimizer
+
+
+class Supervised(ManualObjective):
+    """Minimise ``objective(model, x, y)`` with one optimiser over the model's trainable parameters.
+
+    Under ``torchrun`` every rank draws the same shuffled global batch of ``settings.batch_size`` and trains on its
+    own contiguous part of it, so the all-reduced gradient is that of the whole batch.
+    """
+
+    def __init__(self, objective: Objective) -> None:
+        self.objective = objective
+        self.name = objective.name
+        if hasattr(objective, "check"):
+            self.check = objective.check
+
+    def setup(self, model: nn.Module, train_data, settings: TrainSettings, device) -> None:
+        x_train = train_data[0]
+        self.model, self.settings = model, settings
+        self.optimizer = make_optimizer(model, settings)
+        self.steps_per_epoch = math.ceil(len(x_train) / settings.batch_size)
+        self.total_steps = settings.epochs * self.steps_per_epoch
+        world = distributed.world_size()
+        smallest = len(x_train) % settings.batch_size or settings.batch_size
+        if distributed.is_initialized() and min(smallest, len(x_train)) < world:
+            raise ValueError(f"every batch needs at least one sample per process: the smallest batch has {smallest} "
+                             f"samples for {world} processes; change --batch-size or the training size")
+        # The training steps go through DDP (gradients all-reduced); evaluation, checks and saving use ``model``.
+        self.trained = _DistributedModel(model) if distributed.is_initialized() else model
+
+    def start_epoch(self, epoch: int, epochs: int) -> None:
+        self.epoch = epoch
+        self.objective.start_epoch(epoch, epochs)
+        self.trained.train()
+
+    def training_step(self, x: torch.Tensor, y: torch.Tensor, batch: int) -> tuple[dict[str, float], float]:
+        world = distributed.world_size() if isinstance(self.trained, DistributedDataParallel) else 1
+        whole = len(x)
+        if world > 1:
+            # This rank's contiguous part of the global batch; every rank drew the same batch.
+            x, y = x.tensor_split(world)[distributed.rank()], y.tensor_split(world)[distributed.rank()]
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(self.settings, self.epoch * self.steps_per_epoch + batch, self.total_steps)
+        loss, metrics = self.objective(self.trained, x, y)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(f"loss is {loss.item()} at epoch {self.epoch + 1}, batch {batch + 1}: lower the lr")
+        self.optimizer.zero_grad(set_to_none=True)
+        if world > 1 and len(x) * world != whole:
+            # DDP averages over ranks: weigh unequal parts so that the result is the mean over the whole batch.
+            loss = loss * (len(x) * world / whole)
+        loss.backward()
+        self.optimizer.step()
+        return metrics, len(x)
+
+    def end_epoch(self, model: nn.Module, epoch: int) -> dict[str, Any]:
+        return {"lr": learning_rate(self.settings, (epoch + 1) * self.steps_per_epoch - 1, self.total_steps)}
+
+    def parts(self) -> dict[str, Any]:
+        return {"model": self.model, "optimizer": self.optimizer}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "objective_state": self.objective.state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.objective.load_state(state.get("objective_state", {}))
+
+    def describe(self) -> dict:
+        return self.objective.describe()
+
+    def evaluate(self, model, x, y):
+        return self.objective.evaluate(model, x, y)
+
+
+class _DistributedModel(DistributedDataParallel):
+    """DDP for the training forward passes only: a call in eval mode (the attacks inside adversarial objectives
+    run under :func:`alva.attacks.base.attack_mode`) or without autograd goes straight to the wrapped module, so
+    only the forward pass of the loss is synchronised and its gradients all-reduced."""
+
+    def forward(self, *args, **kwargs):
+        if not self.training or not torch.is_grad_enabled():
+            return self.module(*args, **kwargs)
+        return super().forward(*args, **kwargs)
