@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from alva.attacks.errors import AttackInputError, check_label_range
+from alva.attacks.errors import AttackInputError, check_label_range, positive_int
 from alva.attacks.losses import AttackLoss, Objective, as_attack_loss
 
-__all__ = ["Attack", "AttackInputError", "AttackResult", "attack_mode", "check_batch", "check_label_range"]
+__all__ = ["Attack", "AttackInputError", "AttackResult", "attack_mode", "check_batch", "check_label_range",
+           "positive_int"]
 
 @dataclass
 class AttackResult:
@@ -98,14 +99,6 @@ def check_batch(x: torch.Tensor, y: torch.Tensor, bounds: tuple[float, float]) -
         )
 
 
-def positive_int(name: str, value) -> int:
-    """``value`` as an int, or :class:`AttackInputError` unless it is a whole number >= 1."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or not 1 <= value < 2**62 \
-            or int(value) != value:
-        raise AttackInputError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
-
-
 def check_bounds(bounds: tuple[float, float]) -> tuple[float, float]:
     lo, hi = float(bounds[0]), float(bounds[1])
     if not lo < hi:
@@ -149,9 +142,11 @@ class Attack:
         generator = None
         if self.seed is not None:
             generator = torch.Generator(device=x.device).manual_seed(self.seed)
-        with attack_mode(self.model):
+        with contextlib.ExitStack() as modes:
+            for model in self.models_in_use():
+                modes.enter_context(attack_mode(model))
             with torch.no_grad():
-                clean_logits = self.model(x)
+                clean_logits = self.predict(x, y)
             y = self.loss.check_labels(y, clean_logits.shape[1])
             if target is not None:
                 target = self.loss.check_targets(target, y, clean_logits.shape[1])
@@ -161,7 +156,18 @@ class Attack:
 
     def run(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None, clean_logits: torch.Tensor,
             generator: torch.Generator | None) -> AttackResult:
+        """The attack proper, on a checked batch with the models in attack mode (see :mod:`alva.attacks.engine`
+        for the loops that do the bookkeeping)."""
         raise NotImplementedError
+
+    def predict(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The outputs under attack at the points ``x`` (of samples labelled ``y``): ``model(x)``; an attack
+        on another space (a generator's latent space) composes the model with the map into images."""
+        return self.model(x)
+
+    def models_in_use(self) -> tuple[nn.Module, ...]:
+        """The modules held in eval mode with frozen weights during a call."""
+        return (self.model,)
 
     def __repr__(self) -> str:
         settings = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if k != "model")
