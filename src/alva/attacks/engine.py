@@ -21,6 +21,7 @@ An attack supplies only what is its own (after foolbox 3's ``attacks/base.py`` a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -241,6 +242,32 @@ class GradientAttack(EngineAttack):
         """What ranks two failed iterates of a sample (default: the loss)."""
         return loss
 
+    def walk(self, rows: Rows, visit: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None
+             ) -> torch.Tensor:
+        """The step loop, the one of every gradient attack: from ``rows.x``, ``steps`` times: the logits, the
+        loss and its gradient (kept as ``rows.grad``) at the iterate, ``visit(k, logits, loss)`` (which may drop
+        rows), then the next iterate. Returns the last iterate; without ``visit`` it is the lean loop of
+        adversarial training (no bookkeeping, no extra forward pass)."""
+        for k in range(self.steps):
+            x = rows.x.detach().requires_grad_(True)
+            logits = self.predict(x, rows.y)
+            loss = self.loss(logits, rows.y, rows.loss_target)
+            (rows.grad,) = torch.autograd.grad(loss.sum(), x)
+            with torch.no_grad():
+                if visit is not None:
+                    visit(k, logits.detach(), loss.detach())
+                    if rows.n == 0:
+                        break
+                rows.x = self.step(rows, rows.grad, k)
+        return rows.x.detach()
+
+    def iterate(self, x: torch.Tensor, y: torch.Tensor, start: torch.Tensor, target: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        """The last iterate of :meth:`walk` from ``start`` around the clean points ``x``, without bookkeeping.
+        Call it with the model in :func:`~alva.attacks.base.attack_mode`."""
+        rows = Rows(None, len(x), x0=x, y=y, target=target, loss_target=target, x=start, stream=(0, 0))
+        return self.walk(rows)
+
     def search(self, run, index, restart, loss_target: torch.Tensor | None = None, stream: int = 0) -> None:
         """One run of ``steps`` steps; ``loss_target`` (default: the run's target) is what the loss aims at,
         while success is judged against the run's target; random numbers come from stream ``(stream, restart)``."""
@@ -248,25 +275,19 @@ class GradientAttack(EngineAttack):
         rows.loss_target = rows.target if loss_target is None else rows.take(loss_target)
         rows.stream = (stream, restart)
         rows.x = self.start(run, rows)
-        for k in range(self.steps):
-            x = rows.x.detach().requires_grad_(True)
-            logits = self.predict(x, rows.y)
-            loss = self.loss(logits, rows.y, rows.loss_target)
-            (grad,) = torch.autograd.grad(loss.sum(), x)
+
+        def visit(k: int, logits: torch.Tensor, loss: torch.Tensor) -> None:
             run.count_queries(rows)
-            with torch.no_grad():
-                logits, loss = logits.detach(), loss.detach()
-                success = self.loss.success(logits, rows.y, rows.target)
-                run.offer(rows, rows.x, logits, self.score(logits, loss, rows), success)
-                self.observe(rows, k, loss, grad)
-                if self.early_stop and success.any():
-                    keep = ~success
-                    grad = grad[keep]
-                    rows.keep(keep)
-                    if rows.n == 0:
-                        return
-                run.count_steps(rows)
-                rows.x = self.step(rows, grad, k)
+            success = self.loss.success(logits, rows.y, rows.target)
+            run.offer(rows, rows.x, logits, self.score(logits, loss, rows), success)
+            self.observe(rows, k, loss, rows.grad)
+            if self.early_stop and success.any():
+                rows.keep(~success)
+            run.count_steps(rows)
+
+        self.walk(rows, visit)
+        if rows.n == 0:
+            return
         with torch.no_grad():
             logits = self.predict(rows.x, rows.y)
             run.count_queries(rows)
