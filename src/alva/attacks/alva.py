@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from alva.attacks.base import AttackResult, attack_mode
+from alva.attacks.base import UNBOUNDED, LatentResult, attack_mode
 from alva.attacks.engine import LAST_ITERATE
 from alva.attacks.errors import AttackInputError, check_label_range
 from alva.attacks.losses import Objective
@@ -28,31 +28,12 @@ from alva.models.generative import is_conditional
 
 __all__ = ["ALVA", "ALVAResult", "alva_summary"]
 
-UNBOUNDED = (float("-inf"), float("inf"))
-
-
 @dataclass
-class ALVAResult(AttackResult):
-    """An :class:`~alva.attacks.base.AttackResult` whose ``x_adv`` is ``G(z_adv)``, with the latent side.
+class ALVAResult(LatentResult):
+    """A :class:`~alva.attacks.base.LatentResult` (``x_adv = G(z_adv)``, ``x = G(z)``) with ``z_adv``, the
+    latent vectors after the attack. steps: latent steps per sample; queries: classifier forward passes."""
 
-    z, z_adv: latent vectors before and after; x = G(z); y: the class of each sample.
-    success: C(x_adv) != y (or == target); valid: the oracle labels x_adv as y (None without an oracle).
-    steps: latent steps spent per sample; queries: classifier forward passes per sample.
-    """
-
-    z: torch.Tensor | None = None
     z_adv: torch.Tensor | None = None
-    x: torch.Tensor | None = None
-    y: torch.Tensor | None = None
-    valid: torch.Tensor | None = None
-    oracle_pred: torch.Tensor | None = None  # the oracle's label of x_adv
-
-    @property
-    def valid_adversarial(self) -> torch.Tensor:
-        """Fooled the classifier and still of class y for the oracle."""
-        if self.valid is None:
-            raise ValueError("validity needs an oracle: build ALVA with oracle=")
-        return self.success & self.valid
 
 
 class ALVA(PGD):

@@ -18,8 +18,12 @@ from torch import nn
 from alva.attacks.errors import AttackInputError, check_label_range, positive_int
 from alva.attacks.losses import AttackLoss, Objective, as_attack_loss
 
-__all__ = ["Attack", "AttackInputError", "AttackResult", "attack_mode", "check_batch", "check_label_range",
-           "positive_int"]
+__all__ = ["UNBOUNDED", "Attack", "AttackInputError", "AttackResult", "LatentResult", "attack_mode", "check_batch",
+           "check_label_range", "positive_int"]
+
+UNBOUNDED = (float("-inf"), float("inf"))
+"""The bounds of an attack on an unbounded space (a generator's latent vectors)."""
+
 
 @dataclass
 class AttackResult:
@@ -52,6 +56,29 @@ class AttackResult:
 
     def __len__(self) -> int:
         return len(self.x_adv)
+
+
+@dataclass
+class LatentResult(AttackResult):
+    """An :class:`AttackResult` of an attack that makes images from latent vectors (a generator's input).
+
+    z: the latent vectors; y: the class of each sample; x: the images before the attack (None where the
+    attack has none); valid: an independent oracle still labels ``x_adv`` as ``y`` (None without an oracle);
+    oracle_pred: the oracle's label of ``x_adv``.
+    """
+
+    z: torch.Tensor | None = None
+    y: torch.Tensor | None = None
+    x: torch.Tensor | None = None
+    valid: torch.Tensor | None = None
+    oracle_pred: torch.Tensor | None = None
+
+    @property
+    def valid_adversarial(self) -> torch.Tensor:
+        """Fooled the classifier and still of class y for the oracle."""
+        if self.valid is None:
+            raise ValueError("validity needs an oracle: build the attack with oracle=")
+        return self.success & self.valid
 
 
 @contextlib.contextmanager
