@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from alva.attacks.base import attack_mode
+from alva.attacks.errors import finite
 from alva.attacks.norms import Norm, get_norm
 from alva.attacks.pgd import PGD
 from alva.evaluation.accuracy import accuracy
@@ -67,8 +68,7 @@ class Adversarial(Objective):
 
     def __init__(self, eps: float, norm: str = "linf", ramp_epochs: int = 0, eval_steps: int = 20,
                  eval_size: int = 1000) -> None:
-        if not 0 <= eps < float("inf"):
-            raise ValueError(f"eps must be >= 0 and finite, got {eps}")
+        eps = finite("eps", eps)
         if ramp_epochs < 0:
             raise ValueError(f"ramp_epochs must be >= 0, got {ramp_epochs}")
         self.eps = float(eps)
