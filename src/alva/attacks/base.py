@@ -134,7 +134,9 @@ def check_bounds(bounds: tuple[float, float]) -> tuple[float, float]:
 
 
 class Attack:
-    """Base class: validation, eval mode, targets and seeding; subclasses implement :meth:`run`.
+    """Base class: validation, eval mode, targets and seeding; subclasses implement :meth:`run`, most of them
+    through the engine (:class:`~alva.attacks.engine.GradientAttack`, :class:`~alva.attacks.engine.SearchAttack`),
+    which owns the loop's bookkeeping.
 
     Args:
         model: a classifier returning logits for images in ``bounds``.

@@ -1,5 +1,5 @@
 """Sparse confident images: optimise an image until the model gives a chosen class a high probability
-while few pixels are non-zero (issue 4, the users' plan: "probability >= 0.9 and sparsity <= 300").
+while few pixels are non-zero (by default: probability >= 0.9 with at most 300 non-zero pixels).
 
 The objective, minimised over the image ``x`` inside the pixel bounds ``[lo, hi]``, is
 
