@@ -199,5 +199,5 @@ class Attack:
         return (self.model,)
 
     def __repr__(self) -> str:
-        settings = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if k != "model")
+        settings = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not isinstance(v, nn.Module))
         return f"{type(self).__name__}({settings})"
