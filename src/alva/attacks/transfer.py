@@ -100,3 +100,13 @@ class TransferAttack(Attack):
         extras = {"substitute_success": inner.success, "substitute_queries": inner.queries,
                   "substitute_logits": inner.adv_logits}
         return AttackResult(x_adv, success, inner.steps, queries, adv_logits, clean_logits, target, extras)
+
+
+def __getattr__(name: str):
+    # train_substitute and MODES live in alva.training.substitute; this resolves alva.attacks.transfer's names
+    # for them on first use, so that loading this module imports nothing from training/.
+    if name in ("train_substitute", "MODES"):
+        import importlib
+
+        return getattr(importlib.import_module("alva.training.substitute"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
