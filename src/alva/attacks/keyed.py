@@ -20,18 +20,17 @@ Uniform = Callable[[int], torch.Tensor]
 _MASK32 = 0xFFFFFFFF
 
 
-def _mul32(x: torch.Tensor, c: int) -> torch.Tensor:
-    """``x * c mod 2**32`` for int64 tensors with entries in [0, 2**32): in two halves, so nothing overflows."""
-    return ((x & 0xFFFF) * c + ((((x >> 16) * c) & 0xFFFF) << 16)) & _MASK32
-
-
 def _hash32(x: torch.Tensor) -> torch.Tensor:
-    """A bijective mixing of 32-bit values."""
+    """A bijective mixing of 32-bit values held in int64 (``x`` is not changed).
+
+    An int64 product wraps modulo 2**64, whose low 32 bits are the product modulo 2**32: masking them is the
+    32-bit multiplication of the hash.
+    """
     x = x ^ (x >> 16)
-    x = _mul32(x, 0x7FEB352D)
-    x = x ^ (x >> 15)
-    x = _mul32(x, 0x846CA68B)
-    return x ^ (x >> 16)
+    x.mul_(0x7FEB352D).bitwise_and_(_MASK32)
+    x.bitwise_xor_(x >> 15)
+    x.mul_(0x846CA68B).bitwise_and_(_MASK32)
+    return x.bitwise_xor_(x >> 16)
 
 
 def _hash32_int(x: int) -> int:
