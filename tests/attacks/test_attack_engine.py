@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import torch
 
-from alva.attacks import PGD, GradientAttack, KeepBest, Repeated, Rows, get_norm
+from alva.attacks import PGD, GradientAttack, KeepBest, Repeated, Rows, SearchAttack
 from alva.attacks.errors import finite, positive_int
-from alva.attacks.norms import per_sample
+from alva.attacks.norms import get_norm, per_sample
 
 
 class MomentumFGSM(GradientAttack):
@@ -28,6 +28,24 @@ class MomentumFGSM(GradientAttack):
         rows.momentum = self.decay * rows.momentum + grad / per_sample(l1, grad)
         alpha = self.eps / self.steps
         return self.norm.ascend(rows.x, rows.momentum.clone(), rows.x0, alpha, self.eps).clamp_(*self.bounds)
+
+
+class RandomSigns(SearchAttack):
+    """Random search on the corners of the L-inf ball: start at x + eps * random signs; each query flips the
+    signs of about 5% of the pixels and is kept when the margin rises (a score-based black-box attack)."""
+
+    def __init__(self, model, eps: float = 0.3, n_queries: int = 200, *, loss="margin", early_stop=True, **kwargs):
+        super().__init__(model, loss=loss, early_stop=early_stop, **kwargs)
+        self.eps, self.n_queries = finite("eps", eps), positive_int("n_queries", n_queries)
+
+    def start(self, run, rows):
+        u = run.uniform(rows, (0,))(rows.x0[0].numel()).view_as(rows.x0)  # keyed per sample
+        return (rows.x0 + self.eps * torch.where(u < 0.5, -1.0, 1.0)).clamp_(*self.bounds)
+
+    def propose(self, run, rows, step):
+        u = run.uniform(rows, (1, step))(rows.x0[0].numel()).view_as(rows.x0)
+        sign = torch.where(rows.x >= rows.x0, 1.0, -1.0) * torch.where(u < 0.05, -1.0, 1.0)
+        return (rows.x0 + self.eps * sign).clamp_(*self.bounds)
 
 
 def test_a_new_attack_gets_early_stop_restarts_and_counters_from_the_engine(cnn_small, attack_batch):
@@ -72,3 +90,12 @@ def test_rows_keep_drops_finished_rows_from_every_part_of_the_state():
     assert rows.n == 2 and rows.rows.tolist() == [0, 2] and rows.y.tolist() == [0, 2]
     assert rows.momentum.shape == (2, 2) and rows.target is None and rows.stream == (0, 1)
     assert rows.take(torch.tensor([10, 11, 12, 13])).tolist() == [10, 12]
+
+
+def test_a_new_search_attack_spends_its_query_budget_and_repeats(cnn_small, attack_batch):
+    x, y = attack_batch[0][:60], attack_batch[1][:60]
+    result = RandomSigns(cnn_small, eps=0.3, n_queries=50, seed=1)(x, y)
+    assert (result.queries <= 50).all() and (result.x_adv - x).abs().amax() <= 0.3 + 1e-6
+    assert result.success.float().mean() > (cnn_small(x).argmax(1) != y).float().mean()
+    assert torch.equal(result.success, cnn_small(result.x_adv).argmax(1) != y)
+    assert torch.equal(RandomSigns(cnn_small, eps=0.3, n_queries=50, seed=1)(x, y).x_adv, result.x_adv)
