@@ -236,7 +236,7 @@ class StrongEvaluation:
                 k: v for k, v in state["current"].items() if k != "order"} | {
                 "total": len(state["current"]["order"])},
             "robust": int((codes == ROBUST).sum()), "note": f"the state itself is {STATE_FILE}; this is a copy "
-                                                             "for people"})
+                                                             "for people"}, kind="strong-eval-state")
 
     # -- the evaluation -------------------------------------------------------------------------------------
 
