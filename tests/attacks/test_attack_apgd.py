@@ -13,7 +13,9 @@ from hypothesis import strategies as st
 from torch import nn
 
 from alva.attacks import APGD, PGD, APGDTargeted, AttackInputError, DLRLoss, dlr, dlr_targeted
-from alva.attacks.apgd import KeyedRandom, apgd_checkpoints
+from alva.attacks.apgd import apgd_checkpoints
+from alva.attacks.engine import Rows
+from alva.attacks.keyed import KeyedRandom
 
 # --- the step-size schedule and the loss -------------------------------------------------------------------
 
@@ -29,18 +31,18 @@ def test_a_checkpoint_halves_the_step_on_either_condition_and_restarts_from_the_
     not halved last time (condition 2); 2 rose often and improved; 3 is like 1 but was halved last time."""
     attack = APGD(nn.Linear(2, 3), eps=1.0, steps=10)
     n_up = torch.tensor([2, 8, 8, 8])
-    s = {"n_up": n_up, "halved": torch.tensor([False, False, False, True]),
+    s = Rows(None, 4, **{"n_up": n_up, "halved": torch.tensor([False, False, False, True]),
          "f_max": torch.tensor([1.0, 1.0, 2.0, 1.0]), "f_check": torch.tensor([0.5, 1.0, 1.0, 1.0]),
          "eta": torch.full((4,), 2.0), "x": torch.zeros(4, 2), "x_max": torch.ones(4, 2), "g": torch.zeros(4, 2),
-         "g_max": torch.full((4, 2), 3.0), "x_prev": torch.full((4, 2), -1.0), "f_prev": torch.zeros(4)}
+         "g_max": torch.full((4, 2), 3.0), "x_prev": torch.full((4, 2), -1.0), "f_prev": torch.zeros(4)})
     attack._check(s, 10)  # rho * 10 = 7.5 rises needed
     halved = torch.tensor([True, True, False, False])
-    assert torch.equal(s["halved"], halved)
-    assert torch.equal(s["eta"], torch.where(halved, 1.0, 2.0))
-    assert torch.equal(s["x"][:, 0], halved.float()) and torch.equal(s["x_prev"][:, 0], torch.where(halved, 1.0, -1.0))
-    assert torch.equal(s["g"][:, 0], torch.where(halved, 3.0, 0.0))
-    assert torch.equal(s["f_prev"], torch.where(halved, s["f_max"], 0.0))
-    assert torch.equal(s["f_check"], s["f_max"]) and (s["n_up"] == 0).all()
+    assert torch.equal(s.halved, halved)
+    assert torch.equal(s.eta, torch.where(halved, 1.0, 2.0))
+    assert torch.equal(s.x[:, 0], halved.float()) and torch.equal(s.x_prev[:, 0], torch.where(halved, 1.0, -1.0))
+    assert torch.equal(s.g[:, 0], torch.where(halved, 3.0, 0.0))
+    assert torch.equal(s.f_prev, torch.where(halved, s.f_max, 0.0))
+    assert torch.equal(s.f_check, s.f_max) and (s.n_up == 0).all()
 
 
 @settings(max_examples=40, deadline=None)

@@ -22,7 +22,7 @@ def pgd(cnn_small) -> PGD:
 
 def test_attack_input_error_is_a_value_error():
     assert issubclass(AttackInputError, ValueError)
-    assert ATTACKS == {"pgd": PGD, "fgsm": FGSM}
+    assert ATTACKS["pgd"] is PGD and ATTACKS["fgsm"] is FGSM
 
 
 def test_the_good_batch_is_accepted(pgd, good):

@@ -38,7 +38,7 @@ def test_single_label_attack_flips_its_target_and_spares_the_others(model, image
     assert single["success"] >= 0.8
     assert single["collateral"] < naive["collateral"]
     assert single["only_target"] > naive["only_target"]
-    # The seed's observation: maximising the BCE of all labels turns off most labels that were on.
+    # Maximising the BCE of all labels turns off most labels that were on.
     assert naive["positives_turned_off"] > 0.5
 
 

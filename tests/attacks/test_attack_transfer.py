@@ -9,9 +9,10 @@ import torch
 from torch import nn
 
 from alva.attacks import PGD, AttackInputError
-from alva.attacks.transfer import QueryBudgetExceeded, QueryCounter, TransferAttack, train_substitute
+from alva.attacks.transfer import QueryBudgetExceeded, QueryCounter, TransferAttack
 from alva.cli.main import main
 from alva.training.loop import TrainSettings
+from alva.training.substitute import train_substitute
 
 EPS = 0.3
 ONE_EPOCH = TrainSettings(epochs=1, batch_size=128, seed=1)

@@ -1,23 +1,33 @@
-"""Attacks: build with a model and settings, call on ``(x, y)``, read an :class:`AttackResult`."""
+"""Attacks: build with a model and settings, call on ``(x, y)``, read an :class:`AttackResult`.
 
+Every attack runs on the engine (:mod:`alva.attacks.engine`); :data:`REGISTRY` names the attacks on a
+classifier with their options, and :func:`build` makes one from its name.
+"""
+
+from alva.attacks.alva import ALVA, ALVAResult, alva_summary
 from alva.attacks.apgd import APGD, APGDTargeted
-from alva.attacks.base import Attack, AttackInputError, AttackResult, attack_mode
+from alva.attacks.base import Attack, AttackInputError, AttackResult, LatentResult, attack_mode
 from alva.attacks.differential_evolution import DifferentialEvolution, OnePixel
 from alva.attacks.dlr import DLRLoss, dlr, dlr_targeted
-from alva.attacks.generator_attacks import AdvGANAttack, UnrestrictedGeneratorAttack
-from alva.attacks.losses import LOSSES, cross_entropy, is_success, margin
+from alva.attacks.engine import EngineAttack, GradientAttack, KeepBest, Repeated, Rows, Run, SearchAttack
+from alva.attacks.generator_attacks import AdvGANAttack, GeneratorAttackResult, UnrestrictedGeneratorAttack
+from alva.attacks.keyed import KeyedRandom
+from alva.attacks.losses import LOSSES, AttackLoss, ClassLoss, Confident, cross_entropy, is_success, margin
+from alva.attacks.multilabel import NaiveBCE, SingleLabelFlip
 from alva.attacks.norms import L2, NORMS, Linf, Norm, get_norm
 from alva.attacks.pgd import FGSM, PGD
+from alva.attacks.registry import ATTACKS, REGISTRY, AttackSpec, Option, build
 from alva.attacks.sparse import SparseConfident, sparse_summary
 from alva.attacks.square import Square
-from alva.attacks.transfer import TransferAttack
-
-ATTACKS = {"fgsm": FGSM, "pgd": PGD}
+from alva.attacks.transfer import QueryCounter, TransferAttack
 
 __all__ = [
-    "ATTACKS", "Attack", "AttackInputError", "AttackResult", "FGSM", "L2", "LOSSES", "Linf", "NORMS", "Norm",
-    "PGD", "attack_mode", "cross_entropy", "get_norm", "is_success", "margin",
-    "APGD", "APGDTargeted", "DLRLoss", "Square", "dlr", "dlr_targeted",
-    "DifferentialEvolution", "OnePixel", "SparseConfident", "sparse_summary",
-    "AdvGANAttack", "TransferAttack", "UnrestrictedGeneratorAttack",
+    "ALVA", "APGD", "ATTACKS", "FGSM", "L2", "LOSSES", "NORMS", "PGD", "REGISTRY",
+    "ALVAResult", "APGDTargeted", "AdvGANAttack", "Attack", "AttackInputError", "AttackLoss", "AttackResult",
+    "AttackSpec", "ClassLoss", "Confident", "DLRLoss", "DifferentialEvolution", "EngineAttack",
+    "GeneratorAttackResult", "GradientAttack", "KeepBest", "KeyedRandom", "LatentResult", "Linf", "NaiveBCE",
+    "Norm", "OnePixel", "Option", "QueryCounter", "Repeated", "Rows", "Run", "SearchAttack", "SingleLabelFlip",
+    "SparseConfident", "Square", "TransferAttack", "UnrestrictedGeneratorAttack",
+    "alva_summary", "attack_mode", "build", "cross_entropy", "dlr", "dlr_targeted", "get_norm", "is_success",
+    "margin", "sparse_summary",
 ]

@@ -15,10 +15,15 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from alva.attacks.errors import AttackInputError, check_label_range
+from alva.attacks.errors import AttackInputError, check_label_range, positive_int
 from alva.attacks.losses import AttackLoss, Objective, as_attack_loss
 
-__all__ = ["Attack", "AttackInputError", "AttackResult", "attack_mode", "check_batch", "check_label_range"]
+__all__ = ["UNBOUNDED", "Attack", "AttackInputError", "AttackResult", "LatentResult", "attack_mode", "check_batch",
+           "check_label_range", "positive_int"]
+
+UNBOUNDED = (float("-inf"), float("inf"))
+"""The bounds of an attack on an unbounded space (a generator's latent vectors)."""
+
 
 @dataclass
 class AttackResult:
@@ -51,6 +56,29 @@ class AttackResult:
 
     def __len__(self) -> int:
         return len(self.x_adv)
+
+
+@dataclass
+class LatentResult(AttackResult):
+    """An :class:`AttackResult` of an attack that makes images from latent vectors (a generator's input).
+
+    z: the latent vectors; y: the class of each sample; x: the images before the attack (None where the
+    attack has none); valid: an independent oracle still labels ``x_adv`` as ``y`` (None without an oracle);
+    oracle_pred: the oracle's label of ``x_adv``.
+    """
+
+    z: torch.Tensor | None = None
+    y: torch.Tensor | None = None
+    x: torch.Tensor | None = None
+    valid: torch.Tensor | None = None
+    oracle_pred: torch.Tensor | None = None
+
+    @property
+    def valid_adversarial(self) -> torch.Tensor:
+        """Fooled the classifier and still of class y for the oracle."""
+        if self.valid is None:
+            raise ValueError("validity needs an oracle: build the attack with oracle=")
+        return self.success & self.valid
 
 
 @contextlib.contextmanager
@@ -98,14 +126,6 @@ def check_batch(x: torch.Tensor, y: torch.Tensor, bounds: tuple[float, float]) -
         )
 
 
-def positive_int(name: str, value) -> int:
-    """``value`` as an int, or :class:`AttackInputError` unless it is a whole number >= 1."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or not 1 <= value < 2**62 \
-            or int(value) != value:
-        raise AttackInputError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
-
-
 def check_bounds(bounds: tuple[float, float]) -> tuple[float, float]:
     lo, hi = float(bounds[0]), float(bounds[1])
     if not lo < hi:
@@ -114,7 +134,9 @@ def check_bounds(bounds: tuple[float, float]) -> tuple[float, float]:
 
 
 class Attack:
-    """Base class: validation, eval mode, targets and seeding; subclasses implement :meth:`run`.
+    """Base class: validation, eval mode, targets and seeding; subclasses implement :meth:`run`, most of them
+    through the engine (:class:`~alva.attacks.engine.GradientAttack`, :class:`~alva.attacks.engine.SearchAttack`),
+    which owns the loop's bookkeeping.
 
     Args:
         model: a classifier returning logits for images in ``bounds``.
@@ -149,9 +171,11 @@ class Attack:
         generator = None
         if self.seed is not None:
             generator = torch.Generator(device=x.device).manual_seed(self.seed)
-        with attack_mode(self.model):
+        with contextlib.ExitStack() as modes:
+            for model in self.models_in_use():
+                modes.enter_context(attack_mode(model))
             with torch.no_grad():
-                clean_logits = self.model(x)
+                clean_logits = self.predict(x, y)
             y = self.loss.check_labels(y, clean_logits.shape[1])
             if target is not None:
                 target = self.loss.check_targets(target, y, clean_logits.shape[1])
@@ -161,8 +185,19 @@ class Attack:
 
     def run(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None, clean_logits: torch.Tensor,
             generator: torch.Generator | None) -> AttackResult:
+        """The attack proper, on a checked batch with the models in attack mode (see :mod:`alva.attacks.engine`
+        for the loops that do the bookkeeping)."""
         raise NotImplementedError
 
+    def predict(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The outputs under attack at the points ``x`` (of samples labelled ``y``): ``model(x)``; an attack
+        on another space (a generator's latent space) composes the model with the map into images."""
+        return self.model(x)
+
+    def models_in_use(self) -> tuple[nn.Module, ...]:
+        """The modules held in eval mode with frozen weights during a call."""
+        return (self.model,)
+
     def __repr__(self) -> str:
-        settings = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if k != "model")
+        settings = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not isinstance(v, nn.Module))
         return f"{type(self).__name__}({settings})"

@@ -16,8 +16,9 @@ class (untargeted) or minus that of the target class (targeted), computed from t
 Su et al. minimise the probability itself; the log ranks candidates in the same order but does not
 saturate: on the shipped MNIST models the true-class probability of almost every one-pixel candidate is
 1.0 in float32, and ties would leave selection blind. ``loss="margin"`` uses the logit margin instead.
-A candidate *succeeds* when it is misclassified (untargeted) or classified as the target (targeted), and,
-with ``confidence`` set, that class has at least that probability.
+A candidate *succeeds* when the attack loss says so: it is misclassified (untargeted) or classified as the
+target (targeted) and, with ``confidence`` set, that class has at least that probability
+(:class:`~alva.attacks.losses.Confident`).
 
 Two uses: attacks on real images (``attack(x, y)``, ``attack(x, y, target=t)``), and, as a black-box
 "different process" for the fake-class training metrics, generation of sparse images of a class from a
@@ -32,8 +33,9 @@ from typing import Any
 
 import torch
 
-from alva.attacks.base import Attack, AttackInputError, AttackResult, positive_int
-from alva.attacks.losses import ClassLoss
+from alva.attacks.base import Attack, AttackInputError, AttackResult
+from alva.attacks.errors import in_interval, positive_int
+from alva.attacks.losses import ClassLoss, Confident
 from alva.attacks.sparse import blank_images
 
 __all__ = ["DifferentialEvolution", "OnePixel"]
@@ -110,15 +112,13 @@ class DifferentialEvolution(Attack):
         if len(mutation) != 2 or not 0.0 < mutation[0] <= mutation[1] <= 2.0:
             raise AttackInputError(f"mutation must be a number in (0, 2] or a pair low <= high in it, got {mutation}")
         self.mutation = mutation
-        if not 0.0 < crossover <= 1.0:
-            raise AttackInputError(f"crossover must be in (0, 1], got {crossover}")
-        self.crossover = float(crossover)
+        self.crossover = in_interval("crossover", crossover, "(0, 1]")
         if strategy not in STRATEGIES:
             raise AttackInputError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
         self.strategy = strategy
-        if confidence is not None and not 0.0 <= confidence <= 1.0:
-            raise AttackInputError(f"confidence must be in [0, 1], got {confidence}")
-        self.confidence = None if confidence is None else float(confidence)
+        self.confidence = None if confidence is None else in_interval("confidence", confidence, "[0, 1]")
+        if self.confidence is not None:
+            self.loss = Confident(self.loss, self.confidence)
         self.chunk_size = None if chunk_size is None else positive_int("chunk_size", chunk_size)
 
     @property
@@ -152,7 +152,7 @@ class DifferentialEvolution(Attack):
         queries = torch.ones(n, dtype=torch.long, device=device)
         best_params = torch.full((n, self.pixels, 2 + layout.channels), -1.0, device=device, dtype=x.dtype)
         adv_logits = clean_logits.clone()
-        success = self._succeeds(clean_logits, labels, targeted)
+        success = self.loss.success(clean_logits, y, target)
         idx = (~success).nonzero().squeeze(1) if self.early_stop else torch.arange(n, device=device)
         found = _Found(best_params, adv_logits, success)
         evaluations = self.budget - 1  # candidate evaluations each image may use
@@ -195,14 +195,6 @@ class DifferentialEvolution(Attack):
             "prob": adv_logits.softmax(dim=1).gather(1, labels[:, None]).squeeze(1),
         }
         return AttackResult(x_adv, success, steps, queries, adv_logits, clean_logits, target, extras)
-
-    def _succeeds(self, logits: torch.Tensor, labels: torch.Tensor, targeted: bool) -> torch.Tensor:
-        """Per-candidate success from logits (targeted: ``labels`` are the targets)."""
-        pred = logits.argmax(dim=1)
-        ok = pred == labels if targeted else pred != labels
-        if self.confidence is not None:
-            ok &= logits.softmax(dim=1).amax(dim=1) >= self.confidence
-        return ok
 
     def _random_params(self, n: int, m: int, layout: _Layout, generator: torch.Generator | None) -> torch.Tensor:
         """n x m x k x (2 + C) uniform candidates: rows in [0, H), columns in [0, W), values in the bounds."""
@@ -261,8 +253,9 @@ class DifferentialEvolution(Attack):
                 outs.append(self.model(layout.apply(base, owner[start:stop], flat[start:stop])))
         logits = torch.cat(outs)
         own = labels.index_select(0, owner)
-        fitness = -self.loss(logits, y=own, target=own if targeted else None).view(n, m)
-        ok = self._succeeds(logits, own, targeted).view(n, m)
+        own_target = own if targeted else None
+        fitness = -self.loss(logits, own, own_target).view(n, m)
+        ok = self.loss.success(logits, own, own_target).view(n, m)
         return fitness, logits.view(n, m, -1), ok
 
 

@@ -25,3 +25,33 @@ def check_index_tensor(values, n: int, upper: int, what: str) -> torch.Tensor:
         raise AttackInputError(f"target must hold integer {what}, got dtype {values.dtype}")
     check_label_range(values, upper, f"target {what}")
     return values.long()
+
+
+def finite(name: str, value, low: float = 0.0, *, strict: bool = False) -> float:
+    """``value`` as a float, or :class:`AttackInputError` unless it is finite and ``>= low`` (``> low`` when
+    ``strict``): the check of every radius, step size and weight of the attacks."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (
+        low < value < float("inf") if strict else low <= value < float("inf"))
+    if not ok:
+        raise AttackInputError(f"{name} must be {'>' if strict else '>='} {low:g} and finite, got {value}")
+    return float(value)
+
+
+def in_interval(name: str, value, interval: str) -> float:
+    """``value`` as a float, or :class:`AttackInputError` unless it lies in ``interval``, written as in
+    mathematics: ``"(0, 1]"``, ``"[0, 1)"``..."""
+    low, high = (float(part) for part in interval[1:-1].split(","))
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    above = number and (low < value if interval[0] == "(" else low <= value)
+    ok = above and (value < high if interval[-1] == ")" else value <= high)
+    if not ok:
+        raise AttackInputError(f"{name} must be in {interval}, got {value}")
+    return float(value)
+
+
+def positive_int(name: str, value) -> int:
+    """``value`` as an int, or :class:`AttackInputError` unless it is a whole number >= 1."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or not 1 <= value < 2**62 \
+            or int(value) != value:
+        raise AttackInputError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)

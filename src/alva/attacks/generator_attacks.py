@@ -7,27 +7,25 @@
   :func:`alva.training.advgan.train_advgan`. It is an :class:`~alva.attacks.base.Attack`: build with the model
   and the generator, call on ``(x, y)``.
 - :class:`UnrestrictedGeneratorAttack`: an adversarial conditional generator ``G_adv(z, y)`` (AT-GAN, Wang et al.
-  2019; the seed's approaches 1 and 2, see :mod:`alva.training.atgan`) makes new images of class ``y`` that
+  2019; see :mod:`alva.training.atgan`) makes new images of class ``y`` that
   should fool the classifier. Like :class:`~alva.attacks.alva.ALVA` it takes latent vectors, and an
   independent oracle classifier judges validity: does the image still show class ``y``?
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from alva.attacks.base import Attack, AttackResult, attack_mode
-from alva.attacks.errors import AttackInputError, check_label_range
-from alva.attacks.losses import as_attack_loss
+from alva.attacks.base import UNBOUNDED, Attack, AttackResult, LatentResult, attack_mode
+from alva.attacks.errors import AttackInputError, check_label_range, finite, positive_int
+from alva.attacks.norms import NORMS
 from alva.models.generative import is_conditional
-from alva.models.zoo import _stored_card, read_weights, write_weights
+from alva.models.zoo import read_weights, stored_card, write_weights
 
 PERTURBATION_KIND = "perturbation-generator"
 
@@ -101,7 +99,7 @@ def load_perturbation_generator(path: str | os.PathLike, *, device: str | torch.
         path = path / "generator.safetensors"
     if not path.exists():
         raise FileNotFoundError(f"no perturbation generator at {path}")
-    card = _stored_card(path)
+    card = stored_card(path)
     if card.get("kind") != PERTURBATION_KIND:
         raise ValueError(f"{path} is not a perturbation generator (card kind {card.get('kind')!r})")
     generator = PerturbationGenerator(int(card["channels"]), int(card["width"]), int(card["num_classes"]))
@@ -118,12 +116,7 @@ def bounded_perturbation(generator: nn.Module, x: torch.Tensor, eps: float, boun
     raw = generator(x, target) if target is not None else generator(x)
     raw = torch.nan_to_num(raw, nan=0.0)
     x_adv = (x + eps * torch.tanh(raw)).clamp(lo, hi)
-    return project_linf(x_adv, x, eps, bounds)
-
-
-def project_linf(x_adv: torch.Tensor, x: torch.Tensor, eps: float, bounds: tuple[float, float]) -> torch.Tensor:
-    lo, hi = bounds
-    return torch.min(torch.max(x_adv, x - eps), x + eps).clamp(lo, hi)
+    return (x + NORMS["linf"].project(x_adv - x, eps)).clamp(lo, hi)
 
 
 class AdvGANAttack(Attack):
@@ -153,10 +146,8 @@ class AdvGANAttack(Attack):
             eps = getattr(perturbation_generator, "card", {}).get("eps")
             if eps is None:
                 raise AttackInputError("eps is not given and the generator has no card with eps")
-        if not 0 <= eps < float("inf"):
-            raise AttackInputError(f"eps must be >= 0 and finite, got {eps}")
         self.generator = perturbation_generator
-        self.eps = float(eps)
+        self.eps = finite("eps", eps)
         self.batch_size = int(batch_size)
         self.targeted_generator = bool(getattr(perturbation_generator, "targeted", False))
         if target is not None and not self.targeted_generator:
@@ -178,36 +169,17 @@ class AdvGANAttack(Attack):
                             clean_logits, target)
 
 
-@dataclass
-class GeneratorAttackResult:
-    """z: latent vectors; y: the class of each sample; x: ``G(z, y)`` of the reference generator (None without
-    one); x_adv: ``G_adv(z, y)``. success: the classifier is fooled (or hits ``target``); valid: the oracle labels
-    ``x_adv`` as ``y`` (None without an oracle). queries: classifier forward passes per sample (1)."""
-
-    z: torch.Tensor
-    y: torch.Tensor
-    x: torch.Tensor | None
-    x_adv: torch.Tensor
-    success: torch.Tensor
-    valid: torch.Tensor | None
-    queries: torch.Tensor
-    adv_logits: torch.Tensor
-    target: torch.Tensor | None = None
-    oracle_pred: torch.Tensor | None = None
-
-    @property
-    def valid_adversarial(self) -> torch.Tensor:
-        """Fooled the classifier and still of class y for the oracle."""
-        if self.valid is None:
-            raise ValueError("validity needs an oracle: build the attack with oracle=")
-        return self.success & self.valid
-
-    def __len__(self) -> int:
-        return len(self.z)
+class GeneratorAttackResult(LatentResult):
+    """A :class:`~alva.attacks.base.LatentResult`: ``x_adv = G_adv(z, y)``; ``x`` is ``G(z, y)`` of the reference
+    generator (None without one). queries: classifier forward passes per sample (1); ``clean_logits`` are the
+    adversarial ones (the attack has no other point)."""
 
 
-class UnrestrictedGeneratorAttack:
+class UnrestrictedGeneratorAttack(Attack):
     """Unrestricted adversarial examples from an adversarial conditional generator: ``x_adv = G_adv(z, y)``.
+
+    An :class:`~alva.attacks.base.Attack` on the latent vectors (no bounds) whose model is
+    ``C(G_adv(z, y))``, called as ``attack(z, y)``: one forward pass, no search.
 
     Args:
         generator: ``G_adv``, a conditional generator (``G(z, y)``) fine-tuned to fool ``classifier``
@@ -222,15 +194,22 @@ class UnrestrictedGeneratorAttack:
                  reference: nn.Module | None = None, loss: str = "margin", batch_size: int = 1000) -> None:
         if not is_conditional(generator):
             raise AttackInputError("UnrestrictedGeneratorAttack needs a conditional generator G_adv(z, y)")
+        super().__init__(classifier, loss=loss, bounds=UNBOUNDED)
         self.generator, self.classifier, self.oracle, self.reference = generator, classifier, oracle, reference
-        self.loss = as_attack_loss(loss)
-        self.batch_size = int(batch_size)
+        self.batch_size = positive_int("batch_size", batch_size)
 
     def sample(self, n: int, seed: int = 0, target: torch.Tensor | None = None) -> GeneratorAttackResult:
         """Attack ``n`` seeded draws of ``(z, y)`` (the same draws as :func:`alva.evaluation.generative.generate`)."""
         z = self.generator.get_noise(n, seed=seed)
         y = self.generator.get_labels(n, seed=seed + 1)
         return self(z, y, target)
+
+    def models_in_use(self) -> tuple[nn.Module, ...]:
+        return tuple(m for m in (self.generator, self.classifier, self.oracle, self.reference) if m is not None)
+
+    def predict(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.classifier(self.generator(zb, yb))
+                          for zb, yb in zip(x.split(self.batch_size), y.split(self.batch_size), strict=True)])
 
     def __call__(self, z: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None) -> GeneratorAttackResult:
         if not isinstance(z, torch.Tensor) or not z.is_floating_point() or z.ndim < 2 or len(z) == 0:
@@ -239,29 +218,20 @@ class UnrestrictedGeneratorAttack:
             raise AttackInputError(f"y must be a tensor of {len(z)} class labels")
         y = self.loss.check_labels(y.to(z.device), None)
         check_label_range(y, self.generator.num_classes, "labels")
-        models = [m for m in (self.generator, self.classifier, self.oracle, self.reference) if m is not None]
-        with contextlib.ExitStack() as stack:
-            for model in models:
-                stack.enter_context(attack_mode(model))
-            stack.enter_context(torch.no_grad())
-            xs, xs_adv, logits, preds = [], [], [], []
-            for zb, yb in zip(z.split(self.batch_size), y.split(self.batch_size), strict=True):
-                xb_adv = self.generator(zb, yb)
-                xs_adv.append(xb_adv)
-                logits.append(self.classifier(xb_adv))
-                if self.oracle is not None:
-                    preds.append(self.oracle(xb_adv).argmax(1))
-                if self.reference is not None:
-                    xs.append(self.reference(zb, yb))
-            adv_logits = torch.cat(logits)
-            if target is not None:
-                target = self.loss.check_targets(target, y, adv_logits.shape[1])
-            oracle_pred = torch.cat(preds) if preds else None
-            valid = None if oracle_pred is None else oracle_pred == y
-            ones = torch.ones(len(z), dtype=torch.long, device=z.device)
-            return GeneratorAttackResult(z.detach(), y, torch.cat(xs) if xs else None, torch.cat(xs_adv),
-                                         self.loss.success(adv_logits, y, target), valid, ones, adv_logits, target,
-                                         oracle_pred)
+        return super().__call__(z, y, target)
+
+    def run(self, x, y, target, clean_logits, generator) -> GeneratorAttackResult:
+        with torch.no_grad():
+            parts = [(self.generator(zb, yb), None if self.reference is None else self.reference(zb, yb))
+                     for zb, yb in zip(x.split(self.batch_size), y.split(self.batch_size), strict=True)]
+            x_adv = torch.cat([adv for adv, _ in parts])
+            oracle_pred = None if self.oracle is None else torch.cat(
+                [self.oracle(xb).argmax(1) for xb in x_adv.split(self.batch_size)])
+        ones = torch.ones(len(x), dtype=torch.long, device=x.device)
+        return GeneratorAttackResult(
+            x_adv, self.loss.success(clean_logits, y, target), ones, ones.clone(), clean_logits, clean_logits, target,
+            z=x.detach(), y=y, x=None if self.reference is None else torch.cat([ref for _, ref in parts]),
+            valid=None if oracle_pred is None else oracle_pred == y, oracle_pred=oracle_pred)
 
 
 def generator_attack_summary(result: GeneratorAttackResult) -> dict[str, float]:

@@ -122,3 +122,31 @@ def as_attack_loss(loss: str | Objective | AttackLoss) -> AttackLoss:
     if isinstance(loss, AttackLoss):
         return loss
     return ClassLoss(get_loss(loss))
+
+
+class Confident(AttackLoss):
+    """``loss`` whose success also needs the predicted class to have at least ``confidence`` probability
+    (softmax of the outputs): a confident misclassification, or a confident hit of the target."""
+
+    def __init__(self, loss: AttackLoss, confidence: float) -> None:
+        self.base = loss
+        self.confidence = float(confidence)
+        self.target_rules = loss.target_rules
+
+    def __call__(self, logits, y, target):
+        return self.base(logits, y, target)
+
+    def success(self, logits, y, target):
+        return self.base.success(logits, y, target) & (logits.softmax(dim=1).amax(dim=1) >= self.confidence)
+
+    def check_labels(self, y, num_outputs):
+        return self.base.check_labels(y, num_outputs)
+
+    def check_targets(self, target, y, num_outputs):
+        return self.base.check_targets(target, y, num_outputs)
+
+    def pick_targets(self, rule, y, clean_logits, generator):
+        return self.base.pick_targets(rule, y, clean_logits, generator)
+
+    def __repr__(self) -> str:
+        return f"Confident({self.base!r}, {self.confidence})"

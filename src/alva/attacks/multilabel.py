@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from alva.attacks.errors import AttackInputError, check_index_tensor
+from alva.attacks.errors import AttackInputError, check_index_tensor, finite
 from alva.attacks.losses import AttackLoss
 
 
@@ -92,9 +92,7 @@ class SingleLabelFlip(MultiLabelLoss):
     """
 
     def __init__(self, hold: float = 1.0) -> None:
-        if not 0 <= hold < float("inf"):
-            raise AttackInputError(f"hold must be >= 0 and finite, got {hold}")
-        self.hold = float(hold)
+        self.hold = finite("hold", hold)
 
     def __call__(self, logits, y, target):
         if target is None:

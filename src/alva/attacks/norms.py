@@ -1,20 +1,41 @@
-"""Threat models as small classes: how to measure, step inside, project onto and sample from an eps ball.
+"""Threat models as small classes: all the geometry and sampling of an eps ball.
 
-Each attack is written once against this interface (after foolbox 3's gradient-descent template).
+A norm measures a perturbation, projects onto its eps ball, gives the steepest-ascent step (the dual norm
+of the gradient), samples a uniform point of the ball, and makes the Square Attack's starting points and
+proposals. Attacks are written once against this interface (after foolbox 3's gradient-descent
+template): adding a threat model is one new :class:`Norm` subclass here and one entry in :data:`NORMS`.
+
+Sampling reads uniform numbers from a :data:`~alva.attacks.keyed.Uniform` (``k -> n x k`` numbers in
+[0, 1)), so that the attacks can key them per sample (:class:`~alva.attacks.keyed.KeyedRandom`).
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
+
+from alva.attacks.keyed import Uniform, generator_uniform
+from alva.attacks.square_geometry import corner, pyramid, signs, split_pyramid, window
+
+__all__ = ["L2", "NORMS", "Linf", "Norm", "as_uniform", "get_norm", "per_sample"]
 
 
 def _flat(t: torch.Tensor) -> torch.Tensor:
     return t.reshape(len(t), -1)
 
 
-def _per_sample(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+def per_sample(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Reshape a per-sample vector so that it broadcasts over ``like``."""
     return v.view(-1, *([1] * (like.ndim - 1)))
+
+
+def as_uniform(source: Uniform | torch.Generator | None, like: torch.Tensor) -> Uniform:
+    """``source`` as a :data:`Uniform` for the samples of ``like``: a Uniform as it is, else numbers drawn
+    from the torch generator (the global one when None)."""
+    if callable(source):
+        return source
+    return generator_uniform(len(like), source, like.device, like.dtype)
 
 
 class Norm:
@@ -27,7 +48,7 @@ class Norm:
         raise NotImplementedError
 
     def ascent_step(self, grad: torch.Tensor, alpha: float) -> torch.Tensor:
-        """The steepest-ascent step of size ``alpha`` under this norm."""
+        """The steepest-ascent step of size ``alpha`` under this norm (``alpha`` times the dual-norm direction)."""
         raise NotImplementedError
 
     def project(self, delta: torch.Tensor, eps: float) -> torch.Tensor:
@@ -43,10 +64,21 @@ class Norm:
         """
         return center + self.project(x + self.ascent_step(grad, alpha) - center, eps)
 
-    def random_in_ball(self, like: torch.Tensor, eps: float, generator: torch.Generator | None
+    def random_in_ball(self, like: torch.Tensor, eps: float, source: Uniform | torch.Generator | None
                        ) -> torch.Tensor:
-        """A sample uniformly distributed in the eps ball, one per sample of ``like``."""
+        """A sample uniformly distributed in the eps ball, one per sample of ``like``; the numbers come from
+        ``source``: a :data:`~alva.attacks.keyed.Uniform`, a torch generator, or None (torch's global one)."""
         raise NotImplementedError
+
+    def square_start(self, x0: torch.Tensor, eps: float, uniform: Uniform, bounds: tuple[float, float]
+                     ) -> torch.Tensor:
+        """The Square Attack's starting point for the images ``x0`` (n x c x h x w)."""
+        raise NotImplementedError(f"the Square Attack has no proposals for the norm {self!r}")
+
+    def square_proposal(self, x0: torch.Tensor, cur: torch.Tensor, eps: float, side: int, uniform: Uniform,
+                        bounds: tuple[float, float]) -> torch.Tensor:
+        """A Square Attack candidate: ``cur`` changed on a random ``side`` x ``side`` window."""
+        raise NotImplementedError(f"the Square Attack has no proposals for the norm {self!r}")
 
     def __repr__(self) -> str:
         return self.name
@@ -69,10 +101,28 @@ class Linf(Norm):
         # The arithmetic of Norm.ascend, in place in grad's memory, so that a step allocates nothing.
         return grad.sign_().mul_(alpha).add_(x).sub_(center).clamp_(-eps, eps).add_(center)
 
-    def random_in_ball(self, like: torch.Tensor, eps: float, generator: torch.Generator | None
-                       ) -> torch.Tensor:
-        u = torch.rand(like.shape, generator=generator, device=like.device, dtype=like.dtype)
-        return u.mul_(2 * eps).sub_(eps)
+    def random_in_ball(self, like, eps, source):
+        u = as_uniform(source, like)(like[0].numel())
+        return (u * 2 - 1).mul_(eps).view_as(like).to(like.dtype)
+
+    def square_start(self, x0, eps, uniform, bounds):
+        # Vertical stripes: one sign per channel and column.
+        n, c, _, w = x0.shape
+        sign = signs(uniform(c * w).view(n, c, 1, w), x0.dtype)
+        return (x0 + eps * sign).clamp_(*bounds)
+
+    def square_proposal(self, x0, cur, eps, side, uniform, bounds):
+        n, c, h, w = x0.shape
+        u = uniform(2 + c)
+        mask = window(corner(u[:, 0], h, side), corner(u[:, 1], w, side), side, h, w)
+        sign = signs(u[:, 2:], x0.dtype).view(n, c, 1, 1)
+        cand = torch.where(mask, (x0 + eps * sign).clamp(*bounds), cur)
+        # A step that changes nothing would waste a query: there, use the opposite signs.
+        same = ~((cand != cur) & mask).reshape(n, -1).any(dim=1)
+        if same.any():
+            flip = mask & same.view(n, 1, 1, 1)
+            cand = torch.where(flip, (x0 - eps * sign).clamp(*bounds), cand)
+        return cand
 
 
 class L2(Norm):
@@ -83,21 +133,61 @@ class L2(Norm):
 
     def ascent_step(self, grad: torch.Tensor, alpha: float) -> torch.Tensor:
         norms = self.measure(grad).clamp_min(1e-12)
-        return grad * _per_sample(alpha / norms, grad)
+        return grad * per_sample(alpha / norms, grad)
 
     def project(self, delta: torch.Tensor, eps: float) -> torch.Tensor:
         norms = self.measure(delta)
         factor = torch.where(norms > eps, eps / norms.clamp_min(1e-12), torch.ones_like(norms))
-        return delta * _per_sample(factor, delta)
+        return delta * per_sample(factor, delta)
 
-    def random_in_ball(self, like: torch.Tensor, eps: float, generator: torch.Generator | None
-                       ) -> torch.Tensor:
-        # Uniform in the ball: a uniform direction, and a radius with density proportional to r^(d-1).
-        direction = torch.randn(like.shape, generator=generator, device=like.device, dtype=like.dtype)
-        direction = direction / _per_sample(self.measure(direction).clamp_min(1e-12), like)
-        dim = _flat(like).shape[1]
-        u = torch.rand(len(like), generator=generator, device=like.device, dtype=like.dtype)
-        return direction * _per_sample(eps * u.pow(1.0 / dim), like)
+    def random_in_ball(self, like, eps, source):
+        d = like[0].numel()
+        u = as_uniform(source, like)(2 * d + 1)
+        # Box-Muller normals give a uniform direction; the radius has density proportional to r^(d-1).
+        normal = torch.sqrt(-2 * torch.log1p(-u[:, :d])) * torch.cos(2 * math.pi * u[:, d:2 * d])
+        radius = eps * u[:, 2 * d].pow(1.0 / d)
+        direction = normal / normal.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        return (direction * radius[:, None]).view_as(like).to(like.dtype)
+
+    def square_start(self, x0, eps, uniform, bounds):
+        # A grid of pyramid-shaped bumps with random signs, scaled to norm eps.
+        n, c, h, w = x0.shape
+        tile = max(min(h, w) // 5, 1)
+        th, tw = -(-h // tile), -(-w // tile)
+        sign = signs(uniform(c * th * tw).view(n, c, th, tw), x0.dtype)
+        tiled = sign.repeat_interleave(tile, 2).repeat_interleave(tile, 3)[:, :, :h, :w]
+        delta = tiled * pyramid(tile, tile, x0.device, x0.dtype).repeat(th, tw)[:h, :w]
+        delta = delta * (eps / delta.reshape(n, -1).norm(dim=1).clamp_min(1e-12)).view(n, 1, 1, 1)
+        return (x0 + delta).clamp_(*bounds)
+
+    def square_proposal(self, x0, cur, eps, side, uniform, bounds):
+        # Move the perturbation's mass in two squares (plus the unused budget) into the first one, as a pair
+        # of opposite pyramids with a random sign, keeping the norm at eps.
+        n, c, h, w = x0.shape
+        s = side
+        u = uniform(5 + c)
+        top1, left1 = corner(u[:, 0], h, s), corner(u[:, 1], w, s)
+        first = window(top1, left1, s, h, w)
+        both = first | window(corner(u[:, 2], h, s), corner(u[:, 3], w, s), s, h, w)
+        nu = cur - x0
+        unused = (eps**2 - nu.reshape(n, -1).pow(2).sum(dim=1)).clamp_min(0)
+        mass = (nu.pow(2) * both).sum(dim=(2, 3)).add(unused[:, None] / c).sqrt()  # n x c
+        # The pattern on the first square, transposed for about half the samples.
+        pattern = split_pyramid(s, x0.device, x0.dtype)
+        patterns = torch.stack([pattern, pattern.T])
+        r = (torch.arange(h, device=x0.device)[None, :] - top1[:, None]).clamp(0, s - 1)
+        q = (torch.arange(w, device=x0.device)[None, :] - left1[:, None]).clamp(0, s - 1)
+        which = (u[:, 4] < 0.5).long()
+        placed = patterns[which[:, None, None], r[:, :, None], q[:, None, :]][:, None] * first
+        placed = placed / placed.reshape(n, -1).norm(dim=1).clamp_min(1e-12).view(n, 1, 1, 1)
+        sign = signs(u[:, 5:], x0.dtype).view(n, c, 1, 1)
+        old = nu * first
+        old = old / old.pow(2).sum(dim=(2, 3), keepdim=True).sqrt().clamp_min(1e-12)
+        direction = (sign * placed + old) * first
+        direction = direction / direction.pow(2).sum(dim=(2, 3), keepdim=True).sqrt().clamp_min(1e-12)
+        new = torch.where(both, direction * mass[:, :, None, None], nu)
+        new = self.project(new, eps)  # only float rounding can take it outside
+        return (x0 + new).clamp_(*bounds)
 
 
 NORMS: dict[str, Norm] = {"linf": Linf(), "l2": L2()}

@@ -1,5 +1,5 @@
 """Sparse confident images: optimise an image until the model gives a chosen class a high probability
-while few pixels are non-zero (issue 4, the users' plan: "probability >= 0.9 and sparsity <= 300").
+while few pixels are non-zero (by default: probability >= 0.9 with at most 300 non-zero pixels).
 
 The objective, minimised over the image ``x`` inside the pixel bounds ``[lo, hi]``, is
 
@@ -31,7 +31,9 @@ from typing import Any
 
 import torch
 
-from alva.attacks.base import Attack, AttackInputError, AttackResult, positive_int
+from alva.attacks.base import Attack, AttackInputError, AttackResult
+from alva.attacks.engine import Rows
+from alva.attacks.errors import finite, in_interval, positive_int
 from alva.attacks.losses import ClassLoss
 
 __all__ = ["SparseConfident", "blank_images", "pixel_l0", "pixel_l1", "pixel_mask_shape", "sparse_summary"]
@@ -117,33 +119,23 @@ class SparseConfident(Attack):
         super().__init__(model, early_stop=early_stop, **kwargs)
         if not isinstance(self.loss, ClassLoss):
             raise AttackInputError("SparseConfident needs a classifier with class labels (loss 'ce' or 'margin')")
-        if not 0.0 <= confidence <= 1.0:
-            raise AttackInputError(f"confidence must be in [0, 1], got {confidence}")
+        self.confidence = in_interval("confidence", confidence, "[0, 1]")
         if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 0:
             raise AttackInputError(f"max_pixels must be an integer >= 0, got {max_pixels!r}")
-        if not 0.0 <= lam < math.inf:
-            raise AttackInputError(f"lam must be >= 0 and finite, got {lam}")
+        self.lam = finite("lam", lam)
         if optimizer not in OPTIMIZERS:
             raise AttackInputError(f"unknown optimizer {optimizer!r}; choose one of {OPTIMIZERS}")
         if lr is None:
             lr = 0.01 if optimizer == "adam" else 0.1
-        if not 0.0 < lr < math.inf:
-            raise AttackInputError(f"lr must be > 0 and finite, got {lr}")
+        self.lr = finite("lr", lr, strict=True)
         if start not in STARTS:
             raise AttackInputError(f"unknown start {start!r}; choose one of {STARTS}")
-        if not 0.0 <= mask_fraction < 1.0:
-            raise AttackInputError(f"mask_fraction must be in [0, 1), got {mask_fraction}")
-        if not 0.0 <= zero_tol < math.inf:
-            raise AttackInputError(f"zero_tol must be >= 0 and finite, got {zero_tol}")
-        self.confidence = float(confidence)
+        self.mask_fraction = in_interval("mask_fraction", mask_fraction, "[0, 1)")
+        self.zero_tol = finite("zero_tol", zero_tol)
         self.max_pixels = int(max_pixels)
-        self.lam = float(lam)
         self.steps = positive_int("steps", steps)
-        self.lr = float(lr)
         self.optimizer = optimizer
         self.start = start
-        self.mask_fraction = float(mask_fraction)
-        self.zero_tol = float(zero_tol)
         self.record = bool(record)
 
     def generate(self, targets: torch.Tensor, shape: tuple[int, ...] = (1, 28, 28)) -> AttackResult:
@@ -195,16 +187,18 @@ class SparseConfident(Attack):
             history = {"target_prob": torch.full((self.steps + 1, n), math.nan, device=device),
                        "l0": torch.full((self.steps + 1, n), -1, dtype=torch.long, device=device)}
 
-        idx = torch.arange(n, device=device)  # rows still running
-        cur, tgt = start, targets
+        # The rows still running, with their state; keep() drops finished rows from all of it.
         free = None if mask is None else ~mask
-        moments = (torch.zeros_like(cur), torch.zeros_like(cur)) if self.optimizer == "adam" else None
+        adam = self.optimizer == "adam"
+        rows = Rows(torch.arange(n, device=device), n, x=start, y=y, target=targets, free=free,
+                    m=torch.zeros_like(start) if adam else None, v=torch.zeros_like(start) if adam else None)
         for s in range(self.steps + 1):
             last = s == self.steps
-            cur = cur.detach().requires_grad_(not last)
+            cur = rows.x.detach().requires_grad_(not last)
+            idx, tgt = rows.rows, rows.target
             with torch.set_grad_enabled(not last):
                 logits = self.model(cur)
-                objective = self.loss(logits, y[idx], tgt)  # y is unused by a targeted class loss
+                objective = self.loss(logits, rows.y, tgt)  # y is unused by a targeted class loss
             queries[idx] += 1
             with torch.no_grad():
                 prob = logits.detach().softmax(dim=1).gather(1, tgt[:, None]).squeeze(1)
@@ -219,21 +213,18 @@ class SparseConfident(Attack):
                 if last:
                     done = torch.ones_like(ok)
                 if done.any():
-                    rows = idx[done]
-                    x_adv[rows] = cur.detach()[done]
-                    adv_logits[rows] = logits.detach()[done]
+                    x_adv[idx[done]] = cur.detach()[done]
+                    adv_logits[idx[done]] = logits.detach()[done]
                 if last or done.all():
                     break
-            (grad,) = torch.autograd.grad(objective.sum(), cur)
+            (rows.grad,) = torch.autograd.grad(objective.sum(), cur)
             with torch.no_grad():
-                keep = ~done
-                if not keep.all():
-                    idx, tgt, grad = idx[keep], tgt[keep], grad[keep]
-                    cur = cur.detach()[keep]
-                    free = None if free is None else free[keep]
-                    moments = None if moments is None else (moments[0][keep], moments[1][keep])
-                steps[idx] += 1
-                cur = self._update(cur.detach(), grad, free, moments, s + 1)
+                rows.x = cur.detach()
+                if not (~done).all():
+                    rows.keep(~done)
+                steps[rows.rows] += 1
+                moments = (rows.m, rows.v) if adam else None
+                rows.x = self._update(rows.x, rows.grad, rows.free, moments, s + 1)
         success = self._success(adv_logits, targets, x_adv)
         extras = {
             "target_prob": adv_logits.softmax(dim=1).gather(1, targets[:, None]).squeeze(1),

@@ -8,7 +8,8 @@ from typing import Any
 
 import torch
 
-from alva.attacks import ATTACKS, FGSM, PGD, Attack
+from alva.attacks import Attack
+from alva.attacks.registry import REGISTRY, build, describe
 from alva.cli.common import add_common, csv_floats
 from alva.data import fixed_subset, load_mnist
 from alva.evaluation import eps_curve, evaluate_attack
@@ -22,42 +23,64 @@ DEFAULT_CURVE = {"linf": [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3], "l2": [0.0, 0.5
 def register(commands) -> None:
     p = commands.add_parser("attack", help="attack a classifier and write results and pictures",
                             description="Attack a model on a fixed subset of the MNIST test split. Writes "
-                                        "summary.json, grid.png and eps_curve.png to --out.")
+                                        "summary.json, grid.png and eps_curve.png to --out. Every attack of the "
+                                        "registry is reachable; --list prints them with their options.")
     p.add_argument("--model", default="mnist/cnn-small", help="zoo name, weights file or run folder")
-    p.add_argument("--attack", default="pgd", choices=sorted(ATTACKS))
+    p.add_argument("--attack", default="pgd", choices=sorted(REGISTRY))
+    p.add_argument("--list", action="store_true", help="print the attacks, their options and defaults, and exit")
     p.add_argument("--eps", type=float, default=0.3)
     p.add_argument("--norm", default="linf", choices=["linf", "l2"])
-    p.add_argument("--steps", type=int, default=40, help="PGD steps")
+    p.add_argument("--steps", type=int, default=None, help="gradient steps (default: the attack's, 40 for pgd)")
     p.add_argument("--alpha", type=float, default=None, help="PGD step size (default 2.5 * eps / steps)")
-    p.add_argument("--restarts", type=int, default=1)
+    p.add_argument("--restarts", type=int, default=None, help="restarts (default: the attack's, 1)")
     p.add_argument("--no-random-start", action="store_true")
-    p.add_argument("--loss", default="ce", choices=["ce", "margin"])
+    p.add_argument("--loss", default=None, choices=["ce", "margin", "dlr"],
+                   help="the attack's loss (default: the attack's, ce for fgsm and pgd)")
     p.add_argument("--target", default=None, choices=["random", "least-likely"], help="make the attack targeted")
     p.add_argument("--early-stop", action="store_true", help="stop on each sample once it succeeds")
+    p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                   help="any other option of the attack (see --list), e.g. --option n_queries=1000")
     p.add_argument("--n", type=int, default=1000, help="number of test images (fixed stratified subset)")
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--curve", type=csv_floats, default=None,
                    help="comma-separated eps values for the eps curve (default: 7 values up to 0.3 for linf, 3 for l2)")
     p.add_argument("--no-curve", action="store_true", help="skip the eps curve")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", default=None, help="output folder (required unless --list)")
     add_common(p)
     p.set_defaults(handler=run)
 
 
+def attack_settings(args: argparse.Namespace, eps: float) -> dict[str, Any]:
+    """The settings of ``args.attack`` from the command line: the flags it has an option for, then --option."""
+    spec = REGISTRY[args.attack]
+    names = {o.name for o in spec.options}
+    given = {"eps": eps, "norm": args.norm, "steps": args.steps, "alpha": args.alpha, "restarts": args.restarts,
+             "random_start": False if args.no_random_start else None, "loss": args.loss, "target": args.target,
+             "early_stop": True if args.early_stop else None, "seed": args.seed}
+    settings = {k: v for k, v in given.items() if k in names and v is not None}
+    for item in args.option:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--option takes NAME=VALUE, got {item!r}")
+        settings[name] = spec.option(name).parse(value)
+    return settings
+
+
 def build_attack(model: torch.nn.Module, args: argparse.Namespace, eps: float) -> Attack:
-    common: dict[str, Any] = {"norm": args.norm, "loss": args.loss, "target": args.target,
-                              "early_stop": args.early_stop, "seed": args.seed}
-    if args.attack == "fgsm":
-        return FGSM(model, eps=eps, **common)
-    return PGD(model, eps=eps, alpha=args.alpha, steps=args.steps, restarts=args.restarts,
-               random_start=not args.no_random_start, **common)
+    return build(args.attack, model, **attack_settings(args, eps))
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.list:
+        print(describe())
+        return 0
+    if args.out is None:
+        raise ValueError("--out is required: the folder for summary.json and the pictures")
+    model = load(args.model, device=args.device)
+    build_attack(model, args, args.eps)  # bad settings fail before anything is written
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    model = load(args.model, device=args.device)
     x, y = fixed_subset(*load_mnist("test", args.data_root), args.n, seed=args.seed)
     progress = not args.no_progress
     report, batch = evaluate_attack(build_attack(model, args, args.eps), x, y, name=args.attack,
@@ -67,15 +90,17 @@ def run(args: argparse.Namespace) -> int:
                                "report": report.to_dict()}
     title = f"{args.attack.upper()} {args.norm} eps={args.eps} on {args.model}"
     adversarial_grid(out / "grid.png", batch, title=title)
-    if not args.no_curve:
+    has_eps = any(o.name == "eps" for o in REGISTRY[args.attack].options)
+    if not args.no_curve and has_eps:
         values = args.curve or DEFAULT_CURVE[args.norm]
         curve = eps_curve(lambda e: build_attack(model, args, e), values, x, y, batch_size=args.batch_size,
                           device=args.device, progress=progress)
         summary["eps_curve"] = curve
         eps_curve_plot(out / "eps_curve.png", {f"{args.attack} ({args.norm})": curve}, title=args.model)
-    atomic_write_json(out / "summary.json", summary)
+    atomic_write_json(out / "summary.json", summary, kind="attack-summary")
     print(format_report(report))
-    print(f"wrote {out}/summary.json, {out}/grid.png" + ("" if args.no_curve else f", {out}/eps_curve.png"))
+    curve_file = "" if args.no_curve or not has_eps else f", {out}/eps_curve.png"
+    print(f"wrote {out}/summary.json, {out}/grid.png" + curve_file)
     return 0
 
 
@@ -91,4 +116,4 @@ def format_report(report) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["build_attack", "format_report", "register", "run"]
+__all__ = ["attack_settings", "build_attack", "format_report", "register", "run"]

@@ -11,13 +11,14 @@ from typing import Any
 import torch
 
 from alva.attacks import FGSM, PGD, AttackResult
-from alva.attacks.transfer import MODES, TransferAttack, train_substitute
+from alva.attacks.transfer import TransferAttack
 from alva.cli.common import add_common, paragraph
 from alva.data import fixed_subset, load_mnist
 from alva.models import ARCHITECTURES, load
 from alva.report import grouped_bars
 from alva.tracking import atomic_write_json
 from alva.training.loop import TrainSettings
+from alva.training.substitute import MODES, train_substitute
 
 __all__ = ["register", "run"]
 

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from alva.attacks.apgd import APGD, APGDTargeted
 from alva.attacks.base import Attack, AttackResult, attack_mode, check_batch
+from alva.attacks.errors import finite
 from alva.attacks.norms import get_norm
 from alva.attacks.square import Square
 from alva.evaluation.robustness import RobustnessReport, summarize
@@ -141,8 +142,7 @@ class StrongEvaluation:
                  seed: int = 0, batch_size: int = 500, device: str | torch.device = "cpu", progress: bool = True,
                  sanity: bool = True, sanity_n: int = 200, warn: bool = True,
                  bounds: tuple[float, float] = (0.0, 1.0), log: Callable[[str], None] | None = None) -> None:
-        if not 0 <= eps < float("inf"):
-            raise ValueError(f"eps must be >= 0 and finite, got {eps}")
+        eps = finite("eps", eps)
         if version not in VERSIONS:
             raise ValueError(f"unknown version {version!r}; choose one of {sorted(VERSIONS)}")
         attacks = list(STANDARD if attacks is None else attacks)
@@ -236,7 +236,7 @@ class StrongEvaluation:
                 k: v for k, v in state["current"].items() if k != "order"} | {
                 "total": len(state["current"]["order"])},
             "robust": int((codes == ROBUST).sum()), "note": f"the state itself is {STATE_FILE}; this is a copy "
-                                                             "for people"})
+                                                             "for people"}, kind="strong-eval-state")
 
     # -- the evaluation -------------------------------------------------------------------------------------
 

@@ -102,11 +102,12 @@ def card(name_or_path: str | os.PathLike) -> dict[str, Any]:
 
     A card without ``task`` (one written before multi-label models) gets ``"task": "multiclass"``.
     """
-    info = _stored_card(resolve(name_or_path))
+    info = stored_card(resolve(name_or_path))
     return {**info, "task": info.get("task", "multiclass")}
 
 
-def _stored_card(path: Path) -> dict[str, Any]:
+def stored_card(path: Path) -> dict[str, Any]:
+    """The card of a weights file: the ``.json`` beside it, else the ``alva_card`` of its safetensors header."""
     beside = path.with_suffix(".json")
     if beside.exists():
         return json.loads(beside.read_text())
@@ -118,6 +119,9 @@ def _stored_card(path: Path) -> dict[str, Any]:
     if "alva_card" not in metadata:
         raise ValueError(f"{path} has no card: neither {beside.name} nor 'alva_card' in its header")
     return json.loads(metadata["alva_card"])
+
+
+_stored_card = stored_card
 
 
 def load(name_or_path: str | os.PathLike, *, device: str | torch.device = "cpu") -> nn.Module:

@@ -21,7 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from alva.attacks.base import attack_mode
+from alva.attacks.errors import finite
 from alva.attacks.norms import Norm, get_norm
+from alva.attacks.pgd import PGD
 from alva.evaluation.accuracy import accuracy
 from alva.training.objectives import Objective
 
@@ -29,24 +31,22 @@ from alva.training.objectives import Objective
 def perturb(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: float, steps: int,
             norm: Norm, random_start: bool, loss_fn=None, bounds: tuple[float, float] = (0.0, 1.0)
             ) -> torch.Tensor:
-    """``steps`` projected gradient-ascent steps on ``loss_fn(logits, y)`` (summed cross-entropy by default)
+    """``steps`` projected gradient-ascent steps on ``loss_fn(logits, y)`` (the cross-entropy by default)
     from ``x`` (or a uniform random point of the eps ball), with the model in eval mode and its weights frozen.
 
-    The lean inner loop of adversarial training: no best-iterate tracking, no clean forward pass; the
-    evaluation attacks (:class:`alva.attacks.PGD`) do that work.
+    The step loop of :class:`alva.attacks.PGD` without its bookkeeping
+    (:meth:`~alva.attacks.engine.GradientAttack.iterate`: no best iterate, no clean forward pass). The random
+    start comes from torch's global generator, which the training loop seeds per epoch.
     """
-    lo, hi = bounds
-    loss_fn = loss_fn or (lambda logits, labels: F.cross_entropy(logits, labels, reduction="sum"))
     x = x.detach()
     if eps == 0:
         return x
-    x_adv = (x + norm.random_in_ball(x, eps, None)).clamp_(lo, hi) if random_start else x
+    lo, hi = bounds
+    loss = "ce" if loss_fn is None else (lambda logits, labels, _targeted: loss_fn(logits, labels))
+    attack = PGD(model, eps=eps, alpha=alpha, steps=steps, norm=norm, random_start=False, loss=loss, bounds=bounds)
+    start = (x + norm.random_in_ball(x, eps, None)).clamp_(lo, hi) if random_start else x
     with attack_mode(model):
-        for _ in range(steps):
-            x_adv = x_adv.detach().requires_grad_(True)
-            (grad,) = torch.autograd.grad(loss_fn(model(x_adv), y), x_adv)
-            x_adv = norm.ascend(x_adv.detach(), grad, x, alpha, eps).clamp_(lo, hi)
-    return x_adv.detach()
+        return attack.iterate(x, y, start)
 
 
 def _metrics(loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor, adv_logits: torch.Tensor | None = None
@@ -69,8 +69,7 @@ class Adversarial(Objective):
 
     def __init__(self, eps: float, norm: str = "linf", ramp_epochs: int = 0, eval_steps: int = 20,
                  eval_size: int = 1000, bounds: tuple[float, float] = (0.0, 1.0)) -> None:
-        if not 0 <= eps < float("inf"):
-            raise ValueError(f"eps must be >= 0 and finite, got {eps}")
+        eps = finite("eps", eps)
         if ramp_epochs < 0:
             raise ValueError(f"ramp_epochs must be >= 0, got {ramp_epochs}")
         self.eps = float(eps)
@@ -89,7 +88,6 @@ class Adversarial(Objective):
         self.current_eps = self.eps * min(1.0, (epoch + 1) / self.ramp_epochs) if self.ramp_epochs else self.eps
 
     def evaluate(self, model, x, y):
-        from alva.attacks.pgd import PGD
         from alva.evaluation.robustness import run_attack
 
         figures = {"clean_acc": accuracy(model, x, y)}
@@ -188,7 +186,6 @@ class FastFGSM(Adversarial):
 
     def check(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[dict[str, float], bool]:
         """PGD accuracy on the training batch ``(x, y)`` and whether training has collapsed."""
-        from alva.attacks.pgd import PGD
 
         xs, ys = x[: self.check_size], y[: self.check_size]
         acc = (~PGD(model, eps=self.eps, steps=self.check_steps, norm=self.norm, seed=0)(xs, ys).success

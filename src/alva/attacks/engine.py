@@ -1,0 +1,380 @@
+"""The attack engine: the loop and its bookkeeping, written once for every attack.
+
+:class:`~alva.attacks.base.Attack` checks the batch, holds the models in attack mode, picks targets and seeds
+the call. Below it, one call of an engine attack is a :class:`Run`: the best point of each sample so far (by
+one rule, :class:`KeepBest`), the per-sample step and query counters, the keyed random numbers
+(:class:`~alva.attacks.keyed.KeyedRandom`) and, at the end, the success check through the attack's
+:class:`~alva.attacks.losses.AttackLoss`. A run is made of searches (restarts): each one works on the rows
+still attacked, held in a :class:`Rows` state from which finished rows are dropped (early stop).
+
+An attack supplies only what is its own (after foolbox 3's ``attacks/base.py`` and
+``gradient_descent_base.py``):
+
+- :class:`GradientAttack`: ``start`` (the first iterate) and ``step`` (the next iterate from the gradient of
+  the loss); optionally ``observe`` (per-step statistics, as APGD's step-size rule) and ``score``.
+- :class:`SearchAttack` (score-based, no gradient): ``start`` and ``propose`` (a candidate per row); the
+  engine evaluates it, counts the query and accepts it where ``accept`` says (default: a success beats a
+  failure, else a higher loss).
+
+:class:`Repeated` runs any engine attack several times (restarts) and keeps each sample's worst case.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from alva.attacks.base import Attack, AttackResult
+from alva.attacks.errors import positive_int
+from alva.attacks.keyed import KeyedRandom, Uniform
+
+__all__ = ["EngineAttack", "GradientAttack", "KeepBest", "Repeated", "Rows", "Run", "SearchAttack"]
+
+
+@dataclass(frozen=True)
+class KeepBest:
+    """The rule that decides when a candidate replaces a sample's best point so far.
+
+    A success always beats a failure and, between failures, the higher score wins. Between successes,
+    ``successes`` decides: ``"first"`` keeps the earlier one, ``"higher"`` the higher score, ``"latest"``
+    the later one (``"latest"`` makes every candidate replace the best: the result is the last iterate).
+    With ``final_success_wins`` a successful final iterate of a search replaces an earlier success (the
+    textbook PGD point).
+    """
+
+    successes: str = "first"
+    final_success_wins: bool = True
+
+    def better(self, old_success: torch.Tensor, old_score: torch.Tensor, success: torch.Tensor,
+               score: torch.Tensor, final: bool) -> torch.Tensor:
+        if self.successes == "latest":
+            return torch.ones_like(success)
+        if self.successes == "higher":
+            better = (success & ~old_success) | ((success == old_success) & (score > old_score))
+        else:
+            better = ~old_success & (success | (score > old_score))
+        if final and self.final_success_wins:
+            better |= success
+        return better
+
+
+PGD_RULE = KeepBest("first", final_success_wins=True)
+"""The last successful iterate, else the first success, else the iterate of highest loss."""
+SCORE_RULE = KeepBest("higher", final_success_wins=False)
+"""A success, then the highest score (APGD, Square)."""
+LAST_ITERATE = KeepBest("latest")
+"""The last point offered (ALVA: the iterate where the walk stopped)."""
+
+
+class Rows:
+    """The per-row state of the samples a search still works on.
+
+    ``rows`` holds their indices in the batch (None: the whole batch, in order, which spares the indexing);
+    every other tensor attribute with one entry per row is a part of the state. :meth:`keep` drops rows from
+    all of them at once, so an attack that adds state (momentum, a step size per row) never filters it.
+    """
+
+    def __init__(self, rows: torch.Tensor | None, n: int, **state) -> None:
+        self.rows = rows
+        self.n = n
+        for name, value in state.items():
+            setattr(self, name, value)
+
+    def keep(self, mask: torch.Tensor) -> None:
+        """Keep only the rows where ``mask`` is True."""
+        if self.rows is None:
+            self.rows = torch.arange(self.n, device=mask.device)
+        for name, value in list(vars(self).items()):
+            if isinstance(value, torch.Tensor) and value.ndim > 0 and len(value) == self.n:
+                setattr(self, name, value[mask])
+        self.n = len(self.rows)
+
+    def take(self, t: torch.Tensor | None) -> torch.Tensor | None:
+        """The entries of a per-sample tensor of the whole batch at these rows."""
+        return t if t is None or self.rows is None else t[self.rows]
+
+
+def _count(counter: torch.Tensor, rows: torch.Tensor | None, amount: int = 1) -> None:
+    if rows is None:
+        counter += amount
+    else:
+        counter[rows] += amount
+
+
+class Run:
+    """One call of an engine attack on a batch: the best point of each sample, counters and random numbers.
+
+    ``best_*`` start at the clean input; :meth:`offer` gives candidates for some rows, which replace the best
+    point where ``rule`` says. ``steps`` and ``queries`` count per sample (queries start at 1: the clean
+    forward pass). ``random`` gives keyed random numbers (drawn lazily: an attack without randomness leaves
+    the generator untouched).
+    """
+
+    def __init__(self, attack: EngineAttack, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None,
+                 clean_logits: torch.Tensor, generator: torch.Generator | None, rule: KeepBest = PGD_RULE) -> None:
+        self.attack, self.x, self.y, self.target, self.clean_logits = attack, x, y, target, clean_logits
+        self.generator = generator
+        self.rule = rule
+        self.best_x = x.clone()
+        self.best_logits = clean_logits.clone()
+        self.best_score = attack.clean_score(clean_logits, y, target)
+        self.best_success = attack.loss.success(clean_logits, y, target)
+        self.steps = torch.zeros(len(x), dtype=torch.long, device=x.device)
+        self.queries = torch.ones(len(x), dtype=torch.long, device=x.device)
+        self._random: KeyedRandom | None = None
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    @property
+    def random(self) -> KeyedRandom:
+        if self._random is None:
+            self._random = KeyedRandom(self.x, self.generator)
+        return self._random
+
+    def uniform(self, rows: Rows, stream: tuple[int, ...]) -> Uniform:
+        """Keyed uniform numbers for ``rows`` in ``stream`` (what the norms sample from)."""
+        index = rows.rows if rows.rows is not None else torch.arange(rows.n, device=self.x.device)
+        return self.random.stream(index, stream)
+
+    def open_rows(self, only_unbroken: bool) -> torch.Tensor | None:
+        """The rows a new search works on: those not yet successful, or all (None)."""
+        return (~self.best_success).nonzero().squeeze(1) if only_unbroken else None
+
+    def rows(self, index: torch.Tensor | None, target: torch.Tensor | None = None, **state) -> Rows:
+        """A :class:`Rows` for ``index`` with their clean points ``x0``, labels ``y`` and ``target`` (the run's
+        target unless given) and any further ``state``."""
+        take = (lambda t: t) if index is None else (lambda t: None if t is None else t[index])
+        n = len(self.x) if index is None else len(index)
+        target = self.target if target is None else target
+        return Rows(index, n, x0=take(self.x), y=take(self.y), target=take(target), **state)
+
+    def count_queries(self, rows: Rows, amount: int = 1) -> None:
+        _count(self.queries, rows.rows, amount)
+
+    def count_steps(self, rows: Rows) -> None:
+        _count(self.steps, rows.rows)
+
+    def offer(self, rows: Rows, x: torch.Tensor, logits: torch.Tensor, score: torch.Tensor, success: torch.Tensor,
+              final: bool = False) -> None:
+        """Candidates for ``rows``; each replaces the row's best point where the rule says so."""
+        index = rows.rows
+        old_success = self.best_success if index is None else self.best_success[index]
+        old_score = self.best_score if index is None else self.best_score[index]
+        better = self.rule.better(old_success, old_score, success, score, final)
+        local = better.nonzero().squeeze(1)
+        if len(local) == 0:
+            return
+        at = local if index is None else index[local]
+        self.best_x[at] = x[local].to(self.best_x.dtype)
+        self.best_logits[at] = logits[local].to(self.best_logits.dtype)
+        self.best_score[at] = score[local].to(self.best_score.dtype)
+        self.best_success[at] = success[local]
+
+    def result(self, extras: dict | None = None) -> AttackResult:
+        """The result; success is checked once more through the attack's loss at the returned logits."""
+        success = self.attack.loss.success(self.best_logits, self.y, self.target)
+        return AttackResult(self.best_x, success, self.steps, self.queries, self.best_logits, self.clean_logits,
+                            self.target, extras or {})
+
+
+class EngineAttack(Attack):
+    """An attack whose call is a :class:`Run` of ``restarts`` searches; subclasses implement :meth:`search`.
+
+    ``rule`` is the :class:`KeepBest` of the attack. Each restart works on every row, or with early stop on
+    the rows not yet successful; keyed random numbers get the restart in their stream, so restarts differ.
+    """
+
+    rule: KeepBest = PGD_RULE
+    restarts: int = 1
+
+    def run(self, x, y, target, clean_logits, generator) -> AttackResult:
+        run = Run(self, x, y, target, clean_logits, generator, self.rule)
+        self.repeat(run, self.restarts)
+        return self.finish(run)
+
+    def repeat(self, run: Run, times: int, only_unbroken: bool | None = None) -> None:
+        """``times`` searches, each on the rows still open."""
+        only_unbroken = self.early_stop if only_unbroken is None else only_unbroken
+        for restart in range(times):
+            index = run.open_rows(only_unbroken)
+            if index is not None and len(index) == 0:
+                return
+            self.search(run, index, restart)
+
+    def search(self, run: Run, index: torch.Tensor | None, restart: int) -> None:
+        """One search on the rows ``index`` (None: all), offering its candidates to ``run``."""
+        raise NotImplementedError
+
+    def clean_score(self, clean_logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+        """The score of the clean points, where every sample's best point starts (default: the loss)."""
+        return self.loss(clean_logits, y, target)
+
+    def finish(self, run: Run) -> AttackResult:
+        """The result of a run (attacks with extras override this)."""
+        return run.result()
+
+
+class GradientAttack(EngineAttack):
+    """Iterated gradient ascent on the attack's loss: ``steps`` steps per search, then the final iterate.
+
+    Subclasses supply :meth:`start` and :meth:`step`. Every iterate is checked for success with the logits
+    its gradient step computed (no extra forward pass); the final iterate costs one forward pass.
+    """
+
+    steps: int = 1
+
+    def start(self, run: Run, rows: Rows) -> torch.Tensor:
+        """The first iterate of the rows (default: the clean points); ``rows.stream`` labels the search's
+        keyed random numbers."""
+        return rows.x0
+
+    def step(self, rows: Rows, grad: torch.Tensor, k: int) -> torch.Tensor:
+        """The next iterate from ``rows.x`` and the gradient of the loss there (which it may overwrite)."""
+        raise NotImplementedError
+
+    def observe(self, rows: Rows, k: int, loss: torch.Tensor, grad: torch.Tensor) -> None:
+        """Called after the gradient of step ``k``, before finished rows are dropped (default: nothing)."""
+
+    def score(self, logits: torch.Tensor, loss: torch.Tensor, rows: Rows) -> torch.Tensor:
+        """What ranks two failed iterates of a sample (default: the loss)."""
+        return loss
+
+    def walk(self, rows: Rows, visit: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None
+             ) -> torch.Tensor:
+        """The step loop, the one of every gradient attack: from ``rows.x``, ``steps`` times: the logits, the
+        loss and its gradient (kept as ``rows.grad``) at the iterate, ``visit(k, logits, loss)`` (which may drop
+        rows), then the next iterate. Returns the last iterate; without ``visit`` it is the lean loop of
+        adversarial training (no bookkeeping, no extra forward pass)."""
+        for k in range(self.steps):
+            x = rows.x.detach().requires_grad_(True)
+            logits = self.predict(x, rows.y)
+            loss = self.loss(logits, rows.y, rows.loss_target)
+            (rows.grad,) = torch.autograd.grad(loss.sum(), x)
+            with torch.no_grad():
+                if visit is not None:
+                    visit(k, logits.detach(), loss.detach())
+                    if rows.n == 0:
+                        break
+                rows.x = self.step(rows, rows.grad, k)
+        return rows.x.detach()
+
+    def iterate(self, x: torch.Tensor, y: torch.Tensor, start: torch.Tensor, target: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        """The last iterate of :meth:`walk` from ``start`` around the clean points ``x``, without bookkeeping.
+        Call it with the model in :func:`~alva.attacks.base.attack_mode`."""
+        rows = Rows(None, len(x), x0=x, y=y, target=target, loss_target=target, x=start, stream=(0, 0))
+        return self.walk(rows)
+
+    def search(self, run, index, restart, loss_target: torch.Tensor | None = None, stream: int = 0) -> None:
+        """One run of ``steps`` steps; ``loss_target`` (default: the run's target) is what the loss aims at,
+        while success is judged against the run's target; random numbers come from stream ``(stream, restart)``."""
+        rows = run.rows(index)
+        rows.loss_target = rows.target if loss_target is None else rows.take(loss_target)
+        rows.stream = (stream, restart)
+        rows.x = self.start(run, rows)
+
+        def visit(k: int, logits: torch.Tensor, loss: torch.Tensor) -> None:
+            run.count_queries(rows)
+            success = self.loss.success(logits, rows.y, rows.target)
+            run.offer(rows, rows.x, logits, self.score(logits, loss, rows), success)
+            self.observe(rows, k, loss, rows.grad)
+            if self.early_stop and success.any():
+                rows.keep(~success)
+            run.count_steps(rows)
+
+        self.walk(rows, visit)
+        if rows.n == 0:
+            return
+        with torch.no_grad():
+            logits = self.predict(rows.x, rows.y)
+            run.count_queries(rows)
+            loss = self.loss(logits, rows.y, rows.loss_target)
+            success = self.loss.success(logits, rows.y, rows.target)
+            run.offer(rows, rows.x, logits, self.score(logits, loss, rows), success, final=True)
+
+
+class SearchAttack(EngineAttack):
+    """Score-based random search: no gradient, the model's outputs only.
+
+    Subclasses supply :meth:`start` (the first candidate per row) and :meth:`propose` (the next one from
+    ``rows.x``, the current point). Each candidate costs one query; a row stops when its budget of
+    ``n_queries`` (the clean query included) is spent, or, with early stop, when it succeeds.
+    """
+
+    rule = SCORE_RULE
+    n_queries: int = 1
+
+    def start(self, run: Run, rows: Rows) -> torch.Tensor:
+        raise NotImplementedError
+
+    def propose(self, run: Run, rows: Rows, step: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def accept(self, rows: Rows, success: torch.Tensor, objective: torch.Tensor) -> torch.Tensor:
+        """Where a candidate replaces the current point: a success beats a failure, else a higher objective."""
+        return (success & ~rows.success) | ((success == rows.success) & (objective > rows.objective))
+
+    def _evaluate(self, run: Run, rows: Rows, candidate: torch.Tensor):
+        with torch.no_grad():
+            logits = self.predict(candidate, rows.y)
+        run.count_queries(rows)
+        return logits, self.loss(logits, rows.y, rows.target), self.loss.success(logits, rows.y, rows.target)
+
+    def search(self, run, index, restart) -> None:
+        rows = run.rows(torch.arange(len(run), device=run.x.device) if index is None else index)
+        if self.n_queries < 2 or rows.n == 0:
+            return
+        rows.x = self.start(run, rows)
+        logits, rows.objective, rows.success = self._evaluate(run, rows, rows.x)
+        run.offer(rows, rows.x, logits, rows.objective, rows.success)
+        for step in range(self.n_queries - 2):
+            if self.early_stop and rows.success.any():
+                rows.keep(~rows.success)
+            if rows.n == 0:
+                return
+            candidate = self.propose(run, rows, step)
+            logits, objective, success = self._evaluate(run, rows, candidate)
+            run.count_steps(rows)
+            accept = self.accept(rows, success, objective)
+            if accept.any():
+                rows.x = torch.where(accept.view(-1, *[1] * (candidate.ndim - 1)), candidate, rows.x)
+                rows.objective = torch.where(accept, objective, rows.objective)
+                rows.success = torch.where(accept, success, rows.success)
+                local = accept.nonzero().squeeze(1)
+                run.offer(_subset(rows, local), candidate[local], logits[local], objective[local], success[local])
+
+
+def _subset(rows: Rows, local: torch.Tensor) -> Rows:
+    return Rows(local if rows.rows is None else rows.rows[local], len(local))
+
+
+class Repeated(EngineAttack):
+    """``attack`` run ``times`` times (restarts); each sample keeps its worst case by the attack's rule.
+
+    With the attack's early stop, each run works only on the samples not yet successful. Keyed random
+    numbers get the run's number in their stream, so each run starts elsewhere.
+    ``Repeated(PGD(model, eps), 5)`` is ``PGD(model, eps, restarts=5)``.
+    """
+
+    def __init__(self, attack: EngineAttack, times: int) -> None:
+        if not isinstance(attack, EngineAttack):
+            raise TypeError(f"Repeated needs an engine attack, got {type(attack).__name__}")
+        super().__init__(attack.model, loss=attack.loss, target=attack.target_rule, early_stop=attack.early_stop,
+                         bounds=attack.bounds, seed=attack.seed)
+        self.attack = attack
+        self.times = positive_int("times", times)
+        self.rule = attack.rule
+
+    def predict(self, x, y):
+        return self.attack.predict(x, y)
+
+    def models_in_use(self):
+        return self.attack.models_in_use()
+
+    def run(self, x, y, target, clean_logits, generator) -> AttackResult:
+        run = Run(self.attack, x, y, target, clean_logits, generator, self.rule)
+        self.attack.repeat(run, self.attack.restarts * self.times)
+        return self.attack.finish(run)

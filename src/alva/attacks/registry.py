@@ -1,0 +1,166 @@
+"""The registry of attacks on a classifier with ``(x, y)``: each name with its class and its options (what each
+means, its type and its default), so that a command line, a config file or a test can reach every attack.
+
+``build("pgd", model, eps=0.1, steps=20)`` builds an attack from its name and settings; :data:`REGISTRY` lists
+them (``alva attack --attack NAME`` reaches each one, ``alva attack --list`` prints them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from alva.attacks.apgd import APGD, APGDTargeted
+from alva.attacks.base import Attack
+from alva.attacks.differential_evolution import STRATEGIES, DifferentialEvolution
+from alva.attacks.errors import AttackInputError
+from alva.attacks.pgd import FGSM, PGD
+from alva.attacks.sparse import OPTIMIZERS, STARTS, SparseConfident
+from alva.attacks.square import Square
+
+__all__ = ["ATTACKS", "REGISTRY", "AttackSpec", "Option", "build", "describe"]
+
+
+@dataclass(frozen=True)
+class Option:
+    """A setting of an attack: its constructor keyword, type, default and meaning."""
+
+    name: str
+    type: Callable[[str], Any]
+    default: Any
+    help: str
+    choices: tuple[str, ...] | None = None
+
+    def parse(self, text: str) -> Any:
+        """The value of ``text`` (as typed on a command line)."""
+        if self.type is bool:
+            if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise AttackInputError(f"{self.name} takes true or false, got {text!r}")
+            return text.lower() in ("true", "1", "yes")
+        if self.choices is not None and text not in self.choices:
+            raise AttackInputError(f"{self.name} must be one of {self.choices}, got {text!r}")
+        return self.type(text)
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    """A registered attack: ``cls`` is built as ``cls(model, **settings)`` with settings among ``options``."""
+
+    name: str
+    cls: type[Attack]
+    summary: str
+    options: tuple[Option, ...]
+
+    def option(self, name: str) -> Option:
+        for option in self.options:
+            if option.name == name:
+                return option
+        raise AttackInputError(f"{self.name} has no option {name!r}; it has {[o.name for o in self.options]}")
+
+    def build(self, model: nn.Module, **settings: Any) -> Attack:
+        for name in settings:
+            self.option(name)
+        return self.cls(model, **settings)
+
+
+def _optional_float(text: str) -> float | None:
+    return None if text.lower() == "none" else float(text)
+
+
+def _optional_int(text: str) -> int | None:
+    return None if text.lower() == "none" else int(text)
+
+
+_COMMON = (
+    Option("loss", str, "ce", "what the attack maximises and what counts as success: ce or margin"),
+    Option("target", str, None, "targets chosen by a rule (random, least-likely); none: untargeted"),
+    Option("early_stop", bool, False, "stop working on each sample once it succeeds"),
+    Option("seed", int, None, "seeds the attack's random numbers and random targets"),
+)
+_EPS = Option("eps", float, 0.3, "radius of the ball around x, in the units of norm")
+_NORM = Option("norm", str, "linf", "the threat model", ("linf", "l2"))
+
+
+def _common(*, loss: str = "ce", early_stop: bool = False, targeted: bool = True) -> tuple[Option, ...]:
+    loss_option = Option("loss", str, loss, _COMMON[0].help + (", dlr" if loss == "dlr" else ""))
+    stop = Option("early_stop", bool, early_stop, _COMMON[2].help)
+    return (loss_option, *((_COMMON[1],) if targeted else ()), stop, _COMMON[3])
+
+
+REGISTRY: dict[str, AttackSpec] = {spec.name: spec for spec in (
+    AttackSpec("fgsm", FGSM, "fast gradient sign method: one step of size eps (Goodfellow et al. 2015)",
+               (_EPS, _NORM, *_common())),
+    AttackSpec("pgd", PGD, "projected gradient descent with random start and restarts (Madry et al. 2018)", (
+        _EPS, _NORM,
+        Option("steps", int, 40, "gradient steps per restart"),
+        Option("alpha", _optional_float, None, "step size; none: 2.5 * eps / steps"),
+        Option("random_start", bool, True, "start each restart at a random point of the ball"),
+        Option("restarts", int, 1, "independent runs; each sample keeps its worst case"),
+        *_common())),
+    AttackSpec("apgd", APGD, "Auto-PGD: momentum and a step size that needs no tuning (Croce and Hein 2020)", (
+        _EPS, _NORM,
+        Option("steps", int, 100, "gradient steps per restart"),
+        Option("restarts", int, 1, "independent runs from new random starts"),
+        Option("rho", float, 0.75, "share of steps in which the loss must rise for the step size to stay"),
+        Option("momentum", float, 0.75, "weight of the new step against the last move"),
+        Option("random_start", bool, True, "start at a random point of the ball"),
+        *_common())),
+    AttackSpec("apgd-t", APGDTargeted, "APGD-T: targeted DLR runs against the most likely other classes", (
+        _EPS, _NORM,
+        Option("steps", int, 100, "gradient steps per target class and restart"),
+        Option("n_target_classes", int, 9, "how many of the most likely other classes to target"),
+        Option("restarts", int, 1, "runs per target class"),
+        *_common(loss="dlr", targeted=False))),
+    AttackSpec("square", Square, "Square Attack: score-based random search on square windows (Andriushchenko et al. "
+               "2020)", (
+        _EPS, _NORM,
+        Option("n_queries", int, 5000, "model evaluations per sample, the clean one included"),
+        Option("p_init", float, 0.8, "initial share of pixels changed per step"),
+        *_common(loss="margin", early_stop=True))),
+    AttackSpec("one-pixel", DifferentialEvolution, "k-pixel attack by differential evolution (Su et al. 2019)", (
+        Option("pixels", int, 1, "k, the number of pixels a candidate sets"),
+        Option("popsize", int, 400, "candidates per image"),
+        Option("generations", int, 100, "most generations after the initial population"),
+        Option("max_queries", _optional_int, None, "most forward passes per image; none: generations decide"),
+        Option("mutation", float, 0.5, "DE's scale factor F"),
+        Option("crossover", float, 1.0, "binomial crossover probability"),
+        Option("strategy", str, "rand1", "DE/rand/1 or DE/best/1", STRATEGIES),
+        Option("confidence", _optional_float, None, "success also needs this probability of the predicted class"),
+        *_common(early_stop=True))),
+    AttackSpec("sparse", SparseConfident, "sparse images that the model gives the target class with high "
+               "probability (L1-penalised ascent); the targets are y unless a target rule is given", (
+        Option("confidence", float, 0.9, "target probability a sample must reach"),
+        Option("max_pixels", int, 300, "most non-zero pixels of a successful sample"),
+        Option("lam", float, 0.05, "weight of the L1 penalty"),
+        Option("steps", int, 1000, "most update steps per sample"),
+        Option("lr", _optional_float, None, "step size; none: 0.01 for adam, 0.1 for ista"),
+        Option("optimizer", str, "adam", "the update rule", OPTIMIZERS),
+        Option("start", str, "zeros", "the start image", STARTS),
+        Option("mask_fraction", float, 0.0, "share of pixels held at the lower bound"),
+        *_common(early_stop=True))),
+)}
+"""Every attack that takes a classifier and ``(x, y)``, by name."""
+
+ATTACKS: dict[str, type[Attack]] = {name: spec.cls for name, spec in REGISTRY.items()}
+"""Name -> attack class."""
+
+
+def build(name: str, model: nn.Module, **settings: Any) -> Attack:
+    """The registered attack ``name`` on ``model`` with ``settings`` (options of that attack)."""
+    if name not in REGISTRY:
+        raise AttackInputError(f"unknown attack {name!r}; choose one of {sorted(REGISTRY)}")
+    return REGISTRY[name].build(model, **settings)
+
+
+def describe() -> str:
+    """A plain-text listing of the registry: each attack, its options, their defaults and meaning."""
+    lines = []
+    for spec in REGISTRY.values():
+        lines.append(f"{spec.name}: {spec.summary}")
+        for o in spec.options:
+            choices = f" ({', '.join(o.choices)})" if o.choices else ""
+            lines.append(f"    {o.name} = {o.default!r}{choices}: {o.help}")
+    return "\n".join(lines)

@@ -1,0 +1,97 @@
+"""Training a substitute of a target classifier for transfer attacks (Papernot et al. 2017, "Practical Black-Box
+Attacks against Machine Learning").
+
+A substitute is trained either on the same data as the target (``mode="same-data"``: no query to the target) or
+on images labelled by querying the target (``mode="query-labels"``: one query per image, never more than
+``query_budget``, counted by :class:`~alva.attacks.transfer.QueryCounter`; optional Jacobian-based augmentation
+rounds as in Papernot et al.). :class:`~alva.attacks.transfer.TransferAttack` then attacks it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from alva.attacks.base import attack_mode
+from alva.attacks.transfer import QueryCounter
+from alva.models import create
+from alva.training.loop import TrainSettings, fit
+
+__all__ = ["MODES", "train_substitute"]
+
+MODES = ("same-data", "query-labels")
+
+
+def _label(counter: QueryCounter, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """The target's labels of ``x``, one query per image."""
+    with torch.no_grad():
+        return torch.cat([counter(x[i:i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
+
+
+def _jacobian_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, lam: float,
+                   bounds: tuple[float, float]) -> torch.Tensor:
+    """Papernot et al. 2017: ``x + lam * sign(d F_y(x) / dx)`` for the substitute F and the oracle label y."""
+    with attack_mode(model):
+        xg = x.detach().clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(model(xg).gather(1, y[:, None]).sum(), xg)
+    return (x + lam * grad.sign()).clamp(*bounds).detach()
+
+
+def train_substitute(target: nn.Module | None, data: tuple[torch.Tensor, torch.Tensor] | torch.Tensor, *,
+                     mode: str = "same-data", query_budget: int | None = None, architecture: str = "mlp",
+                     settings=None, jacobian_rounds: int = 0, lam: float = 0.1,
+                     bounds: tuple[float, float] = (0.0, 1.0), batch_size: int = 500, seed: int = 0,
+                     out: str | Path | None = None, progress: bool = False, device: str | torch.device = "cpu"
+                     ) -> tuple[nn.Module, int]:
+    """Train a substitute of ``target``; returns ``(substitute, queries)``, the target queries spent.
+
+    mode ``"same-data"``: train on ``data = (x, y)`` with its own labels; ``target`` may be None; 0 queries.
+    mode ``"query-labels"``: label images of ``data`` (``x`` or ``(x, y)``; ``y`` is ignored) by querying
+    ``target``, at most ``query_budget`` images in all. Without Jacobian augmentation the first
+    ``query_budget`` images are labelled (one query each). With ``jacobian_rounds = r > 0`` the first
+    ``budget // 2**r`` images seed the set, and each round trains the substitute, adds
+    ``x + lam * sign(grad F_label(x))`` for the set so far (truncated to the budget left) and labels the new
+    points with the target (Papernot et al. 2017, Algorithm 1).
+
+    ``settings`` is a :class:`~alva.training.TrainSettings` (default: 2 epochs, batch 128, Adam 1e-3, ``seed``);
+    training goes through :func:`alva.training.loop.fit`. ``out`` keeps the last round's checkpoint and metrics.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown substitute mode {mode!r}; choose one of {MODES}")
+    settings = settings or TrainSettings(epochs=2, batch_size=128, lr=1e-3, seed=seed)
+    torch.manual_seed(seed)
+    x = data[0] if isinstance(data, (tuple, list)) else data
+    model = create(architecture, num_classes=10, in_shape=tuple(x.shape[1:]))
+    if mode == "same-data":
+        if not isinstance(data, (tuple, list)) or len(data) != 2:
+            raise ValueError("mode 'same-data' needs data = (x, y)")
+        fit(model, (x, data[1]), settings, out=out, progress=progress, device=device)
+        return model, 0
+
+    if target is None:
+        raise ValueError("mode 'query-labels' needs the target model to query")
+    if query_budget is None or isinstance(query_budget, bool) or int(query_budget) != query_budget \
+            or query_budget < 1:
+        raise ValueError(f"mode 'query-labels' needs query_budget, an integer >= 1, got {query_budget!r}")
+    if jacobian_rounds < 0:
+        raise ValueError(f"jacobian_rounds must be >= 0, got {jacobian_rounds}")
+    counter = QueryCounter(target, query_budget)
+    was = target.training
+    target.eval()
+    try:
+        n0 = min(len(x), max(1, query_budget // 2 ** jacobian_rounds))
+        xs = x[:n0].to(device)
+        ys = _label(counter, xs, batch_size)
+        for r in range(jacobian_rounds + 1):
+            model = create(architecture, num_classes=10, in_shape=tuple(x.shape[1:]))
+            last = r == jacobian_rounds or counter.left == 0
+            fit(model, (xs, ys), settings, out=out if last else None, progress=progress, device=device)
+            if last:
+                break
+            new = _jacobian_step(model, xs[:counter.left], ys[:counter.left], lam, bounds)
+            xs, ys = torch.cat([xs, new]), torch.cat([ys, _label(counter, new, batch_size)])
+    finally:
+        target.train(was)
+    return model, counter.count
