@@ -155,3 +155,5 @@ def test_an_image_damaged_after_its_header_is_an_error_when_read(tmp_path):
     data = load(str(tmp_path / "d"), stream=True)
     with pytest.raises(DataError, match="0001.png: unreadable image"):
         data.tensors()
+    with pytest.raises(DataError, match="0001.png: unreadable image"):  # raised in a worker, seen here
+        list(data.loader(2, num_workers=1))

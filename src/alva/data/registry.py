@@ -120,9 +120,9 @@ def load(spec: str, split: str = "test", *, resize: tuple[int, int] | None = Non
 
 
 def resized(data: ImageData, size: tuple[int, int]) -> ImageData:
-    """In-memory ``data`` with every image resized to ``size`` (H, W), bilinear, kept in [0, 1]."""
+    """In-memory ``data`` with every image resized to ``size`` (H, W), bilinear (antialiased), kept in [0, 1]."""
     assert data.x is not None
-    x = F.interpolate(data.x, size=size, mode="bilinear", align_corners=False).clamp_(0.0, 1.0)
+    x = F.interpolate(data.x, size=size, mode="bilinear", align_corners=False, antialias=True).clamp_(0.0, 1.0)
     return ImageData(source=data.source, split=data.split, shape=(data.shape[0], *size), class_names=data.class_names,
                      task=data.task, labels=data.labels, x=x, origin=data.origin)
 
