@@ -19,7 +19,7 @@ class ModelDataMismatch(ValueError):
     """A model's input shape or number of outputs does not fit a data set."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ImageData:
     """A split of an image data set, as :func:`alva.data.load` returns it.
 
@@ -123,8 +123,11 @@ class ImageData:
         data = self if n is None or n == len(self) else self.subset(self.subset_indices(n, seed=seed))
         if data.x is not None:
             return data.x, data.labels
-        batches = [xb for xb, _ in data.loader(256, num_workers=num_workers)]
-        images = torch.cat(batches) if batches else torch.empty(0, *self.shape)
+        images = torch.empty(len(data), *self.shape)  # filled batch by batch: no second copy at the end
+        start = 0
+        for xb, _ in data.loader(256, num_workers=num_workers):
+            images[start:start + len(xb)] = xb
+            start += len(xb)
         return images, data.labels
 
     def loader(self, batch_size: int, *, shuffle: bool = False, seed: int = 0, epoch: int = 0,
