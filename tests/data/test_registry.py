@@ -19,6 +19,8 @@ def test_mnist_is_exactly_load_mnist(mnist, mnist_test):
     assert torch.equal(mnist.x, x) and torch.equal(mnist.y, y)
     assert (mnist.shape, mnist.num_classes, mnist.task, len(mnist)) == ((1, 28, 28), 10, "multiclass", 10000)
     assert mnist.class_names == tuple("0123456789")
+    assert repr(mnist) == ("ImageData('mnist', split='test', 10000 images of 1 x 28 x 28, 10 classes, multiclass, "
+                           "in memory)")
 
 
 def test_fixed_subsets_are_those_of_fixed_subset(mnist, mnist_test):

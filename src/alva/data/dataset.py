@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -19,7 +19,7 @@ class ModelDataMismatch(ValueError):
     """A model's input shape or number of outputs does not fit a data set."""
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class ImageData:
     """A split of an image data set, as :func:`alva.data.load` returns it.
 
@@ -50,7 +50,7 @@ class ImageData:
     x: torch.Tensor | None = None
     samples: Dataset | None = None
     origin: str = ""
-    _digest: list[str] = field(default_factory=list, repr=False, compare=False)
+    _digest: list[str] = field(default_factory=list)  # the fingerprint, once computed
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -72,6 +72,12 @@ class ImageData:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def __repr__(self) -> str:
+        c, h, w = self.shape
+        where = "in memory" if self.in_memory else "streamed"
+        return (f"ImageData({self.source!r}, split={self.split!r}, {len(self)} images of {c} x {h} x {w}, "
+                f"{self.num_classes} classes, {self.task}, {where})")
 
     @property
     def y(self) -> torch.Tensor:
@@ -131,7 +137,7 @@ class ImageData:
         return images, data.labels
 
     def loader(self, batch_size: int, *, shuffle: bool = False, seed: int = 0, epoch: int = 0,
-               drop_last: bool = False, num_workers: int = 0, pin_memory: bool = False) -> Iterable:
+               drop_last: bool = False, num_workers: int = 0, pin_memory: bool = False) -> DataLoader:
         """Batches ``(images, labels)`` of ``batch_size``, from memory or read by ``num_workers`` processes.
 
         With ``shuffle`` the order depends only on ``(seed, epoch)`` (on both paths, the same order).
