@@ -26,16 +26,14 @@ def make_loader(x: torch.Tensor, y: torch.Tensor, batch_size: int, *, shuffle: b
     return DataLoader(dataset, sampler=BatchSampler(order, batch_size, drop_last=drop_last), batch_size=None)
 
 
-def fixed_subset(x: torch.Tensor, y: torch.Tensor, n: int, *, seed: int = 0, stratified: bool = True
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The same ``n`` samples for the same ``seed``; with ``stratified``, as equal per class as ``n`` allows.
+def subset_indices(y: torch.Tensor, n: int, *, seed: int = 0, stratified: bool = True) -> torch.Tensor:
+    """The sorted indices of the ``n`` samples :func:`fixed_subset` picks from labels ``y`` (int64 ``N``).
 
-    The result is sorted by original index, so a subset of ``n`` is a prefix-stable choice for
-    a given seed: it never depends on anything but ``(len(x), y, n, seed)``.
+    With ``stratified``, as equal per class as ``n`` allows; the choice depends only on ``(y, n, seed)``.
     """
-    if not 0 < n <= len(x):
-        raise ValueError(f"n must be in [1, {len(x)}], got {n}")
-    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    if not 0 < n <= len(y):
+        raise ValueError(f"n must be in [1, {len(y)}], got {n}")
+    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
     if not stratified:
         chosen = perm[:n]
     else:
@@ -48,4 +46,17 @@ def fixed_subset(x: torch.Tensor, y: torch.Tensor, n: int, *, seed: int = 0, str
         key = rank[perm] * len(classes) + torch.searchsorted(classes, y[perm])
         chosen = perm[torch.argsort(key, stable=True)[:n]]
     chosen, _ = torch.sort(chosen)
+    return chosen
+
+
+def fixed_subset(x: torch.Tensor, y: torch.Tensor, n: int, *, seed: int = 0, stratified: bool = True
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same ``n`` samples for the same ``seed``; with ``stratified``, as equal per class as ``n`` allows.
+
+    The result is sorted by original index, so a subset of ``n`` is a prefix-stable choice for
+    a given seed: it never depends on anything but ``(len(x), y, n, seed)``.
+    """
+    if len(x) != len(y):
+        raise ValueError(f"x has {len(x)} samples but y has {len(y)}")
+    chosen = subset_indices(y, n, seed=seed, stratified=stratified)
     return x[chosen], y[chosen]

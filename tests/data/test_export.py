@@ -1,0 +1,72 @@
+"""export: the MNIST test set as a PNG folder and as .npz loads back bit-identical."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from data_files import write_npz
+
+from alva.data import DataError, export, load
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    return load("mnist", "test")
+
+
+def test_png_export_of_the_mnist_test_set_loads_back_bit_identical(mnist, tmp_path):
+    out = export("mnist", "test", tmp_path / "png", format="png")
+    back = load(str(out))
+    order = torch.argsort(mnist.y, stable=True)  # an image folder is read class by class
+    assert (back.shape, back.class_names, len(back)) == (mnist.shape, mnist.class_names, 10000)
+    assert torch.equal(back.x, mnist.x[order]) and torch.equal(back.y, mnist.y[order])
+    assert sorted(p.name for p in (out / "3").iterdir())[0] == f"{int(order[mnist.y[order] == 3][0]):04d}.png"
+    streamed = load(str(out), stream=True)
+    assert streamed.fingerprint == back.fingerprint == mnist.subset(order).fingerprint
+
+
+def test_npz_export_of_the_mnist_test_set_loads_back_bit_identical_in_order(mnist, tmp_path):
+    out = export("mnist", "test", tmp_path / "mnist-test.npz", format="npz")
+    with np.load(out, allow_pickle=False) as stored:
+        assert stored["x"].dtype == np.uint8  # 8-bit images are stored as 8 bits
+    back = load(str(out))
+    assert torch.equal(back.x, mnist.x) and torch.equal(back.y, mnist.y)
+    assert back.fingerprint == mnist.fingerprint
+
+
+def test_float_images_export_to_npz_exactly_and_are_refused_for_png(tmp_path):
+    x = np.random.default_rng(0).random((4, 3, 5, 5)).astype(np.float32)
+    source = str(write_npz(tmp_path / "f.npz", x=x, y=np.array([0, 1, 0, 1])))
+    back = load(str(export(source, "test", tmp_path / "back.npz", format="npz")))
+    assert torch.equal(back.x, torch.from_numpy(x))
+    with pytest.raises(DataError, match="not 8-bit"):
+        export(source, "test", tmp_path / "png", format="png")
+    assert not (tmp_path / "png").exists() and not (tmp_path / "png.partial").exists()
+
+
+def test_multilabel_data_exports_to_npz_but_not_to_png(tmp_path):
+    back = load(str(export("mnist-multilabel", "test", tmp_path / "ml.npz", format="npz", count=20)))
+    source = load("mnist-multilabel", "test", count=20)
+    assert back.task == "multilabel" and torch.equal(back.x, source.x) and torch.equal(back.y, source.y)
+    with pytest.raises(DataError, match="multi-label"):
+        export(source, "test", tmp_path / "png", format="png")
+
+
+def test_class_names_that_do_not_sort_in_class_order_get_an_index(tmp_path):
+    x = np.zeros((3, 1, 2, 2), dtype=np.uint8)
+    data = load(str(write_npz(tmp_path / "d.npz", x=x, y=np.array([0, 11, 2]))))  # names "0".."11"
+    out = export(data, "test", tmp_path / "png")
+    back = load(str(out))
+    assert back.num_classes == 12 and back.y.tolist() == [0, 2, 11]
+    assert back.class_names[:3] == ("00-0", "01-1", "02-2")
+
+
+def test_export_refuses_to_write_into_a_folder_with_files(tmp_path):
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "keep.txt").write_text("mine")
+    with pytest.raises(FileExistsError):
+        export("mnist", "test", tmp_path / "taken")
+    assert (tmp_path / "taken" / "keep.txt").read_text() == "mine"
+    with pytest.raises(ValueError, match="unknown export format"):
+        export("mnist", "test", tmp_path / "x", format="jpeg")
