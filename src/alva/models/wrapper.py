@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -11,8 +12,14 @@ from torch import nn
 class Normalized(nn.Module):
     """``net((x - mean) / std)`` for images ``x`` in [0, 1]; mean and std are per channel.
 
-    The statistics are buffers, so they travel with the weights and the device.
+    The statistics are buffers, so they travel with the weights and the device. A model made or loaded by
+    :mod:`alva.models` also carries ``spec`` (what rebuilds it) and, once loaded, ``card``.
     """
+
+    mean: torch.Tensor
+    std: torch.Tensor
+    spec: dict[str, Any]
+    card: dict[str, Any]
 
     def __init__(self, net: nn.Module, mean: Sequence[float] = (0.0,), std: Sequence[float] = (1.0,)) -> None:
         super().__init__()
