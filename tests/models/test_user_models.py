@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ import torch
 import user_models  # this folder: the user's code, importable as a module
 from safetensors.torch import save_file
 
-from alva.models import ModelLoadError, available, card, check_fits, create, load, model_io, save
+from alva.models import ModelLoadError, available, build, card, check_fits, create, load, model_io, save
 from alva.models.zoo import architecture_card, write_weights
 
 USER_FILE = Path(__file__).resolve().parent / "user_models.py"
@@ -219,3 +220,35 @@ def test_every_zoo_classifier_still_loads():
     for name in available():
         if card(name).get("kind", "classifier") == "classifier":
             assert load(name).card == card(name)
+
+
+def test_build_makes_a_fresh_model_to_train_from_a_name_or_a_factory():
+    torch.manual_seed(3)
+    first = build(BY_MODULE, in_shape=(3, 32, 32), num_classes=6, kwargs={"num_classes": 6})
+    torch.manual_seed(3)
+    again = build(BY_MODULE, in_shape=(3, 32, 32), num_classes=6, kwargs={"num_classes": 6})
+    assert first.training and first.spec["num_classes"] == 6 and first.spec["in_shape"] == [3, 32, 32]
+    for key, value in first.state_dict().items():
+        assert torch.equal(value, again.state_dict()[key])
+    resnet = build("preact-resnet18", in_shape=(3, 16, 16), num_classes=100)
+    assert resnet.training and resnet.spec["architecture"] == "preact-resnet18"
+    assert resnet(torch.rand(2, 3, 16, 16)).shape == (2, 100)
+
+
+@pytest.mark.parametrize(("spec", "num_classes", "words"), [
+    (BY_MODULE, 100, "gives 10 outputs but the data has 100 classes"),
+    ("preact-resnet", 10, "did you mean preact-resnet18"),
+])
+def test_build_refuses_what_does_not_fit(spec, num_classes, words):
+    with pytest.raises(ModelLoadError, match=words):
+        build(spec, in_shape=(3, 32, 32), num_classes=num_classes)
+
+
+def test_a_module_in_the_working_directory_loads_by_module_path(tmp_path, monkeypatch):
+    (tmp_path / "alva_test_cwd_model.py").write_text(USER_FILE.read_text())
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    monkeypatch.delitem(sys.modules, "alva_test_cwd_model", raising=False)
+    model = load("alva_test_cwd_model:build", kwargs={"num_classes": 2})
+    assert model(torch.rand(2, 3, 8, 8)).shape == (2, 2)
+    assert str(tmp_path) not in sys.path

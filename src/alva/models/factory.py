@@ -149,12 +149,28 @@ def _import_file(spec: str, path: Path) -> ModuleType:
 
 def _import_module(spec: str, name: str) -> ModuleType:
     try:
-        return importlib.import_module(name)
+        return _import_from_here(name)
     except ModuleNotFoundError as err:
         raise ModelLoadError(f"model {spec!r}: no module {err.name!r} (give FILE.py:FUNCTION, or put the "
                              "package on PYTHONPATH)") from err
     except Exception as err:
         raise ModelLoadError(f"model {spec!r}: importing {name} raised {type(err).__name__}: {err}") from err
+
+
+def _import_from_here(name: str) -> ModuleType:
+    """``import name``, also from the working directory, as ``python -m`` would (the ``alva`` script's own
+    folder comes first on ``sys.path`` instead)."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as err:
+        here = str(Path.cwd())
+        if err.name != name.split(".")[0] or here in sys.path or "" in sys.path:
+            raise
+    sys.path.append(here)
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(here)
 
 
 def _refuse_system_code(spec: str, module_name: str) -> None:

@@ -7,6 +7,7 @@ of ``alva train`` (``model.safetensors`` and its card) and the user's own code, 
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -19,6 +20,7 @@ from torch import nn
 
 from alva.models import zoo
 from alva.models.cards import DEFAULT_BOUNDS, check_bounds, wrap_factory_model
+from alva.models.classifiers import ARCHITECTURES, create
 from alva.models.factory import ModelLoadError, call_factory, canonical_reference, is_factory_spec, load_state
 from alva.models.wrapper import Normalized
 
@@ -36,7 +38,7 @@ class ModelIO:
 def load(spec: str | os.PathLike, *, weights: str | os.PathLike | None = None,
          mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
          bounds: Sequence[float] | None = None, kwargs: Mapping[str, Any] | None = None,
-         in_shape: Sequence[int] | None = None, device: str | torch.device = "cpu") -> nn.Module:
+         in_shape: Sequence[int] | None = None, device: str | torch.device = "cpu") -> Normalized:
     """A ready classifier in eval mode, carrying its card as ``model.card``.
 
     Loading ``FILE.py:FUNCTION`` or ``package.module:FUNCTION`` imports that code and calls the function: it
@@ -83,6 +85,48 @@ def load(spec: str | os.PathLike, *, weights: str | os.PathLike | None = None,
     return model
 
 
+def build(spec: str, *, in_shape: Sequence[int], num_classes: int, mean: Sequence[float] | None = None,
+          std: Sequence[float] | None = None, bounds: Sequence[float] | None = None,
+          kwargs: Mapping[str, Any] | None = None, device: str | torch.device = "cpu") -> Normalized:
+    """A freshly initialised classifier to train, from the global random number generator: an architecture of
+    :func:`alva.models.create` (``preact-resnet18``) or the user's ``FILE.py:FUNCTION``.
+
+    Args:
+        spec: An architecture name or a factory spec.
+        in_shape: The (C, H, W) shape of the training images.
+        num_classes: The number of classes of the data; a factory model must give as many outputs.
+        mean: The per-channel mean the inputs are standardised with (the architecture's default when None).
+        std: The per-channel standard deviation, given with ``mean``.
+        bounds: Factory specs only: the (low, high) range of the inputs; (0, 1) when not given.
+        kwargs: Factory specs only: keyword arguments of the function (JSON values, recorded in the card).
+        device: Where the model goes.
+
+    Returns:
+        The model in training mode, with ``model.spec`` (so :func:`alva.models.save` writes a card that
+        rebuilds it).
+
+    Raises:
+        ModelLoadError: An unknown name, a factory that fails, does not take ``in_shape`` or gives another
+            number of outputs than ``num_classes``.
+    """
+    if not is_factory_spec(spec):
+        if spec not in ARCHITECTURES:
+            close = difflib.get_close_matches(spec, ARCHITECTURES, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise ModelLoadError(f"model {spec!r} is neither an architecture of alva.models.create "
+                                 f"({', '.join(ARCHITECTURES)}) nor FILE.py:FUNCTION{hint}")
+        if bounds is not None or kwargs is not None:
+            raise ModelLoadError(f"model {spec!r}: bounds and kwargs apply to FILE.py:FUNCTION models only")
+        shape = (in_shape[0], in_shape[1], in_shape[2])
+        return create(spec, num_classes=num_classes, in_shape=shape, mean=None if mean is None else tuple(mean),
+                      std=None if std is None else tuple(std)).to(device).train()
+    model = load(spec, mean=mean, std=std, bounds=bounds, kwargs=kwargs, in_shape=in_shape, device=device)
+    if model.spec["num_classes"] != num_classes:
+        raise ModelLoadError(f"model {spec!r} gives {model.spec['num_classes']} outputs but the data has "
+                             f"{num_classes} classes (give the function's class count in kwargs)")
+    return model.train()
+
+
 def _from_factory(spec: str, weights: str | os.PathLike | None, mean: Sequence[float] | None,
                   std: Sequence[float] | None, bounds: Sequence[float] | None,
                   kwargs: dict[str, Any]) -> Normalized:
@@ -109,7 +153,7 @@ def _from_factory(spec: str, weights: str | os.PathLike | None, mean: Sequence[f
 
 
 def probe(model: nn.Module, in_shape: tuple[int, ...], name: str = "model") -> int:
-    """The number of outputs of ``model`` on a zero batch of one ``in_shape`` image (mode restored after).
+    """The number of outputs of ``model`` on a zero batch of two ``in_shape`` images (mode restored after).
 
     Raises:
         ModelLoadError: The model fails on that shape, or does not give one row of logits per image.
@@ -119,7 +163,7 @@ def probe(model: nn.Module, in_shape: tuple[int, ...], name: str = "model") -> i
     model.eval()
     try:
         with torch.no_grad():
-            out = model(torch.zeros(1, *in_shape, device=device))
+            out = model(torch.zeros(2, *in_shape, device=device))
     except Exception as err:
         expected = getattr(model, "card", {}).get("in_shape")
         hint = f" (its card says {_shape(expected)})" if expected else ""
@@ -127,9 +171,9 @@ def probe(model: nn.Module, in_shape: tuple[int, ...], name: str = "model") -> i
                              f"{type(err).__name__}: {err}") from err
     finally:
         model.train(training)
-    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != 1:
+    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != 2:
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ModelLoadError(f"model {name!r} gives {got} for one image; expected logits of shape (1, classes)")
+        raise ModelLoadError(f"model {name!r} gives {got} for two images; expected logits of shape (2, classes)")
     return int(out.shape[1])
 
 
