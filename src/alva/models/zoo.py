@@ -85,7 +85,7 @@ def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path), device="cpu")
     except Exception as err:  # safetensors raises its own error type for a file that is not safetensors
-        raise ValueError(f"{path} is not a valid safetensors file ({err}); alva never unpickles weights") from err
+        raise ModelLoadError(f"{path} is not a valid safetensors file ({err}); alva never unpickles weights") from err
 
 
 def refuse_pickle(path: str | os.PathLike) -> None:
@@ -159,7 +159,7 @@ def load(name_or_path: str | os.PathLike, *, device: str | torch.device = "cpu")
     path = resolve(name_or_path)
     info = card(path)
     if info.get("kind", "classifier") != "classifier":
-        raise ValueError(f"{name_or_path} is a {info['kind']}, not a classifier: load it with "
+        raise ModelLoadError(f"{name_or_path} is a {info['kind']}, not a classifier: load it with "
                          "alva.models.load_generator")
     model = build_from_card(info, str(path))
     load_state(model, read_weights(path), f"weights {path}")
