@@ -91,10 +91,12 @@ def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 def refuse_pickle(path: str | os.PathLike) -> None:
     """Raise a :class:`~alva.models.factory.ModelLoadError` for a pickled weights file, which alva never opens."""
     if Path(path).suffix.lower() in PICKLE_SUFFIXES:
+        target = Path(path).with_name(f"{Path(path).stem}-state.safetensors")  # never over a file beside it
         raise ModelLoadError(
-            f"{path} is a pickle, which alva never loads (unpickling runs code). Convert it once, in code you "
-            "trust: torch.save's output with safetensors.torch.save_file(torch.load(PATH, weights_only=True), "
-            "'model.safetensors') (a checkpoint dict: save its state dict), then give the .safetensors file"
+            f"{path} is a pickle, which alva never loads (unpickling runs code). Convert it to safetensors once, "
+            f"in Python you trust: safetensors.torch.save_file(torch.load('{path}', weights_only=True), "
+            f"'{target}') (for a checkpoint dict, save its state dict entry), then give {target.name} as the "
+            "weights of your FILE.py:FUNCTION model"
         )
 
 
