@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from alva.units import parse_floats, parse_fraction
 
@@ -42,3 +44,9 @@ def test_parse_floats_reads_per_channel_lists():
 def test_parse_floats_refuses_bad_lists(text, count, words):
     with pytest.raises(ValueError, match=words):
         parse_floats(text, count=count)
+
+
+@given(st.integers(0, 10**6), st.integers(1, 10**6))
+def test_parse_fraction_is_the_quotient(numerator, denominator):
+    assert parse_fraction(f"{numerator}/{denominator}") == numerator / denominator
+    assert parse_fraction(str(numerator / denominator)) == numerator / denominator

@@ -252,3 +252,11 @@ def test_a_module_in_the_working_directory_loads_by_module_path(tmp_path, monkey
     model = load("alva_test_cwd_model:build", kwargs={"num_classes": 2})
     assert model(torch.rand(2, 3, 8, 8)).shape == (2, 2)
     assert str(tmp_path) not in sys.path
+
+
+def test_a_file_saved_by_alva_is_not_taken_for_plain_weights(tmp_path):
+    model = load(BY_MODULE)
+    path = save(model, architecture_card(model), tmp_path / "saved.safetensors")
+    with pytest.raises(ModelLoadError, match="saved with its card: load it by its path"):
+        load(BY_MODULE, weights=path)
+    assert torch.equal(load(path)(torch.zeros(2, 3, 8, 8)), model(torch.zeros(2, 3, 8, 8)))

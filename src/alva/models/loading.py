@@ -141,7 +141,11 @@ def _from_factory(spec: str, weights: str | os.PathLike | None, mean: Sequence[f
         zoo.refuse_pickle(weights)
         if not Path(weights).is_file():
             raise FileNotFoundError(f"model {spec!r}: no weights file {weights}")
-        load_state(net, zoo.read_weights(weights), f"weights {weights} for model {spec!r}")
+        tensors = zoo.read_weights(weights)
+        if {"mean", "std"} <= tensors.keys() and any(k.startswith("net.") for k in tensors):
+            raise ModelLoadError(f"weights {weights} hold a model that alva saved with its card: load it by its "
+                                 f"path, alva.models.load({str(weights)!r}), not as weights of {spec!r}")
+        load_state(net, tensors, f"weights {weights} for model {spec!r}")
     try:
         model = wrap_factory_model(net, reference, kwargs, mean=mean, std=std, bounds=bounds)
     except ModelLoadError:
