@@ -97,3 +97,10 @@ def test_maxout_dropout_only_in_training_mode():
     assert torch.equal(model(x), model(x))
     model.train()
     assert not torch.equal(model(x), model(x))
+
+
+def test_normalized_rejects_statistics_that_are_not_finite():
+    with pytest.raises(ValueError, match="finite"):
+        Normalized(nn.Identity(), (float("nan"),), (1.0,))
+    with pytest.raises(ValueError, match="finite"):
+        Normalized(nn.Identity(), (0.0,), (float("inf"),))

@@ -1,6 +1,7 @@
-"""Image classifiers for MNIST-sized inputs, each returning logits.
+"""Image classifiers, each returning logits, built by name with :func:`create`.
 
-Architectures follow the papers whose results alva reproduces:
+Architectures follow the papers whose results alva reproduces; the first seven were made for MNIST-sized
+inputs, the last four are the CIFAR-style networks of the robustness literature and take any input size:
 - ``softmax``: multinomial logistic regression on raw pixels (Goodfellow et al. 2015, section 4).
 - ``mlp``: two hidden ReLU layers.
 - ``maxout``: two maxout layers of 240 units with 5 pieces, the permutation-invariant MNIST
@@ -11,6 +12,9 @@ Architectures follow the papers whose results alva reproduces:
 - ``cnn``: conv 32 and 64 channels 5x5 with 2x2 max-pooling, fc 1024 (Madry et al. 2018).
 - ``cnn-gmp``: four 3x3 conv layers with global max-pooling; made for multi-label MNIST grids (see
   :func:`cnn_gmp`).
+- ``resnet18`` and ``preact-resnet18``: ResNet-18 in its CIFAR form and its pre-activation version
+  (:mod:`alva.models.resnet`).
+- ``wrn-28-10`` and ``wrn-34-10``: wide residual networks (:mod:`alva.models.wide_resnet`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from alva.models.resnet import preact_resnet18, resnet18
+from alva.models.wide_resnet import wrn_28_10, wrn_34_10
 from alva.models.wrapper import Normalized
 
 MNIST_MEAN = (0.1307,)
@@ -123,7 +129,7 @@ def cnn_gmp(in_shape: tuple[int, int, int], num_classes: int, widths: tuple[int,
 @dataclass(frozen=True)
 class Architecture:
     build: Callable[..., nn.Module]
-    normalize: bool  # whether inputs are standardised with the data set's statistics
+    normalize: bool  # whether single-channel inputs are standardised with the MNIST statistics by default
     summary: str
 
 
@@ -135,6 +141,11 @@ ARCHITECTURES: dict[str, Architecture] = {
     "cnn-wide": Architecture(cnn_wide, True, "conv32-4x4/2, conv64-4x4/2, fc256 (cnn-small, wider)"),
     "cnn": Architecture(cnn, True, "conv32-5x5, pool, conv64-5x5, pool, fc1024 (Madry et al. 2018)"),
     "cnn-gmp": Architecture(cnn_gmp, True, "conv16/32/64/64-3x3 with pooling, global max-pool, linear (multi-label)"),
+    "resnet18": Architecture(resnet18, False, "ResNet-18, CIFAR variant: 3x3 stem, no max-pool (He et al. 2016)"),
+    "preact-resnet18": Architecture(preact_resnet18, False, "pre-activation ResNet-18 (He et al. 2016; Rice et al. "
+                                    "2020)"),
+    "wrn-28-10": Architecture(wrn_28_10, False, "wide ResNet, depth 28, width 10 (Zagoruyko and Komodakis 2016)"),
+    "wrn-34-10": Architecture(wrn_34_10, False, "wide ResNet, depth 34, width 10 (Madry et al. 2018; TRADES)"),
 }
 
 
@@ -142,14 +153,16 @@ def create(name: str, *, num_classes: int = 10, in_shape: tuple[int, int, int] =
            mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None) -> Normalized:
     """A freshly initialised classifier ``name`` wrapped with its input normalisation.
 
-    ``mean``/``std`` default to the MNIST statistics for architectures that standardise their input,
-    and to the identity for ``softmax`` (raw pixels, as in the FGSM paper).
+    ``mean``/``std`` default to the MNIST statistics for single-channel inputs of the MNIST architectures
+    that standardise their input, and to the identity otherwise: for ``softmax`` (raw pixels, as in the FGSM
+    paper), for the residual networks (their batch norm standardises) and for inputs of other channel counts.
     """
     if name not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {name!r}; choose one of {sorted(ARCHITECTURES)}")
     arch = ARCHITECTURES[name]
     if mean is None or std is None:
-        mean, std = (MNIST_MEAN, MNIST_STD) if arch.normalize else ((0.0,) * in_shape[0], (1.0,) * in_shape[0])
+        mnist = arch.normalize and in_shape[0] == 1
+        mean, std = (MNIST_MEAN, MNIST_STD) if mnist else ((0.0,) * in_shape[0], (1.0,) * in_shape[0])
     model = Normalized(arch.build(tuple(in_shape), num_classes), mean, std)
     # What rebuilds this model from a weights file (see alva.models.zoo.architecture_card).
     model.spec = {"architecture": name, "num_classes": num_classes, "in_shape": list(in_shape)}

@@ -11,11 +11,12 @@ safetensors alone. Generators (cards with ``"kind": "generator"``) load with
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from safetensors import safe_open
@@ -23,12 +24,14 @@ from safetensors.torch import load_file
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
-from alva.models.classifiers import create
+from alva.models.cards import build_from_card, check_card
+from alva.models.factory import ModelLoadError, load_state
+from alva.models.wrapper import Normalized
 from alva.tracking.files import atomic_write_bytes, atomic_write_json
 
 ZOO_DIR = Path(__file__).resolve().parent / "zoo"
-CARD_KEYS = ("architecture", "num_classes", "in_shape", "mean", "std")
 TASKS = ("multiclass", "multilabel")
+PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin")
 
 
 def available() -> list[str]:
@@ -45,19 +48,25 @@ def tensor_sha256(*tensors: torch.Tensor) -> str:
 
 
 def architecture_card(model: nn.Module) -> dict[str, Any]:
-    """The part of a card that rebuilds ``model``, a classifier made by :func:`alva.models.create`."""
+    """The part of a card that rebuilds ``model``, a classifier made by :func:`alva.models.create` or loaded by
+    :func:`alva.models.load` (from the zoo, a weights file or the user's own ``FILE.py:FUNCTION``)."""
     if not hasattr(model, "spec"):
-        raise ValueError("only models made by alva.models.create (or loaded from the zoo) can be saved with a card")
-    return {**model.spec, "mean": model.mean.flatten().tolist(), "std": model.std.flatten().tolist()}
+        raise ValueError("only models made by alva.models.create or loaded by alva.models.load can be saved with "
+                         "a card")
+    normalized = cast(Normalized, model)
+    return {**normalized.spec, "mean": normalized.mean.flatten().tolist(), "std": normalized.std.flatten().tolist()}
 
 
 def save(model: nn.Module, card: dict[str, Any], path: str | os.PathLike) -> Path:
-    """Write ``path`` (``.safetensors``, the card embedded in its header) and the card beside it (``.json``)."""
-    missing = [k for k in CARD_KEYS if k not in card]
-    if missing:
-        raise ValueError(f"card lacks {missing}")
+    """Write ``path`` (``.safetensors``, the card embedded in its header) and the card beside it (``.json``).
+
+    Nothing is written when the card could not rebuild the model (:func:`alva.models.cards.check_card`: an
+    unknown architecture, a factory that does not import, weights of other shapes) or has an unknown ``task``;
+    the error is a :class:`~alva.models.factory.ModelLoadError` (a ``ValueError``).
+    """
     if card.get("task", "multiclass") not in TASKS:
-        raise ValueError(f"card task {card['task']!r} is not one of {TASKS}")
+        raise ModelLoadError(f"card task {card['task']!r} is not one of {TASKS}")
+    check_card(card, model, str(path))
     return write_weights(model, card, path)
 
 
@@ -76,23 +85,47 @@ def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path), device="cpu")
     except Exception as err:  # safetensors raises its own error type for a file that is not safetensors
-        raise ValueError(f"{path} is not a valid safetensors file ({err}); alva never unpickles weights") from err
+        raise ModelLoadError(f"{path} is not a valid safetensors file ({err}); alva never unpickles weights") from err
+
+
+def refuse_pickle(path: str | os.PathLike) -> None:
+    """Raise a :class:`~alva.models.factory.ModelLoadError` for a pickled weights file, which alva never opens."""
+    if Path(path).suffix.lower() in PICKLE_SUFFIXES:
+        target = Path(path).with_name(f"{Path(path).stem}-state.safetensors")  # never over a file beside it
+        raise ModelLoadError(
+            f"{path} is a pickle, which alva never loads (unpickling runs code). Convert it to safetensors once, "
+            f"in Python you trust: safetensors.torch.save_file(torch.load('{path}', weights_only=True), "
+            f"'{target}') (for a checkpoint dict, save its state dict entry), then give {target.name} as the "
+            "weights of your FILE.py:FUNCTION model"
+        )
 
 
 def resolve(name_or_path: str | os.PathLike) -> Path:
-    """The weights file for a zoo name, a ``.safetensors`` path, or a run folder holding ``model.safetensors``."""
+    """The weights file for a zoo name, a ``.safetensors`` path, or a run folder holding ``model.safetensors``.
+
+    Raises:
+        ModelLoadError: For a pickle (``.pt``, ``.pth``, ``.ckpt``, ...), which alva never loads.
+        FileNotFoundError: For anything else that names no weights; the message lists close zoo names.
+    """
     text = str(name_or_path)
+    refuse_pickle(text)
     zoo_file = ZOO_DIR / f"{text}.safetensors"
     if not text.endswith(".safetensors") and zoo_file.exists():
         return zoo_file
     path = Path(text)
     if path.is_dir():
-        path = path / "model.safetensors"
-    if path.suffix != ".safetensors":
+        if not (path / "model.safetensors").exists():
+            raise FileNotFoundError(f"no model {text!r}: the folder holds no model.safetensors (a run folder of "
+                                    "alva train holds one)")
+        return path / "model.safetensors"
+    if not path.suffix and path.with_suffix(".safetensors").exists():
         path = path.with_suffix(".safetensors")
-    if not path.exists():
+    if path.suffix != ".safetensors" or not path.exists():
+        close = difflib.get_close_matches(text, available(), n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise FileNotFoundError(
-            f"no model {text!r}: not in the zoo ({', '.join(available()) or 'empty'}) and no file {path}"
+            f"no model {text!r}: not in the zoo ({', '.join(available()) or 'empty'}), not a .safetensors file, "
+            f"a run folder or FILE.py:FUNCTION{hint}"
         )
     return path
 
@@ -132,10 +165,9 @@ def load(name_or_path: str | os.PathLike, *, device: str | torch.device = "cpu")
     path = resolve(name_or_path)
     info = card(path)
     if info.get("kind", "classifier") != "classifier":
-        raise ValueError(f"{name_or_path} is a {info['kind']}, not a classifier: load it with "
+        raise ModelLoadError(f"{name_or_path} is a {info['kind']}, not a classifier: load it with "
                          "alva.models.load_generator")
-    model = create(info["architecture"], num_classes=info["num_classes"], in_shape=tuple(info["in_shape"]),
-                   mean=tuple(info["mean"]), std=tuple(info["std"]))
-    model.load_state_dict(read_weights(path), strict=True)
+    model = build_from_card(info, str(path))
+    load_state(model, read_weights(path), f"weights {path}")
     model.card = info
     return model.to(device).eval()
