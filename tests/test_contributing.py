@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 import torch
-
 from test_docs import REPO_MNIST, blocks  # this folder, first on sys.path
 
 CONTRIBUTING = Path(__file__).resolve().parents[1] / "CONTRIBUTING.md"

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from alva.models.generative import ConditionalGenerativeModel, GenerativeModel
-from alva.models.zoo import _stored_card, read_weights, resolve, write_weights
+from alva.models.zoo import read_weights, resolve, stored_card, write_weights
 
 GENERATOR_KIND = "generator"
 
@@ -131,7 +131,7 @@ def load_generator(name_or_path: str | os.PathLike, *, device: str | torch.devic
     if Path(text).is_dir():
         text = str(Path(text) / "generator.safetensors")
     path = resolve(text)
-    info = _stored_card(path)
+    info = stored_card(path)
     if info.get("kind") != GENERATOR_KIND:
         raise ValueError(f"{path} is not a generator (card kind {info.get('kind', 'classifier')!r}); "
                          "use alva.models.load for classifiers")

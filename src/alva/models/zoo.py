@@ -154,7 +154,6 @@ def stored_card(path: Path) -> dict[str, Any]:
     return json.loads(metadata["alva_card"])
 
 
-_stored_card = stored_card
 
 
 def load(name_or_path: str | os.PathLike, *, device: str | torch.device = "cpu") -> nn.Module:
