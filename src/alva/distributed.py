@@ -9,9 +9,12 @@ so single-process code paths are unchanged.
 from __future__ import annotations
 
 import os
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
+
+T = TypeVar("T")
 
 
 def is_initialized() -> bool:
@@ -48,11 +51,11 @@ def shard_indices(n: int, rank: int, world: int) -> list[int]:
     return list(range(rank, n, world))
 
 
-def all_gather_objects(obj: object) -> list[object]:
+def all_gather_objects(obj: T) -> list[T]:
     """``obj`` of every rank, in rank order (``[obj]`` without a group): :func:`torch.distributed.all_gather_object`."""
     if not is_initialized():
         return [obj]
-    gathered: list[object] = [None] * world_size()
+    gathered: list[Any] = [None] * world_size()  # filled with every rank's obj
     dist.all_gather_object(gathered, obj)
     return gathered
 

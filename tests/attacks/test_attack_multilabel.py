@@ -100,3 +100,9 @@ def test_bad_targets_and_missing_target_raise(model, images, held):
         PGD(model, loss=SingleLabelFlip(), target="least-likely")
     with pytest.raises(AttackInputError, match="hold must be"):
         SingleLabelFlip(hold=-1)
+
+
+def test_one_label_attack_without_a_label_to_attack_raises(model, images):
+    # An untargeted attack without a target rule has no label to flip: a clear error, not a failed concatenation.
+    with pytest.raises(ValueError, match="needs a label to attack"):
+        attack_one_label(PGD(model, eps=0.1, steps=1, loss=NaiveBCE()), images[:4])

@@ -124,3 +124,8 @@ def test_transfer_command_writes_exact_query_counts(tmp_path):
     assert row["training_queries"] == 300 and row["attack_queries"] == 100
     assert row["max_linf"] <= EPS + 1e-6 and 0 <= row["transfer_success"] <= 1
     assert (out / "transfer.png").stat().st_size > 1000
+
+
+def test_substitute_needs_images():
+    with pytest.raises(ValueError, match="N x C x H x W"):
+        train_substitute(None, (torch.rand(8, 784), torch.zeros(8, dtype=torch.long)))

@@ -128,3 +128,10 @@ def test_detect_command_writes_the_auc_table(tmp_path):
     assert [r["seen"] for r in rows] == [True, False, False, False, False]
     assert all(0 <= r["auc"] <= 1 for r in rows)
     assert "| fgsm | seen |" in (out / "table.md").read_text()
+
+
+def test_detector_needs_images_and_writes_nothing_without_them(tmp_path):
+    flat = torch.rand(8, 784)
+    with pytest.raises(ValueError, match="N x C x H x W"):
+        train_detector(flat, flat.clone(), out=tmp_path / "detector")
+    assert not (tmp_path / "detector").exists()

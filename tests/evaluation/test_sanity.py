@@ -190,3 +190,11 @@ def test_run_sanity_checks_warns_and_returns_the_messages(cnn_small, batch):
     assert [str(w.message) for w in caught] == messages
     assert {m.split(":")[0] for m in messages} == {"gradient masking", "accuracy does not fall as eps grows",
                                                     "unbounded attack fails"}
+
+
+def test_eps_checks_without_a_model_or_the_figures_raise():
+    with pytest.raises(ValueError, match="needs model, x and y, or the curve"):
+        check_eps_growth(None, None, None, 0.3)
+    with pytest.raises(ValueError, match="needs model, x and y, or the accuracy"):
+        check_unbounded(None, torch.rand(2, 1, 4, 4), None)
+    assert check_eps_growth(None, None, None, 0.3, curve=[{"eps": 0.0, "acc": 1.0}, {"eps": 0.3, "acc": 0.0}]) == []

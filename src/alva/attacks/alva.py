@@ -24,7 +24,7 @@ from alva.attacks.errors import AttackInputError, check_label_range
 from alva.attacks.losses import Objective
 from alva.attacks.norms import Norm
 from alva.attacks.pgd import PGD
-from alva.models.generative import is_conditional
+from alva.models.generative import class_count, is_conditional
 
 __all__ = ["ALVA", "ALVAResult", "alva_summary"]
 
@@ -89,7 +89,10 @@ class ALVA(PGD):
                                    f"{type(z).__name__} {tuple(getattr(z, 'shape', ()))}")
         if not torch.isfinite(z).all():
             raise AttackInputError("z contains NaN or infinite values")
-        return super().__call__(z, self._labels(z, y), target)
+        result = super().__call__(z, self._labels(z, y), target)
+        if not isinstance(result, ALVAResult):
+            raise TypeError(f"ALVA.run returned {type(result).__name__}, not ALVAResult")
+        return result
 
     def run(self, x, y, target, clean_logits, generator) -> ALVAResult:
         latent = super().run(x, y, target, clean_logits, generator)
@@ -106,7 +109,7 @@ class ALVA(PGD):
                 raise AttackInputError(f"y must be a tensor of {len(z)} class labels")
             y = self.loss.check_labels(y.to(z.device), None)
             if self.conditional:
-                check_label_range(y, self.generator.num_classes, "labels")
+                check_label_range(y, class_count(self.generator), "labels")
             return y
         if self.conditional:
             raise AttackInputError("a conditional generator needs y, the class to generate (G.get_labels(n))")
@@ -121,6 +124,8 @@ class ALVA(PGD):
 
 def alva_summary(result: ALVAResult) -> dict[str, float]:
     """Success, validity, valid adversarial rate, and mean latent and pixel distances."""
+    if result.z is None or result.z_adv is None or result.x is None:
+        raise ValueError("an ALVA summary needs the result's z, z_adv and x")
     dz = (result.z_adv - result.z).flatten(1)
     dx = (result.x_adv - result.x).flatten(1)
     summary = {

@@ -34,7 +34,7 @@ from alva.attacks.keyed import KeyedRandom
 from alva.attacks.losses import ClassLoss, margin
 from alva.attacks.norms import Norm, get_norm, per_sample
 
-__all__ = ["APGD", "APGDTargeted", "KeyedRandom", "apgd_checkpoints"]
+__all__ = ["APGD", "APGDRows", "APGDTargeted", "KeyedRandom", "apgd_checkpoints"]
 
 
 def apgd_checkpoints(steps: int) -> list[int]:
@@ -44,6 +44,28 @@ def apgd_checkpoints(steps: int) -> list[int]:
         p.append(p[-1] + max(p[-1] - p[-2] - 0.03, 0.06))
     # round() before ceil: 0.22 + 0.19 is 0.41000000000000003 in floating point, which must give 41, not 42.
     return sorted({w for w in (math.ceil(round(q * steps, 9)) for q in p[1:]) if 0 < w < steps})
+
+
+class APGDRows(Rows):
+    """The per-row state of an APGD search: the step size, the loss history and the best point so far."""
+
+    eta: torch.Tensor
+    n_up: torch.Tensor
+    halved: torch.Tensor
+    x_prev: torch.Tensor
+    last_check: int
+    g: torch.Tensor
+    f_prev: torch.Tensor
+    f_check: torch.Tensor
+    f_max: torch.Tensor
+    x_max: torch.Tensor
+    g_max: torch.Tensor
+
+
+def _apgd_rows(rows: Rows) -> APGDRows:
+    if not isinstance(rows, APGDRows):
+        raise TypeError(f"APGD searches on APGDRows, got {type(rows).__name__}")
+    return rows
 
 
 class APGD(GradientAttack):
@@ -61,8 +83,9 @@ class APGD(GradientAttack):
             size to stay (condition 1, 0.75 in the paper).
         momentum: the weight ``a`` of the new step against the last move (0.75 in the paper).
         random_start: start at a random point of the ball (else at x itself).
-        target, early_stop, bounds, seed: as for every attack. A target (tensor or rule) makes APGD targeted:
-            it maximises the targeted loss and succeeds when ``x_adv`` is classified as the target.
+
+    ``target``, ``early_stop``, ``bounds`` and ``seed`` are those of every attack. A target (tensor or rule)
+    makes APGD targeted: it maximises the targeted loss and succeeds when ``x_adv`` is classified as the target.
 
     Queries: one forward and backward pass per step plus one forward pass at the last iterate, per restart,
     on the samples still attacked, and the clean forward pass. The result for a sample is its worst case:
@@ -70,6 +93,7 @@ class APGD(GradientAttack):
     """
 
     rule = SCORE_RULE
+    rows_type = APGDRows
 
     def __init__(self, model: torch.nn.Module, eps: float = 0.3, steps: int = 100, *, norm: str | Norm = "linf",
                  loss="ce", restarts: int = 1, rho: float = 0.75, momentum: float = 0.75,
@@ -92,6 +116,7 @@ class APGD(GradientAttack):
         return (x0 + self.norm.project(v - x0, self.eps)).clamp_(*self.bounds)
 
     def start(self, run: Run, rows: Rows) -> torch.Tensor:
+        rows = _apgd_rows(rows)
         x0 = rows.x0
         start = x0.clone()
         if self.random_start and self.eps > 0:
@@ -106,6 +131,7 @@ class APGD(GradientAttack):
 
     def observe(self, rows: Rows, k: int, loss: torch.Tensor, grad: torch.Tensor) -> None:
         """Track the highest loss (and its point and gradient) and how often the loss rose."""
+        rows = _apgd_rows(rows)
         if k == 0:
             rows.f_max, rows.x_max, rows.g_max = loss.clone(), rows.x, grad
             rows.f_prev, rows.f_check = loss, loss.clone()
@@ -120,6 +146,7 @@ class APGD(GradientAttack):
         rows.g = grad
 
     def step(self, rows: Rows, grad: torch.Tensor, k: int) -> torch.Tensor:
+        rows = _apgd_rows(rows)
         if k in self.checkpoints:
             self._check(rows, k - rows.last_check)
             rows.last_check = k
@@ -130,7 +157,7 @@ class APGD(GradientAttack):
         rows.x_prev = xc
         return x_new
 
-    def _check(self, s: Rows, span: int) -> None:
+    def _check(self, s: APGDRows, span: int) -> None:
         """A checkpoint: halve the step size where condition 1 or 2 holds and restart there from the best point."""
         halve = (s.n_up < self.rho * span) | (~s.halved & (s.f_max <= s.f_check))
         if halve.any():
@@ -186,7 +213,7 @@ class APGDTargeted(APGD):
         ranked = clean_logits.scatter(1, y[:, None], float("-inf")).argsort(dim=1, descending=True, stable=True)
         for t in range(min(self.n_target_classes, num_classes - 1)):
             for restart in range(self.restarts):
-                rows = run.open_rows(True)
+                rows = run.unbroken_rows()
                 if len(rows) == 0:
                     break
                 self.search(run, rows, restart, loss_target=ranked[:, t], stream=1 + t)

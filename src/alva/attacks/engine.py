@@ -74,9 +74,21 @@ class Rows:
     ``rows`` holds their indices in the batch (None: the whole batch, in order, which spares the indexing);
     every other tensor attribute with one entry per row is a part of the state. :meth:`keep` drops rows from
     all of them at once, so an attack that adds state (momentum, a step size per row) never filters it.
+    The state every engine attack shares is declared here; an attack with more state declares it in a
+    subclass (its :attr:`GradientAttack.rows_type`).
     """
 
-    def __init__(self, rows: torch.Tensor | None, n: int, **state) -> None:
+    x0: torch.Tensor
+    y: torch.Tensor
+    target: torch.Tensor | None
+    loss_target: torch.Tensor | None
+    x: torch.Tensor
+    grad: torch.Tensor
+    stream: tuple[int, ...]
+    success: torch.Tensor
+    objective: torch.Tensor
+
+    def __init__(self, rows: torch.Tensor | None, n: int, **state: object) -> None:
         self.rows = rows
         self.n = n
         for name, value in state.items():
@@ -141,15 +153,22 @@ class Run:
 
     def open_rows(self, only_unbroken: bool) -> torch.Tensor | None:
         """The rows a new search works on: those not yet successful, or all (None)."""
-        return (~self.best_success).nonzero().squeeze(1) if only_unbroken else None
+        return self.unbroken_rows() if only_unbroken else None
 
-    def rows(self, index: torch.Tensor | None, target: torch.Tensor | None = None, **state) -> Rows:
-        """A :class:`Rows` for ``index`` with their clean points ``x0``, labels ``y`` and ``target`` (the run's
+    def unbroken_rows(self) -> torch.Tensor:
+        """The indices of the samples not yet successful."""
+        return (~self.best_success).nonzero().squeeze(1)
+
+    def rows(self, index: torch.Tensor | None, target: torch.Tensor | None = None, rows_type: type[Rows] = Rows,
+             **state: object) -> Rows:
+        """A ``rows_type`` for ``index`` with their clean points ``x0``, labels ``y`` and ``target`` (the run's
         target unless given) and any further ``state``."""
-        take = (lambda t: t) if index is None else (lambda t: None if t is None else t[index])
         n = len(self.x) if index is None else len(index)
         target = self.target if target is None else target
-        return Rows(index, n, x0=take(self.x), y=take(self.y), target=take(target), **state)
+        if index is None:
+            return rows_type(index, n, x0=self.x, y=self.y, target=target, **state)
+        return rows_type(index, n, x0=self.x[index], y=self.y[index],
+                         target=None if target is None else target[index], **state)
 
     def count_queries(self, rows: Rows, amount: int = 1) -> None:
         _count(self.queries, rows.rows, amount)
@@ -173,7 +192,7 @@ class Run:
         self.best_score[at] = score[local].to(self.best_score.dtype)
         self.best_success[at] = success[local]
 
-    def result(self, extras: dict | None = None) -> AttackResult:
+    def result(self, extras: dict[str, torch.Tensor] | None = None) -> AttackResult:
         """The result; success is checked once more through the attack's loss at the returned logits."""
         success = self.attack.loss.success(self.best_logits, self.y, self.target)
         return AttackResult(self.best_x, success, self.steps, self.queries, self.best_logits, self.clean_logits,
@@ -225,6 +244,8 @@ class GradientAttack(EngineAttack):
     """
 
     steps: int = 1
+    rows_type: type[Rows] = Rows
+    """The class of the per-row state of a search (a subclass declares the attack's own state)."""
 
     def start(self, run: Run, rows: Rows) -> torch.Tensor:
         """The first iterate of the rows (default: the clean points); ``rows.stream`` labels the search's
@@ -265,13 +286,14 @@ class GradientAttack(EngineAttack):
                 ) -> torch.Tensor:
         """The last iterate of :meth:`walk` from ``start`` around the clean points ``x``, without bookkeeping.
         Call it with the model in :func:`~alva.attacks.base.attack_mode`."""
-        rows = Rows(None, len(x), x0=x, y=y, target=target, loss_target=target, x=start, stream=(0, 0))
+        rows = self.rows_type(None, len(x), x0=x, y=y, target=target, loss_target=target, x=start, stream=(0, 0))
         return self.walk(rows)
 
-    def search(self, run, index, restart, loss_target: torch.Tensor | None = None, stream: int = 0) -> None:
+    def search(self, run: Run, index: torch.Tensor | None, restart: int, loss_target: torch.Tensor | None = None,
+               stream: int = 0) -> None:
         """One run of ``steps`` steps; ``loss_target`` (default: the run's target) is what the loss aims at,
         while success is judged against the run's target; random numbers come from stream ``(stream, restart)``."""
-        rows = run.rows(index)
+        rows = run.rows(index, rows_type=self.rows_type)
         rows.loss_target = rows.target if loss_target is None else rows.take(loss_target)
         rows.stream = (stream, restart)
         rows.x = self.start(run, rows)
@@ -317,13 +339,14 @@ class SearchAttack(EngineAttack):
         """Where a candidate replaces the current point: a success beats a failure, else a higher objective."""
         return (success & ~rows.success) | ((success == rows.success) & (objective > rows.objective))
 
-    def _evaluate(self, run: Run, rows: Rows, candidate: torch.Tensor):
+    def _evaluate(self, run: Run, rows: Rows, candidate: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         with torch.no_grad():
             logits = self.predict(candidate, rows.y)
         run.count_queries(rows)
         return logits, self.loss(logits, rows.y, rows.target), self.loss.success(logits, rows.y, rows.target)
 
-    def search(self, run, index, restart) -> None:
+    def search(self, run: Run, index: torch.Tensor | None, restart: int) -> None:
         rows = run.rows(torch.arange(len(run), device=run.x.device) if index is None else index)
         if self.n_queries < 2 or rows.n == 0:
             return

@@ -24,7 +24,7 @@ from torch import nn
 from alva.attacks.base import UNBOUNDED, Attack, AttackResult, LatentResult, attack_mode
 from alva.attacks.errors import AttackInputError, check_label_range, finite, positive_int
 from alva.attacks.norms import NORMS
-from alva.models.generative import is_conditional
+from alva.models.generative import class_count, draw_labels, draw_noise, is_conditional
 from alva.models.zoo import read_weights, stored_card, write_weights
 
 PERTURBATION_KIND = "perturbation-generator"
@@ -42,6 +42,7 @@ class PerturbationGenerator(nn.Module):
     """
 
     architecture = "advgan-conv"
+    card: dict[str, Any]
 
     def __init__(self, channels: int = 1, width: int = 32, num_classes: int = 0) -> None:
         super().__init__()
@@ -200,8 +201,8 @@ class UnrestrictedGeneratorAttack(Attack):
 
     def sample(self, n: int, seed: int = 0, target: torch.Tensor | None = None) -> GeneratorAttackResult:
         """Attack ``n`` seeded draws of ``(z, y)`` (the same draws as :func:`alva.evaluation.generative.generate`)."""
-        z = self.generator.get_noise(n, seed=seed)
-        y = self.generator.get_labels(n, seed=seed + 1)
+        z = draw_noise(self.generator, n, seed=seed)
+        y = draw_labels(self.generator, n, seed=seed + 1)
         return self(z, y, target)
 
     def models_in_use(self) -> tuple[nn.Module, ...]:
@@ -217,20 +218,23 @@ class UnrestrictedGeneratorAttack(Attack):
         if not isinstance(y, torch.Tensor) or y.shape != (len(z),):
             raise AttackInputError(f"y must be a tensor of {len(z)} class labels")
         y = self.loss.check_labels(y.to(z.device), None)
-        check_label_range(y, self.generator.num_classes, "labels")
-        return super().__call__(z, y, target)
+        check_label_range(y, class_count(self.generator), "labels")
+        result = super().__call__(z, y, target)
+        if not isinstance(result, GeneratorAttackResult):
+            raise TypeError(f"{type(self).__name__}.run returned {type(result).__name__}, not GeneratorAttackResult")
+        return result
 
     def run(self, x, y, target, clean_logits, generator) -> GeneratorAttackResult:
         with torch.no_grad():
-            parts = [(self.generator(zb, yb), None if self.reference is None else self.reference(zb, yb))
-                     for zb, yb in zip(x.split(self.batch_size), y.split(self.batch_size), strict=True)]
-            x_adv = torch.cat([adv for adv, _ in parts])
+            batches = list(zip(x.split(self.batch_size), y.split(self.batch_size), strict=True))
+            x_adv = torch.cat([self.generator(zb, yb) for zb, yb in batches])
+            x_ref = None if self.reference is None else torch.cat([self.reference(zb, yb) for zb, yb in batches])
             oracle_pred = None if self.oracle is None else torch.cat(
                 [self.oracle(xb).argmax(1) for xb in x_adv.split(self.batch_size)])
         ones = torch.ones(len(x), dtype=torch.long, device=x.device)
         return GeneratorAttackResult(
             x_adv, self.loss.success(clean_logits, y, target), ones, ones.clone(), clean_logits, clean_logits, target,
-            z=x.detach(), y=y, x=None if self.reference is None else torch.cat([ref for _, ref in parts]),
+            z=x.detach(), y=y, x=x_ref,
             valid=None if oracle_pred is None else oracle_pred == y, oracle_pred=oracle_pred)
 
 

@@ -25,8 +25,10 @@ class PGD(GradientAttack):
             the sample's pixels (:class:`~alva.attacks.keyed.KeyedRandom`): a sample's start does not depend
             on the batch it is in.
         restarts: independent runs; each sample keeps its worst case (a success, else the highest loss).
-        loss, target, early_stop, bounds, seed: as for every :class:`~alva.attacks.base.Attack`; the loss
-            ``"ce"`` (cross-entropy, default) or ``"margin"`` (Carlini-Wagner) for class labels.
+
+    ``loss``, ``target``, ``early_stop``, ``bounds`` and ``seed`` are those of every
+    :class:`~alva.attacks.base.Attack`; the loss is ``"ce"`` (cross-entropy, default) or ``"margin"``
+    (Carlini-Wagner) for class labels.
 
     The result for a sample is the last iterate where that succeeds (the textbook PGD point), else the
     first successful iterate, else the iterate of highest loss. Every iterate is checked for success with

@@ -57,7 +57,8 @@ class Square(SearchAttack):
         loss: the objective to raise; default ``"margin"`` (best other logit minus the true one, positive at
             success); ``"ce"`` or any loss of :class:`~alva.attacks.base.Attack`.
         early_stop: stop querying a sample once it succeeds (default True here).
-        target, bounds, seed: as for every attack.
+
+    ``target``, ``bounds`` and ``seed`` are those of every attack.
 
     ``steps`` counts the random-search steps per sample (one query each, after the clean query and the
     query of the starting point).

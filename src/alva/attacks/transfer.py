@@ -62,9 +62,10 @@ class TransferAttack(Attack):
         attack_factory: builds the white-box attack from the substitute, e.g.
             ``lambda m: PGD(m, eps=0.3, steps=40)``; default PGD-40 at ``eps``. Its bounds must match.
         eps: the radius of the default attack.
-        loss, target, early_stop, bounds, seed: as for every :class:`~alva.attacks.base.Attack`; ``loss`` and
-            ``target`` define success on the target model. A target tensor or rule is passed to the substitute
-            attack too, so a targeted transfer aims at the same class.
+
+    ``loss``, ``target``, ``early_stop``, ``bounds`` and ``seed`` are those of every
+    :class:`~alva.attacks.base.Attack`; ``loss`` and ``target`` define success on the target model. A target
+    tensor or rule is passed to the substitute attack too, so a targeted transfer aims at the same class.
 
     ``success`` is judged on the target. ``extras`` holds ``substitute_success`` (the attack's success on the
     substitute), ``substitute_queries`` (forward passes of the substitute, free for the attacker) and

@@ -24,6 +24,7 @@ from alva.defenses import (
 )
 from alva.evaluation.robustness import run_attack
 from alva.models import load, load_generator
+from alva.models.generative import draw_labels, draw_noise
 from alva.tracking import atomic_write_bytes, atomic_write_json
 from alva.training.loop import TrainSettings
 
@@ -121,9 +122,11 @@ def run(args: argparse.Namespace) -> int:
 
     # ALVA: G(z') against G(z) for the conditional generator.
     generator = load_generator(args.generator, device=dev)
-    z = generator.get_noise(args.n_alva, seed=args.seed)
-    yz = generator.get_labels(args.n_alva, seed=args.seed + 1)
+    z = draw_noise(generator, args.n_alva, seed=args.seed)
+    yz = draw_labels(generator, args.n_alva, seed=args.seed + 1)
     ra = ALVA(generator, model, eps=args.alva_eps, steps=args.alva_steps, seed=args.seed)(z, yz)
+    if ra.x is None:
+        raise RuntimeError("an ALVA result holds G(z)")
     rows.append(_row("alva", False, detector, ra.x.cpu(), ra.x_adv.cpu(), ra.success.cpu(), threshold,
                      f"G(z') vs G(z), latent eps {args.alva_eps}, {args.alva_steps} step(s)"))
 

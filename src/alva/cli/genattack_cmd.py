@@ -206,6 +206,8 @@ def _atgan_eval(g_adv, original, args, out: Path) -> dict:
         with torch.no_grad():
             summary["original_success"] = (classifier(result.x).argmax(1) != result.y).float().mean().item()
             summary["original_validity"] = (oracle(result.x).argmax(1) == result.y).float().mean().item()
+    if result.y is None or result.oracle_pred is None:
+        raise RuntimeError("a generator attack with an oracle gives the classes and the oracle's labels")
     with torch.no_grad():
         clean = classifier(result.x).argmax(1) if result.x is not None else result.y
     probs = result.adv_logits.softmax(1)

@@ -143,6 +143,7 @@ def run_sparse(args: argparse.Namespace) -> int:
     with torch.no_grad():
         num_classes = model(torch.zeros(1, *shape, device=args.device)).shape[1]
     classes = _targets(args.target, num_classes)
+    attack: SparseConfident | DifferentialEvolution
     if args.method == "l1":
         attack = SparseConfident(model, confidence=args.confidence, max_pixels=args.max_pixels, lam=args.lam,
                                  steps=args.steps, lr=args.lr, optimizer=args.optimizer, start=args.start,
@@ -170,6 +171,8 @@ def run_sparse(args: argparse.Namespace) -> int:
             return 0
     result = _concat(parts)
     result.extras["zero_tol"] = args.zero_tol
+    if result.target is None:
+        raise RuntimeError("a sparse-image result has targets")
     summary = sparse_summary(result)
     settings = {k: v for k, v in vars(args).items() if k not in ("handler", "func")}
     atomic_write_json(out / "result.json", {"model": args.model, "settings": settings, "summary": summary},

@@ -55,6 +55,11 @@ def register(commands) -> None:
     p.set_defaults(handler=run)
 
 
+def _joined(parts: list[AttackResult], field: str) -> torch.Tensor:
+    """The tensor ``field`` of the results of all batches, on the CPU."""
+    return torch.cat([getattr(p, field).cpu() for p in parts])
+
+
 def _factory(args: argparse.Namespace):
     if args.attack == "fgsm":
         return lambda m: FGSM(m, eps=args.eps, seed=args.seed)
@@ -89,8 +94,8 @@ def run(args: argparse.Namespace) -> int:
         attack = TransferAttack(target, substitute, _factory(args), eps=args.eps, seed=args.seed)
         parts = [attack(x_test[i:i + args.batch_size].to(args.device), y_test[i:i + args.batch_size].to(args.device))
                  for i in range(0, len(x_test), args.batch_size)]
-        result = AttackResult(*(torch.cat([getattr(p, k).cpu() for p in parts])
-                                for k in ("x_adv", "success", "steps", "queries", "adv_logits", "clean_logits")))
+        result = AttackResult(_joined(parts, "x_adv"), _joined(parts, "success"), _joined(parts, "steps"),
+                              _joined(parts, "queries"), _joined(parts, "adv_logits"), _joined(parts, "clean_logits"))
         sub_success = torch.cat([p.extras["substitute_success"].cpu() for p in parts])
         subs = []
         for i in range(0, len(x_test), args.batch_size):

@@ -118,7 +118,9 @@ def train_detector(clean: torch.Tensor, adversarial: torch.Tensor, *, architectu
                          f"{tuple(adversarial.shape[1:])} differ in shape")
     settings = settings or TrainSettings(epochs=3, batch_size=128, lr=1e-3, seed=seed)
     torch.manual_seed(settings.seed)
-    detector = make_detector(architecture, tuple(clean.shape[1:]))
+    if clean.ndim != 4:
+        raise ValueError(f"a detector trains on images N x C x H x W, got shape {tuple(clean.shape)}")
+    detector = make_detector(architecture, (clean.shape[1], clean.shape[2], clean.shape[3]))
 
     def pair(c: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return torch.cat([c, a]).detach().cpu(), torch.cat([torch.zeros(len(c)), torch.ones(len(a))]).long()

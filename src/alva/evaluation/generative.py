@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from alva.models.generative import is_conditional
+from alva.models.generative import draw_labels, draw_noise, is_conditional
 
 
 def _sqrtm_psd(matrix: np.ndarray) -> np.ndarray:
@@ -57,8 +57,8 @@ def penultimate_features(classifier: nn.Module, x: torch.Tensor, batch_size: int
 def generate(generator: nn.Module, n: int, seed: int, batch_size: int = 1000
              ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``n`` samples (and their conditioning labels, or None) from a seeded draw; the generator in eval mode."""
-    z = generator.get_noise(n, seed=seed)
-    labels = generator.get_labels(n, seed=seed + 1) if is_conditional(generator) else None
+    z = draw_noise(generator, n, seed=seed)
+    labels = draw_labels(generator, n, seed=seed + 1) if is_conditional(generator) else None
     was_training = generator.training
     generator.eval()
     with torch.no_grad():
@@ -82,6 +82,8 @@ def label_agreement(generator: nn.Module, oracle: nn.Module, n: int = 10_000, se
     if not is_conditional(generator):
         raise ValueError("label agreement needs a conditional generator")
     images, labels = generate(generator, n, seed)
+    if labels is None:
+        raise ValueError("the generator drew no labels")
     return (oracle_labels(oracle, images) == labels).float().mean().item()
 
 

@@ -40,11 +40,15 @@ def attack_one_label(attack: Attack, x: torch.Tensor, target: torch.Tensor | Non
                      batch_size: int = 250) -> dict[str, Any]:
     """Attack label ``target[i]`` of each image (``None``: the attack's target rule picks it), holding the
     model's clean predictions; return :func:`label_flip_report`'s figures."""
-    clean_parts, adv_parts, target_parts = [], [], []
+    clean_parts: list[torch.Tensor] = []
+    adv_parts: list[torch.Tensor] = []
+    target_parts: list[torch.Tensor] = []
     held_all = predicted_labels(predict_logits(attack.model, x, batch_size))
     for i in range(0, len(x), batch_size):
         rows = slice(i, i + batch_size)
         result = attack(x[rows], held_all[rows], target=None if target is None else target[rows])
+        if result.target is None:
+            raise ValueError("attack_one_label needs a label to attack: give target, or an attack with a target rule")
         clean_parts.append(result.clean_logits)
         adv_parts.append(result.adv_logits)
         target_parts.append(result.target)

@@ -67,7 +67,7 @@ def summarize(attack_name: str, x: torch.Tensor, y: torch.Tensor, result: Attack
     overall = _rates(clean_ok, adv_ok, result.success)
     return RobustnessReport(
         attack=attack_name,
-        n=overall["n"],
+        n=len(clean_ok),
         clean_acc=overall["clean_acc"],
         robust_acc=overall["robust_acc"],
         adv_error=overall["adv_error"],

@@ -16,7 +16,8 @@ def gaussian_noise(n: int, shape: tuple[int, ...] = (1, 28, 28), mean: float = 0
 
 @torch.no_grad()
 def rubbish_rate(model: nn.Module, n: int = 10_000, confidence: float = 0.5, shape: tuple[int, ...] = (1, 28, 28),
-                 mean: float = 0.5, std: float = 0.5, seed: int = 0, batch_size: int = 1000) -> dict[str, float]:
+                 mean: float = 0.5, std: float = 0.5, seed: int = 0, batch_size: int = 1000
+                 ) -> dict[str, float | str]:
     """The share of ``n`` Gaussian-noise images that ``model`` puts in some class with softmax probability of at
     least ``confidence``, and their mean top probability. The model is evaluated in eval mode and restored."""
     if not 0 < confidence < 1:

@@ -138,6 +138,8 @@ def check_eps_growth(model: nn.Module | None, x: torch.Tensor | None, y: torch.T
     where it rises by more than ``tolerance`` from one eps to a larger one, or where it stays within
     ``tolerance`` of the clean accuracy all the way to the largest eps."""
     if curve is None:
+        if model is None or x is None or y is None:
+            raise ValueError("check_eps_growth needs model, x and y, or the curve")
         curve = eps_sweep(model, x, y, _default_grid(eps, unbounded_eps(x, norm, bounds)), norm, steps=steps,
                           seed=seed, bounds=bounds)
     points = sorted(curve, key=lambda p: p["eps"])
@@ -160,6 +162,8 @@ def check_unbounded(model: nn.Module | None, x: torch.Tensor | None, y: torch.Te
     """(d) Accuracy under an attack with an unbounded eps (or the given ``acc``) must be near 0."""
     top = unbounded_eps(x, norm, bounds) if x is not None else float("nan")
     if acc is None:
+        if model is None or x is None or y is None:
+            raise ValueError("check_unbounded needs model, x and y, or the accuracy")
         acc = eps_sweep(model, x, y, [top], norm, steps=steps, seed=seed, bounds=bounds)[0]["acc"]
     if acc <= tolerance:
         return []

@@ -126,14 +126,19 @@ class StrongEvaluation:
 
     Args:
         model: a classifier on images in ``bounds``.
-        eps: radius of the threat model; norm: ``"linf"`` or ``"l2"``.
+        eps: radius of the threat model.
+        norm: ``"linf"`` or ``"l2"``.
         version: ``"standard"`` (AutoAttack's budgets) or ``"quick"``; see :data:`VERSIONS`.
         attacks: names from :data:`MEMBERS` in the order to run (default :data:`STANDARD`).
         options: per attack, settings that replace the version's (``{"square": {"n_queries": 500}}``).
         seed: seeds every attack (attack ``i`` of :data:`MEMBERS` gets ``seed + i``).
-        batch_size, device, progress: how to run; they do not change the result.
+        batch_size: the samples attacked at once; it does not change the result.
+        device: where the attacks run; it does not change the result.
+        progress: show a progress bar.
         sanity: run the sanity checks at the end (on the first ``sanity_n`` samples).
+        sanity_n: the number of samples the sanity checks use.
         warn: issue the sanity warnings as :class:`~alva.evaluation.sanity.SanityWarning` too.
+        bounds: the range of the pixels.
         log: a function that gets a line per finished attack (e.g. ``print``).
     """
 
@@ -175,7 +180,7 @@ class StrongEvaluation:
     def member(self, name: str) -> Attack:
         """The attack ``name`` exactly as the ensemble runs it (to run it alone for comparison)."""
         opts = dict(self.options[name])
-        common = {"norm": self.norm, "early_stop": True, "seed": self.seed + MEMBERS.index(name),
+        common: dict[str, Any] = {"norm": self.norm, "early_stop": True, "seed": self.seed + MEMBERS.index(name),
                   "bounds": self.bounds}
         if name == "apgd-ce":
             return APGD(self.model, self.eps, loss="ce", **opts, **common)

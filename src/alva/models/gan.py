@@ -39,6 +39,8 @@ class Generator(GenerativeModel):
     """Unconditional DCGAN-style generator: ``z`` -> linear 128 x 7 x 7 -> two transposed convs -> 1 x 28 x 28."""
 
     architecture = "dcgan-mnist"
+    num_classes: int
+    """The classes of the data it learnt to draw (set when it is made for a data set; no input of the model)."""
 
     def __init__(self, latent_dim: int = 64, channels: int = 128) -> None:
         super().__init__()

@@ -61,9 +61,16 @@ def _device_of(owner: Any, device) -> torch.device:
 
 
 class GenerativeModel(nn.Module):
-    """An unconditional generator: ``G(z)`` for ``z = G.get_noise(n)`` gives ``n`` images in [0, 1]."""
+    """An unconditional generator: ``G(z)`` for ``z = G.get_noise(n)`` gives ``n`` images in [0, 1].
+
+    A subclass defines ``forward(z)``; a conditional one (:class:`ConditionalGenerativeModel`) ``forward(z, y)``.
+    ``card`` is the card a stored generator was loaded with (set by the loaders and trainers),
+    ``train_time_s`` the seconds its training took (set by the trainers).
+    """
 
     latent_shape: tuple[int, ...] = (100,)
+    card: dict[str, Any]
+    train_time_s: float
 
     @class_or_instance_method
     def get_noise(owner, n: int, *, seed: int | None = None, generator: torch.Generator | None = None,
@@ -74,9 +81,6 @@ class GenerativeModel(nn.Module):
         device = _device_of(owner, device)
         return torch.randn((int(n), *owner.latent_shape), generator=_generator_for(seed, generator, device),
                            device=device)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
 
 
 class ConditionalGenerativeModel(GenerativeModel):
@@ -98,6 +102,32 @@ class ConditionalGenerativeModel(GenerativeModel):
 
 def is_conditional(G: Any) -> bool:
     return isinstance(G, ConditionalGenerativeModel) or callable(getattr(G, "get_labels", None))
+
+
+def class_count(G: Any) -> int:
+    """The number of classes ``y`` of a conditional generator (its ``num_classes``)."""
+    return int(G.num_classes)
+
+
+def _given(seed: int | None, generator: torch.Generator | None, device: str | torch.device | None
+           ) -> dict[str, Any]:
+    options = {"seed": seed, "generator": generator, "device": device}
+    return {name: value for name, value in options.items() if value is not None}
+
+
+def draw_noise(G: Any, n: int, *, seed: int | None = None, generator: torch.Generator | None = None,
+               device: str | torch.device | None = None) -> torch.Tensor:
+    """``G.get_noise(n, ...)`` of any generative model (a :class:`GenerativeModel` or an object with that
+    method), passing only the options given."""
+    noise: torch.Tensor = G.get_noise(n, **_given(seed, generator, device))
+    return noise
+
+
+def draw_labels(G: Any, n: int, *, seed: int | None = None, generator: torch.Generator | None = None,
+                device: str | torch.device | None = None) -> torch.Tensor:
+    """``G.get_labels(n, ...)`` of any conditional generative model, passing only the options given."""
+    labels: torch.Tensor = G.get_labels(n, **_given(seed, generator, device))
+    return labels
 
 
 def generative_model_problems(G: Any, *, n: int = 4) -> list[str]:
@@ -130,7 +160,7 @@ def generative_model_problems(G: Any, *, n: int = 4) -> list[str]:
         with torch.no_grad():
             x = G(z, labels) if conditional else G(z)
             x2 = G(z2, labels) if conditional else G(z2)
-            x3 = G(z, (labels + 1) % G.num_classes) if conditional else None
+            x3 = G(z, (labels + 1) % G.num_classes) if labels is not None else None
     except Exception as err:
         call = "G(z, y)" if conditional else "G(z)"
         return [f"{call} failed: {type(err).__name__}: {err}"]

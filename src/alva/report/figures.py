@@ -60,7 +60,8 @@ def pick_examples(batch: Batch, n: int) -> torch.Tensor:
     images first), then other successes, then the rest."""
     rank = torch.where(batch.success, batch.wrong_before.int(), 2)
     order = torch.argsort(rank, stable=True).tolist()
-    chosen, classes = [], set()
+    chosen: list[int] = []
+    classes: set[int] = set()
     for i in order:
         if batch.success[i] and int(batch.y[i]) not in classes and len(chosen) < n:
             chosen.append(i)
@@ -163,6 +164,8 @@ def sparse_grid(path: str | os.PathLike, result: AttackResult, *, per_class: int
     """One column per target class of a sparse-image result (:class:`~alva.attacks.SparseConfident` or
     differential evolution on a blank image) with its distinct images, up to ``per_class``, each titled with its
     target probability and L0 (red: not a success); an image generated ``k > 1`` times identically says ``xk``."""
+    if result.target is None:
+        raise ValueError("sparse_grid needs a targeted result (one column per target class)")
     x, target, success = result.x_adv.detach().cpu(), result.target.cpu(), result.success.cpu()
     target_prob = result.adv_logits.detach().cpu().softmax(1).gather(1, target[:, None]).squeeze(1)
     l0 = pixel_l0(x, result.extras.get("low", 0.0), result.extras.get("zero_tol", 1e-3))

@@ -51,7 +51,7 @@ def _add_png(section: Section, path: Path, caption: str) -> None:
 def _images(section: Section, folder: Path) -> None:
     pngs = sorted(p for p in folder.glob("*.png") if p.is_file() and not p.name.startswith("."))
     series: dict[str, list[Path]] = {}
-    singles = []
+    singles: list[Path] = []
     for p in pngs:
         m = re.fullmatch(r"(.*?)[_-]?(\d+)\.png", p.name)
         (series.setdefault(m.group(1), []) if m else singles).append(p)

@@ -17,6 +17,11 @@ MAX_ROWS = 30
 SETTINGS_KEYS = ("settings", "arguments", "config")
 
 
+def _mapping(value: Any) -> Mapping[str, Any]:
+    """``value`` if it is a mapping, else an empty one."""
+    return value if isinstance(value, Mapping) else {}
+
+
 def _attack_tables(section: Section, report: Mapping[str, Any], what: str) -> None:
     figures = {k: report.get(k) for k in ("n", "clean_acc", "robust_acc", "adv_error", "success_rate",
                                           "confidence_misclassified", "mean_steps", "mean_queries")}
@@ -91,8 +96,8 @@ def demo_summary(section: Section, name: str, data: Mapping[str, Any], folder: P
 
 def attack_summary(section: Section, name: str, data: Mapping[str, Any], folder: Path) -> None:
     """An attack's figures on a test set (``alva attack``, ``alva one-pixel``, the demo's attack parts)."""
-    report = data.get("report") if isinstance(data.get("report"), Mapping) else {}
-    settings = data.get("settings") if isinstance(data.get("settings"), Mapping) else {}
+    report = _mapping(data.get("report"))
+    settings = _mapping(data.get("settings"))
     section.kind = section.kind or "attack"
     what = str(report.get("attack", "attack")).upper()
     where = f" on {data['model']}" if data.get("model") else ""

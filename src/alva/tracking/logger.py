@@ -57,8 +57,8 @@ class MetricsLogger:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:  # tensorboard is a dependency, but a missing one must not stop a run
-                SummaryWriter = None
-            if SummaryWriter is not None:
+                pass
+            else:
                 self.writer = SummaryWriter(log_dir=str(self.out / "tb"), purge_step=resume_step)
 
     def log(self, step: int, record: dict[str, Any]) -> None:

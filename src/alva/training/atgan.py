@@ -31,14 +31,14 @@ import copy
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from alva.attacks.base import attack_mode
-from alva.models.gan import ACCritic, ACGenerator, save_generator
+from alva.models.gan import ACCritic, ACGenerator, Generator, save_generator
 from alva.tracking.checkpoint import load_checkpoint
 from alva.training.advgan import adversarial_margin
 from alva.training.gan import sample_grid
@@ -80,7 +80,8 @@ def features(classifier: nn.Module, x: torch.Tensor) -> torch.Tensor:
     net = getattr(classifier, "net", None)
     if not isinstance(net, nn.Sequential):
         raise ValueError("the Frechet distance needs a zoo classifier: Normalized around an nn.Sequential")
-    return net[:-1]((x - classifier.mean) / classifier.std).flatten(1)
+    mean, std = cast(torch.Tensor, classifier.mean), cast(torch.Tensor, classifier.std)
+    return net[:-1]((x - mean) / std).flatten(1)
 
 
 def frechet_loss(feats_a: torch.Tensor, feats_b: torch.Tensor) -> torch.Tensor:
@@ -157,7 +158,7 @@ class GeneratorObjective(ManualObjective):
         return {"name": self.name, **{k: v for k, v in self.recorded.items() if k != "epochs"}}
 
 
-def _train(generator: nn.Module, objective: GeneratorObjective, out, resume: bool, device, progress: bool
+def _train(generator: Generator | ACGenerator, objective: GeneratorObjective, out, resume: bool, device, progress: bool
            ) -> list[dict[str, Any]]:
     history = fit(generator, None, loop_settings(objective.settings), objective=objective, out=out, resume=resume,
                   device=device, progress=progress)
@@ -165,11 +166,11 @@ def _train(generator: nn.Module, objective: GeneratorObjective, out, resume: boo
     return history
 
 
-def finetune_atgan(generator: nn.Module, target: nn.Module, settings: ATGANSettings | None = None, *,
+def finetune_atgan(generator: Generator | ACGenerator, target: nn.Module, settings: ATGANSettings | None = None, *,
                    distance: str | None = None, reference: nn.Module | None = None,
                    critic: ACCritic | None = None, out: str | Path | None = None, resume: bool = False,
                    device: str | torch.device = "cpu", progress: bool = True,
-                   card: dict[str, Any] | None = None) -> tuple[nn.Module, list[dict[str, Any]]]:
+                   card: dict[str, Any] | None = None) -> tuple[Generator | ACGenerator, list[dict[str, Any]]]:
     """Fine-tune a copy of the conditional ``generator`` into ``G_adv`` against ``target`` (AT-GAN).
 
     ``generator`` itself is not changed (it is the fixed ``G`` of the distance term). ``distance`` overrides

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from alva import distributed
 from alva.attacks.alva import ALVA, ALVAResult, alva_summary
 from alva.evaluation.robustness import Batch
-from alva.models.generative import is_conditional
+from alva.models.generative import draw_labels, draw_noise, is_conditional
 from alva.report.figures import adversarial_grid
 from alva.tracking.files import atomic_write_bytes, atomic_write_json
 
@@ -57,8 +57,8 @@ def attack_chunk(attack: ALVA, settings: GenerationSettings, index: int, device:
     """ALVA on chunk ``index``: its latent vectors (and labels) drawn from ``chunk_seed(seed, index)``."""
     size = min(settings.chunk_size, settings.n - index * settings.chunk_size)
     generator = torch.Generator(device=device).manual_seed(chunk_seed(settings.seed, index))
-    z = attack.generator.get_noise(size, generator=generator, device=device)
-    y = attack.generator.get_labels(size, generator=generator, device=device) if attack.conditional else None
+    z = draw_noise(attack.generator, size, generator=generator, device=device)
+    y = draw_labels(attack.generator, size, generator=generator, device=device) if attack.conditional else None
     return attack(z, y)
 
 
@@ -100,6 +100,8 @@ def generate_dataset(generator: nn.Module, classifier: nn.Module, oracle: nn.Mod
             continue
         result = attack_chunk(attack, settings, index, device)
         stats = alva_summary(result)
+        if result.z is None or result.z_adv is None or result.y is None:
+            raise RuntimeError("an ALVA result holds z, z_adv and y")
         tensors = {"z": result.z, "z_adv": result.z_adv, "x_adv": result.x_adv, "y": result.y,
                    "success": result.success, "keep": _selected(result, settings.keep)}
         if result.valid is not None:
@@ -116,6 +118,8 @@ def generate_dataset(generator: nn.Module, classifier: nn.Module, oracle: nn.Mod
 
 
 def _grid(path: Path, result: ALVAResult, classifier: nn.Module) -> None:
+    if result.x is None or result.y is None:
+        raise RuntimeError("an ALVA result holds x and y")
     with torch.no_grad():
         clean_pred = classifier(result.x).argmax(1)
     probs = result.adv_logits.softmax(1)

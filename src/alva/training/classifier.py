@@ -80,6 +80,8 @@ def load_data(run: ClassifierRun) -> tuple[tuple[torch.Tensor, torch.Tensor], tu
         return train, test, {"data_sha256_of": "float32 training images then int64 labels, as loaded by "
                                                "alva.data.load_mnist"}
     train_size, test_size = run.train_size or spec.train_size, run.test_size or spec.test_size
+    if train_size is None or test_size is None:
+        raise ValueError(f"dataset {run.dataset!r} needs train_size and test_size")
     train = make_multilabel_mnist("train", train_size, seed=run.data_seed, root=run.data_root)
     test = make_multilabel_mnist("test", test_size, seed=run.data_seed, root=run.data_root)
     made = "alva.data.make_multilabel_mnist('{}', {}, seed={})"

@@ -22,6 +22,7 @@ from alva.attacks.alva import ALVA, alva_summary
 from alva.evaluation.accuracy import accuracy
 from alva.evaluation.robustness import evaluate_attack
 from alva.models import zoo
+from alva.models.generative import draw_labels, draw_noise
 from alva.report.figures import eps_curve_plot
 from alva.tracking.files import atomic_write_json
 from alva.training.augment import GenerationSettings, generate_dataset, load_dataset
@@ -48,8 +49,8 @@ def measure_round(classifier: nn.Module, generator: nn.Module, oracle: nn.Module
     g = settings.generation
     attack = ALVA(generator, classifier, eps=g.eps, steps=g.steps, norm=g.norm, oracle=oracle)
     gen = torch.Generator().manual_seed(EVAL_SEED)
-    z = generator.get_noise(settings.n_eval, generator=gen)
-    y = generator.get_labels(settings.n_eval, generator=gen) if attack.conditional else None
+    z = draw_noise(generator, settings.n_eval, generator=gen)
+    y = draw_labels(generator, settings.n_eval, generator=gen) if attack.conditional else None
     stats = alva_summary(attack(z, y))
     report, _ = evaluate_attack(PGD(classifier, eps=settings.pgd_eps, steps=20, seed=0), *pgd_subset,
                                 progress=False)

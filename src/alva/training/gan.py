@@ -60,12 +60,12 @@ def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor) 
     return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
 
 
-def sample(generator: nn.Module, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+def sample(generator: Generator | ACGenerator, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
     """``G(z, y)`` for a conditional generator, ``G(z)`` otherwise."""
     return generator(z, labels) if labels is not None else generator(z)
 
 
-def critic_loss(generator: nn.Module, critic: nn.Module, real: torch.Tensor, labels: torch.Tensor,
+def critic_loss(generator: Generator | ACGenerator, critic: nn.Module, real: torch.Tensor, labels: torch.Tensor,
                 settings: GanSettings) -> tuple[torch.Tensor, dict[str, float]]:
     """``D(fake) - D(real) + lambda * GP``, plus, for AC-WGAN-GP, the auxiliary cross-entropy on real images
     (their labels) and, weighted by ``aux_fake_weight``, on generated ones (their conditioning labels)."""
@@ -80,7 +80,7 @@ def critic_loss(generator: nn.Module, critic: nn.Module, real: torch.Tensor, lab
     penalty = gradient_penalty(critic, real, fake)
     loss = -wasserstein + settings.gp_lambda * penalty
     metrics = {"wasserstein": wasserstein.item(), "gp": penalty.item()}
-    if settings.conditional:
+    if fake_labels is not None:  # conditional
         aux = F.cross_entropy(logits_real, labels) + settings.aux_fake_weight * F.cross_entropy(logits_fake,
                                                                                                 fake_labels)
         loss = loss + settings.aux_weight * aux
@@ -91,19 +91,20 @@ def critic_loss(generator: nn.Module, critic: nn.Module, real: torch.Tensor, lab
     return loss, metrics
 
 
-def generator_loss(generator: nn.Module, critic: nn.Module, n: int, settings: GanSettings,
+def generator_loss(generator: Generator | ACGenerator, critic: nn.Module, n: int, settings: GanSettings,
                    device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
     """``-D(G(z))``, plus, for AC-WGAN-GP, the auxiliary cross-entropy of ``G(z, y)`` against ``y``."""
     z = torch.randn(n, *generator.latent_shape, device=device)
     labels = torch.randint(0, generator.num_classes, (n,), device=device) if settings.conditional else None
     score, logits = critic(sample(generator, z, labels))
     loss = -score.mean()
-    if settings.conditional:
+    if labels is not None:  # conditional
         loss = loss + settings.aux_weight * F.cross_entropy(logits, labels)
     return loss, {"generator_loss": loss.item()}
 
 
-def sample_grid(generator: nn.Module, seed: int, conditional: bool, rows: int = 10, cols: int = 10) -> torch.Tensor:
+def sample_grid(generator: Generator | ACGenerator, seed: int, conditional: bool, rows: int = 10, cols: int = 10
+                ) -> torch.Tensor:
     """A ``rows x cols`` grid of samples from fixed noise; for a conditional generator row ``r`` is class ``r``."""
     device = next(generator.parameters()).device
     z = torch.randn(rows * cols, *generator.latent_shape, generator=torch.Generator().manual_seed(seed)).to(device)
@@ -116,7 +117,8 @@ def sample_grid(generator: nn.Module, seed: int, conditional: bool, rows: int = 
     return tile(images, rows, cols)
 
 
-def make_models(conditional: bool, latent_dim: int = 64, num_classes: int = 10) -> tuple[nn.Module, ACCritic]:
+def make_models(conditional: bool, latent_dim: int = 64, num_classes: int = 10
+                ) -> tuple[Generator | ACGenerator, ACCritic]:
     """A fresh generator (conditional or not) and critic."""
     generator = ACGenerator(latent_dim, num_classes) if conditional else Generator(latent_dim)
     if not conditional:
@@ -192,7 +194,7 @@ class WassersteinGAN(ManualObjective):
         return {"name": self.name, **{k: v for k, v in asdict(self.settings).items() if k != "epochs"}}
 
 
-def train_gan(generator: nn.Module, critic: nn.Module, train_data: tuple[torch.Tensor, torch.Tensor],
+def train_gan(generator: Generator | ACGenerator, critic: nn.Module, train_data: tuple[torch.Tensor, torch.Tensor],
               settings: GanSettings, *, out: str | Path | None = None, resume: bool = False,
               device: str | torch.device = "cpu", progress: bool = True,
               monitor: Callable[[nn.Module], dict[str, float]] | None = None) -> list[dict[str, Any]]:

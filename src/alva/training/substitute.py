@@ -63,7 +63,10 @@ def train_substitute(target: nn.Module | None, data: tuple[torch.Tensor, torch.T
     settings = settings or TrainSettings(epochs=2, batch_size=128, lr=1e-3, seed=seed)
     torch.manual_seed(seed)
     x = data[0] if isinstance(data, (tuple, list)) else data
-    model = create(architecture, num_classes=10, in_shape=tuple(x.shape[1:]))
+    if x.ndim != 4:
+        raise ValueError(f"a substitute trains on images N x C x H x W, got shape {tuple(x.shape)}")
+    in_shape = (x.shape[1], x.shape[2], x.shape[3])
+    model = create(architecture, num_classes=10, in_shape=in_shape)
     if mode == "same-data":
         if not isinstance(data, (tuple, list)) or len(data) != 2:
             raise ValueError("mode 'same-data' needs data = (x, y)")
@@ -85,7 +88,7 @@ def train_substitute(target: nn.Module | None, data: tuple[torch.Tensor, torch.T
         xs = x[:n0].to(device)
         ys = _label(counter, xs, batch_size)
         for r in range(jacobian_rounds + 1):
-            model = create(architecture, num_classes=10, in_shape=tuple(x.shape[1:]))
+            model = create(architecture, num_classes=10, in_shape=in_shape)
             last = r == jacobian_rounds or counter.left == 0
             fit(model, (xs, ys), settings, out=out if last else None, progress=progress, device=device)
             if last:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -47,7 +47,9 @@ def expand_fake_classes(model: nn.Module, num_classes: int, *, fake_bias: float 
         new.bias[:num_classes] = last.bias if last.bias is not None else 0.0
     setattr(parent, name, new)
     if hasattr(model, "spec"):
-        model.spec = {**model.spec, "num_classes": 2 * num_classes}
+        # a zoo model's spec is a plain dict attribute, which Module.__getattr__'s type does not know
+        zoo_model = cast(Any, model)
+        zoo_model.spec = {**zoo_model.spec, "num_classes": 2 * num_classes}
     if hasattr(model, "card"):
         del model.card
     return model
@@ -60,9 +62,10 @@ def _outputs(model: nn.Module, shape: tuple[int, ...]) -> int:
 
 def _like(spec_of: nn.Module, num_classes: int) -> nn.Module:
     """A fresh network of ``spec_of``'s architecture and normalisation with ``num_classes`` outputs."""
-    spec = spec_of.spec
+    spec: dict[str, Any] = cast(Any, spec_of).spec  # a plain dict attribute of a zoo model
+    mean, std = cast(torch.Tensor, spec_of.mean), cast(torch.Tensor, spec_of.std)
     return create(spec["architecture"], num_classes=num_classes, in_shape=tuple(spec["in_shape"]),
-                  mean=tuple(spec_of.mean.flatten().tolist()), std=tuple(spec_of.std.flatten().tolist()))
+                  mean=tuple(mean.flatten().tolist()), std=tuple(std.flatten().tolist()))
 
 
 def start_model(model_or_name: nn.Module | str, settings: FakeClassSettings, shape: tuple[int, ...],
