@@ -14,7 +14,8 @@ An attack supplies only what is its own (after foolbox 3's ``attacks/base.py`` a
   the loss); optionally ``observe`` (per-step statistics, as APGD's step-size rule) and ``score``.
 - :class:`SearchAttack` (score-based, no gradient): ``start`` and ``propose`` (a candidate per row); the
   engine evaluates it, counts the query and accepts it where ``accept`` says (default: a success beats a
-  failure, else a higher loss).
+  failure, else a higher loss). :class:`~alva.attacks.population.PopulationSearch`: the same with a
+  population of candidates per row (differential evolution).
 
 :class:`Repeated` runs any engine attack several times (restarts) and keeps each sample's worst case.
 """
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -82,6 +84,10 @@ class Rows:
         for name, value in state.items():
             setattr(self, name, value)
 
+    if TYPE_CHECKING:  # the state: whatever the engine and the attack set
+        def __getattr__(self, name: str) -> Any: ...
+        def __setattr__(self, name: str, value: Any) -> None: ...
+
     def keep(self, mask: torch.Tensor) -> None:
         """Keep only the rows where ``mask`` is True."""
         if self.rows is None:
@@ -97,10 +103,7 @@ class Rows:
 
 
 def _count(counter: torch.Tensor, rows: torch.Tensor | None, amount: int = 1) -> None:
-    if rows is None:
-        counter += amount
-    else:
-        counter[rows] += amount
+    counter[slice(None) if rows is None else rows] += amount
 
 
 class Run:
@@ -108,8 +111,8 @@ class Run:
 
     ``best_*`` start at the clean input; :meth:`offer` gives candidates for some rows, which replace the best
     point where ``rule`` says. ``steps`` and ``queries`` count per sample (queries start at 1: the clean
-    forward pass). ``random`` gives keyed random numbers (drawn lazily: an attack without randomness leaves
-    the generator untouched).
+    forward pass). ``random`` gives keyed random numbers (drawn lazily: none drawn, the generator untouched).
+    ``carried``: per-sample tensors that travel with the best point; ``extras``: the attack's extra results.
     """
 
     def __init__(self, attack: EngineAttack, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None,
@@ -120,7 +123,9 @@ class Run:
         self.best_x = x.clone()
         self.best_logits = clean_logits.clone()
         self.best_score = attack.clean_score(clean_logits, y, target)
-        self.best_success = attack.loss.success(clean_logits, y, target)
+        self.best_success = attack.is_success(x, clean_logits, y, target)
+        self.carried: dict[str, torch.Tensor] = {}
+        self.extras: dict[str, Any] = {}
         self.steps = torch.zeros(len(x), dtype=torch.long, device=x.device)
         self.queries = torch.ones(len(x), dtype=torch.long, device=x.device)
         self._random: KeyedRandom | None = None
@@ -144,8 +149,7 @@ class Run:
         return (~self.best_success).nonzero().squeeze(1) if only_unbroken else None
 
     def rows(self, index: torch.Tensor | None, target: torch.Tensor | None = None, **state) -> Rows:
-        """A :class:`Rows` for ``index`` with their clean points ``x0``, labels ``y`` and ``target`` (the run's
-        target unless given) and any further ``state``."""
+        """:class:`Rows` for ``index``: clean points ``x0``, labels ``y``, ``target`` (default the run's), ``state``."""
         take = (lambda t: t) if index is None else (lambda t: None if t is None else t[index])
         n = len(self.x) if index is None else len(index)
         target = self.target if target is None else target
@@ -158,26 +162,31 @@ class Run:
         _count(self.steps, rows.rows)
 
     def offer(self, rows: Rows, x: torch.Tensor, logits: torch.Tensor, score: torch.Tensor, success: torch.Tensor,
-              final: bool = False) -> None:
-        """Candidates for ``rows``; each replaces the row's best point where the rule says so."""
+              final: bool = False, carried: dict[str, torch.Tensor] | None = None) -> None:
+        """Candidates for ``rows``; each replaces the row's best point (and ``carried``) where the rule says."""
         index = rows.rows
         old_success = self.best_success if index is None else self.best_success[index]
         old_score = self.best_score if index is None else self.best_score[index]
         better = self.rule.better(old_success, old_score, success, score, final)
-        local = better.nonzero().squeeze(1)
-        if len(local) == 0:
-            return
-        at = local if index is None else index[local]
+        local: torch.Tensor | slice = slice(None)  # every row (no indexing)
+        at: torch.Tensor | slice = local if index is None else index
+        if not better.all():
+            local = better.nonzero().squeeze(1)
+            if len(local) == 0:
+                return
+            at = local if index is None else index[local]
         self.best_x[at] = x[local].to(self.best_x.dtype)
         self.best_logits[at] = logits[local].to(self.best_logits.dtype)
         self.best_score[at] = score[local].to(self.best_score.dtype)
         self.best_success[at] = success[local]
+        for name, value in (carried or {}).items():
+            self.carried[name][at] = value[local].to(self.carried[name].dtype)
 
     def result(self, extras: dict | None = None) -> AttackResult:
-        """The result; success is checked once more through the attack's loss at the returned logits."""
-        success = self.attack.loss.success(self.best_logits, self.y, self.target)
+        """The result (with ``extras``, else the run's); success is checked once more at the returned points."""
+        success = self.attack.is_success(self.best_x, self.best_logits, self.y, self.target)
         return AttackResult(self.best_x, success, self.steps, self.queries, self.best_logits, self.clean_logits,
-                            self.target, extras or {})
+                            self.target, self.extras if extras is None else extras)
 
 
 class EngineAttack(Attack):
@@ -208,6 +217,11 @@ class EngineAttack(Attack):
         """One search on the rows ``index`` (None: all), offering its candidates to ``run``."""
         raise NotImplementedError
 
+    def is_success(self, x: torch.Tensor, logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
+                   ) -> torch.Tensor:
+        """Whether the points ``x`` with outputs ``logits`` succeed (default: the attack loss says so)."""
+        return self.loss.success(logits, y, target)
+
     def clean_score(self, clean_logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
         """The score of the clean points, where every sample's best point starts (default: the loss)."""
         return self.loss(clean_logits, y, target)
@@ -237,6 +251,9 @@ class GradientAttack(EngineAttack):
 
     def observe(self, rows: Rows, k: int, loss: torch.Tensor, grad: torch.Tensor) -> None:
         """Called after the gradient of step ``k``, before finished rows are dropped (default: nothing)."""
+
+    def checked(self, run: Run, rows: Rows, k: int, logits: torch.Tensor, success: torch.Tensor) -> None:
+        """Called at each success check, of ``rows.x`` after ``k`` steps, before finished rows are dropped."""
 
     def score(self, logits: torch.Tensor, loss: torch.Tensor, rows: Rows) -> torch.Tensor:
         """What ranks two failed iterates of a sample (default: the loss)."""
@@ -278,8 +295,9 @@ class GradientAttack(EngineAttack):
 
         def visit(k: int, logits: torch.Tensor, loss: torch.Tensor) -> None:
             run.count_queries(rows)
-            success = self.loss.success(logits, rows.y, rows.target)
+            success = self.is_success(rows.x, logits, rows.y, rows.target)
             run.offer(rows, rows.x, logits, self.score(logits, loss, rows), success)
+            self.checked(run, rows, k, logits, success)
             self.observe(rows, k, loss, rows.grad)
             if self.early_stop and success.any():
                 rows.keep(~success)
@@ -292,8 +310,9 @@ class GradientAttack(EngineAttack):
             logits = self.predict(rows.x, rows.y)
             run.count_queries(rows)
             loss = self.loss(logits, rows.y, rows.loss_target)
-            success = self.loss.success(logits, rows.y, rows.target)
+            success = self.is_success(rows.x, logits, rows.y, rows.target)
             run.offer(rows, rows.x, logits, self.score(logits, loss, rows), success, final=True)
+            self.checked(run, rows, self.steps, logits, success)
 
 
 class SearchAttack(EngineAttack):
@@ -321,7 +340,7 @@ class SearchAttack(EngineAttack):
         with torch.no_grad():
             logits = self.predict(candidate, rows.y)
         run.count_queries(rows)
-        return logits, self.loss(logits, rows.y, rows.target), self.loss.success(logits, rows.y, rows.target)
+        return logits, self.loss(logits, rows.y, rows.target), self.is_success(candidate, logits, rows.y, rows.target)
 
     def search(self, run, index, restart) -> None:
         rows = run.rows(torch.arange(len(run), device=run.x.device) if index is None else index)
