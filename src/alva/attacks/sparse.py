@@ -10,7 +10,9 @@ log-probability of the target class). Since ``x >= lo``, the L1 term is linear a
 together with the box constraint is a shift followed by a clamp to ``[lo, hi]``: pixels are pushed to
 exactly ``lo`` (0 for images in [0, 1]), so the images become sparse in the strict sense, not merely small.
 Two update rules: ``"adam"`` (Adam on the gradient of the whole objective, then the clamp; default) and
-``"ista"`` (projected gradient descent with a fixed step: ISTA on the box, Beck and Teboulle 2009).
+``"ista"`` (projected gradient descent with a fixed step: ISTA on the box, Beck and Teboulle 2009). The
+attack is a :class:`~alva.attacks.engine.GradientAttack`: it supplies the start, this step and the success
+test; the engine owns the loop, early stop, the counters and the result.
 
 Definitions used everywhere (the early-stop rule, the reported figures and :func:`sparse_summary`):
 
