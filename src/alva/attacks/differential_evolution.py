@@ -36,10 +36,10 @@ from typing import Any
 import torch
 
 from alva.attacks.base import AttackInputError, AttackResult
-from alva.attacks.engine import Rows, Run
+from alva.attacks.engine import Run
 from alva.attacks.errors import in_interval, positive_int
 from alva.attacks.losses import ClassLoss, Confident
-from alva.attacks.population import PopulationSearch
+from alva.attacks.population import PopulationRows, PopulationSearch
 from alva.attacks.sparse import blank_images
 
 __all__ = ["DifferentialEvolution", "OnePixel"]
@@ -73,8 +73,9 @@ class DifferentialEvolution(PopulationSearch):
             run about twice as fast per image as one huge batch (measured on mnist/cnn-small).
         early_stop: stop on each image at its first successful candidate (default True); without it every
             image runs the whole budget.
-        **kwargs: ``loss`` (``"ce"``, default, or ``"margin"``, for class labels; the fitness is minus the
-            loss), ``target``, ``bounds`` and ``seed``, as for every :class:`~alva.attacks.base.Attack`.
+
+    ``loss`` (``"ce"``, default, or ``"margin"``, for class labels; the fitness is minus the loss),
+    ``target``, ``bounds`` and ``seed`` are those of every :class:`~alva.attacks.base.Attack`.
 
     Initial candidates have rows, columns and values uniform in the image and the bounds. A mutant's
     row or column outside the image is drawn again uniformly; its values are clipped to the bounds.
@@ -153,29 +154,30 @@ class DifferentialEvolution(PopulationSearch):
         self.repeat(run, self.restarts)
         return self.finish(run)
 
-    def start(self, run: Run, rows: Rows) -> torch.Tensor:
-        rows.layout = _Layout(rows.x0)
-        return self._random_params(rows.n, self.popsize, rows.layout, run.generator)
+    def start(self, run: Run, rows: PopulationRows) -> torch.Tensor:
+        return self._random_params(rows.n, self.popsize, _Layout(rows.x0), run.generator)
 
-    def propose(self, run: Run, rows: Rows, members: int) -> torch.Tensor:
-        return self._trials(rows.population, rows.objective, members, rows.layout, run.generator)
+    def propose(self, run: Run, rows: PopulationRows, members: int) -> torch.Tensor:
+        return self._trials(rows.population, rows.objective, members, _Layout(rows.x0), run.generator)
 
-    def candidate_logits(self, rows: Rows, candidates: torch.Tensor) -> torch.Tensor:
+    def candidate_logits(self, rows: PopulationRows, candidates: torch.Tensor) -> torch.Tensor:
         """One forward pass over all candidates, in chunks of ``chunk_size`` images."""
         n, m = candidates.shape[:2]
         flat = candidates.flatten(0, 1)
         owner = torch.arange(n, device=flat.device).repeat_interleave(m)
         labels = rows.y.repeat_interleave(m)
-        base = rows.layout.flat(rows.x0)
+        layout = _Layout(rows.x0)
+        base = layout.flat(rows.x0)
         chunk = self.chunk_for(base.device, n * m)
         outs = []
         for begin in range(0, n * m, chunk):
             end = min(begin + chunk, n * m)
-            outs.append(self.predict(rows.layout.apply(base, owner[begin:end], flat[begin:end]), labels[begin:end]))
+            outs.append(self.predict(layout.apply(base, owner[begin:end], flat[begin:end]), labels[begin:end]))
         return torch.cat(outs)
 
-    def images(self, rows: Rows, local: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-        return rows.layout.apply(rows.layout.flat(rows.x0), local, candidates)
+    def images(self, rows: PopulationRows, local: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        layout = _Layout(rows.x0)
+        return layout.apply(layout.flat(rows.x0), local, candidates)
 
     def finish(self, run: Run) -> AttackResult:
         layout, params = _Layout(run.x), run.carried["candidate"]

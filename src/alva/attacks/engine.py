@@ -2,7 +2,7 @@
 
 :class:`~alva.attacks.base.Attack` checks the batch, holds the models in attack mode, picks targets and seeds
 the call. Below it, one call of an engine attack is a :class:`Run`: the best point of each sample so far (by
-one rule, :class:`KeepBest`), the per-sample step and query counters, the keyed random numbers
+one rule, :class:`~alva.attacks.keep_best.KeepBest`), the per-sample step and query counters, the keyed random numbers
 (:class:`~alva.attacks.keyed.KeyedRandom`) and, at the end, the success check through the attack's
 :class:`~alva.attacks.losses.AttackLoss`. A run is made of searches (restarts): each one works on the rows
 still attacked, held in a :class:`Rows` state from which finished rows are dropped (early stop).
@@ -23,51 +23,17 @@ An attack supplies only what is its own (after foolbox 3's ``attacks/base.py`` a
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from alva.attacks.base import Attack, AttackResult
 from alva.attacks.errors import positive_int
+from alva.attacks.keep_best import LAST_ITERATE, PGD_RULE, SCORE_RULE, KeepBest
 from alva.attacks.keyed import KeyedRandom, Uniform
 
-__all__ = ["EngineAttack", "GradientAttack", "KeepBest", "Repeated", "Rows", "Run", "SearchAttack"]
-
-
-@dataclass(frozen=True)
-class KeepBest:
-    """The rule that decides when a candidate replaces a sample's best point so far.
-
-    A success always beats a failure and, between failures, the higher score wins. Between successes,
-    ``successes`` decides: ``"first"`` keeps the earlier one, ``"higher"`` the higher score, ``"latest"``
-    the later one (``"latest"`` makes every candidate replace the best: the result is the last iterate).
-    With ``final_success_wins`` a successful final iterate of a search replaces an earlier success (the
-    textbook PGD point).
-    """
-
-    successes: str = "first"
-    final_success_wins: bool = True
-
-    def better(self, old_success: torch.Tensor, old_score: torch.Tensor, success: torch.Tensor,
-               score: torch.Tensor, final: bool) -> torch.Tensor:
-        if self.successes == "latest":
-            return torch.ones_like(success)
-        if self.successes == "higher":
-            better = (success & ~old_success) | ((success == old_success) & (score > old_score))
-        else:
-            better = ~old_success & (success | (score > old_score))
-        if final and self.final_success_wins:
-            better |= success
-        return better
-
-
-PGD_RULE = KeepBest("first", final_success_wins=True)
-"""The last successful iterate, else the first success, else the iterate of highest loss."""
-SCORE_RULE = KeepBest("higher", final_success_wins=False)
-"""A success, then the highest score (APGD, Square)."""
-LAST_ITERATE = KeepBest("latest")
-"""The last point offered (ALVA: the iterate where the walk stopped)."""
+__all__ = ["LAST_ITERATE", "PGD_RULE", "SCORE_RULE", "EngineAttack", "GradientAttack", "KeepBest", "Repeated", "Rows",
+           "Run", "SearchAttack"]
 
 
 class Rows:
@@ -76,17 +42,25 @@ class Rows:
     ``rows`` holds their indices in the batch (None: the whole batch, in order, which spares the indexing);
     every other tensor attribute with one entry per row is a part of the state. :meth:`keep` drops rows from
     all of them at once, so an attack that adds state (momentum, a step size per row) never filters it.
+    The state every engine attack shares is declared here; an attack with more state declares it in a
+    subclass (its :attr:`GradientAttack.rows_type`).
     """
 
-    def __init__(self, rows: torch.Tensor | None, n: int, **state) -> None:
+    x0: torch.Tensor
+    y: torch.Tensor
+    target: torch.Tensor | None
+    loss_target: torch.Tensor | None
+    x: torch.Tensor
+    grad: torch.Tensor
+    stream: tuple[int, ...]
+    success: torch.Tensor
+    objective: torch.Tensor
+
+    def __init__(self, rows: torch.Tensor | None, n: int, **state: object) -> None:
         self.rows = rows
         self.n = n
         for name, value in state.items():
             setattr(self, name, value)
-
-    if TYPE_CHECKING:  # the state: whatever the engine and the attack set
-        def __getattr__(self, name: str) -> Any: ...
-        def __setattr__(self, name: str, value: Any) -> None: ...
 
     def keep(self, mask: torch.Tensor) -> None:
         """Keep only the rows where ``mask`` is True."""
@@ -146,14 +120,22 @@ class Run:
 
     def open_rows(self, only_unbroken: bool) -> torch.Tensor | None:
         """The rows a new search works on: those not yet successful, or all (None)."""
-        return (~self.best_success).nonzero().squeeze(1) if only_unbroken else None
+        return self.unbroken_rows() if only_unbroken else None
 
-    def rows(self, index: torch.Tensor | None, target: torch.Tensor | None = None, **state) -> Rows:
-        """:class:`Rows` for ``index``: clean points ``x0``, labels ``y``, ``target`` (default the run's), ``state``."""
-        take = (lambda t: t) if index is None else (lambda t: None if t is None else t[index])
+    def unbroken_rows(self) -> torch.Tensor:
+        """The indices of the samples not yet successful."""
+        return (~self.best_success).nonzero().squeeze(1)
+
+    def rows(self, index: torch.Tensor | None, target: torch.Tensor | None = None, rows_type: type[Rows] = Rows,
+             **state: object) -> Rows:
+        """A ``rows_type`` for ``index`` with their clean points ``x0``, labels ``y`` and ``target`` (the run's
+        target unless given) and any further ``state``."""
         n = len(self.x) if index is None else len(index)
         target = self.target if target is None else target
-        return Rows(index, n, x0=take(self.x), y=take(self.y), target=take(target), **state)
+        if index is None:
+            return rows_type(index, n, x0=self.x, y=self.y, target=target, **state)
+        return rows_type(index, n, x0=self.x[index], y=self.y[index],
+                         target=None if target is None else target[index], **state)
 
     def count_queries(self, rows: Rows, amount: int = 1) -> None:
         _count(self.queries, rows.rows, amount)
@@ -182,7 +164,7 @@ class Run:
         for name, value in (carried or {}).items():
             self.carried[name][at] = value[local].to(self.carried[name].dtype)
 
-    def result(self, extras: dict | None = None) -> AttackResult:
+    def result(self, extras: dict[str, Any] | None = None) -> AttackResult:
         """The result (with ``extras``, else the run's); success is checked once more at the returned points."""
         success = self.attack.is_success(self.best_x, self.best_logits, self.y, self.target)
         return AttackResult(self.best_x, success, self.steps, self.queries, self.best_logits, self.clean_logits,
@@ -239,6 +221,8 @@ class GradientAttack(EngineAttack):
     """
 
     steps: int = 1
+    rows_type: type[Rows] = Rows
+    """The class of the per-row state of a search (a subclass declares the attack's own state)."""
 
     def start(self, run: Run, rows: Rows) -> torch.Tensor:
         """The first iterate of the rows (default: the clean points); ``rows.stream`` labels the search's
@@ -282,13 +266,14 @@ class GradientAttack(EngineAttack):
                 ) -> torch.Tensor:
         """The last iterate of :meth:`walk` from ``start`` around the clean points ``x``, without bookkeeping.
         Call it with the model in :func:`~alva.attacks.base.attack_mode`."""
-        rows = Rows(None, len(x), x0=x, y=y, target=target, loss_target=target, x=start, stream=(0, 0))
+        rows = self.rows_type(None, len(x), x0=x, y=y, target=target, loss_target=target, x=start, stream=(0, 0))
         return self.walk(rows)
 
-    def search(self, run, index, restart, loss_target: torch.Tensor | None = None, stream: int = 0) -> None:
+    def search(self, run: Run, index: torch.Tensor | None, restart: int, loss_target: torch.Tensor | None = None,
+               stream: int = 0) -> None:
         """One run of ``steps`` steps; ``loss_target`` (default: the run's target) is what the loss aims at,
         while success is judged against the run's target; random numbers come from stream ``(stream, restart)``."""
-        rows = run.rows(index)
+        rows = run.rows(index, rows_type=self.rows_type)
         rows.loss_target = rows.target if loss_target is None else rows.take(loss_target)
         rows.stream = (stream, restart)
         rows.x = self.start(run, rows)
@@ -336,13 +321,14 @@ class SearchAttack(EngineAttack):
         """Where a candidate replaces the current point: a success beats a failure, else a higher objective."""
         return (success & ~rows.success) | ((success == rows.success) & (objective > rows.objective))
 
-    def _evaluate(self, run: Run, rows: Rows, candidate: torch.Tensor):
+    def _evaluate(self, run: Run, rows: Rows, candidate: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         with torch.no_grad():
             logits = self.predict(candidate, rows.y)
         run.count_queries(rows)
         return logits, self.loss(logits, rows.y, rows.target), self.is_success(candidate, logits, rows.y, rows.target)
 
-    def search(self, run, index, restart) -> None:
+    def search(self, run: Run, index: torch.Tensor | None, restart: int) -> None:
         rows = run.rows(torch.arange(len(run), device=run.x.device) if index is None else index)
         if self.n_queries < 2 or rows.n == 0:
             return

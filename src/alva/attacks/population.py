@@ -16,7 +16,19 @@ import torch
 
 from alva.attacks.engine import LAST_ITERATE, EngineAttack, Rows, Run
 
-__all__ = ["PopulationSearch"]
+__all__ = ["PopulationRows", "PopulationSearch"]
+
+
+class PopulationRows(Rows):
+    """The per-row state of a population search: the population with its objectives, outputs and successes
+    (``rows.n x popsize [x ...]``), and the trials of the current generation with theirs."""
+
+    population: torch.Tensor
+    logits: torch.Tensor
+    trials: torch.Tensor
+    t_objective: torch.Tensor
+    t_logits: torch.Tensor
+    t_success: torch.Tensor
 
 
 class PopulationSearch(EngineAttack):
@@ -43,28 +55,29 @@ class PopulationSearch(EngineAttack):
         """Most queries per sample: the clean forward pass and every candidate evaluated."""
         return 1 + self.popsize * (1 + self.generations)
 
-    def start(self, run: Run, rows: Rows) -> torch.Tensor:
+    def start(self, run: Run, rows: PopulationRows) -> torch.Tensor:
         """The first population: ``rows.n x popsize x ...`` candidates."""
         raise NotImplementedError
 
-    def propose(self, run: Run, rows: Rows, members: int) -> torch.Tensor:
+    def propose(self, run: Run, rows: PopulationRows, members: int) -> torch.Tensor:
         """Trials for the first ``members`` members of ``rows.population`` (objectives: ``rows.objective``)."""
         raise NotImplementedError
 
-    def candidate_logits(self, rows: Rows, candidates: torch.Tensor) -> torch.Tensor:
+    def candidate_logits(self, rows: PopulationRows, candidates: torch.Tensor) -> torch.Tensor:
         """The outputs of ``candidates`` (``rows.n x m x ...``), row by row: ``(rows.n * m) x outputs``."""
         raise NotImplementedError
 
-    def images(self, rows: Rows, local: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    def images(self, rows: PopulationRows, local: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         """The images of ``candidates`` (one per entry of ``local``, the rows they belong to)."""
         raise NotImplementedError
 
-    def accept(self, rows: Rows, objective: torch.Tensor, members: int) -> torch.Tensor:
+    def accept(self, rows: PopulationRows, objective: torch.Tensor, members: int) -> torch.Tensor:
         """Where a trial replaces its member (``rows.n x members``)."""
         return objective >= rows.objective[:, :members]
 
     def search(self, run: Run, index: torch.Tensor | None, restart: int) -> None:
-        rows = run.rows(index)
+        rows = run.rows(index, rows_type=PopulationRows)
+        assert isinstance(rows, PopulationRows)
         if rows.n == 0:
             return
         rows.population = self.start(run, rows)
@@ -90,7 +103,7 @@ class PopulationSearch(EngineAttack):
             everyone = torch.ones(rows.n, dtype=torch.bool, device=rows.objective.device)
             self._offer_best(run, rows, everyone, rows.population, rows.objective, rows.logits, rows.success)
 
-    def _evaluate(self, run: Run, rows: Rows, candidates: torch.Tensor
+    def _evaluate(self, run: Run, rows: PopulationRows, candidates: torch.Tensor
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Objective, logits and success (``rows.n x m [x outputs]``) of the candidates: one query each."""
         n, m = candidates.shape[:2]
@@ -102,7 +115,7 @@ class PopulationSearch(EngineAttack):
         objective = self.loss(logits, y, target).view(n, m)
         return objective, logits.view(n, m, -1), self.loss.success(logits, y, target).view(n, m)
 
-    def _stop_broken(self, run: Run, rows: Rows, candidates: torch.Tensor, objective: torch.Tensor,
+    def _stop_broken(self, run: Run, rows: PopulationRows, candidates: torch.Tensor, objective: torch.Tensor,
                      logits: torch.Tensor, success: torch.Tensor) -> None:
         """Offer the result of the rows with a successful candidate and drop them."""
         broken = success.any(dim=1)
@@ -110,7 +123,7 @@ class PopulationSearch(EngineAttack):
             self._offer_best(run, rows, broken, candidates, objective, logits, success)
             rows.keep(~broken)
 
-    def _offer_best(self, run: Run, rows: Rows, which: torch.Tensor, candidates: torch.Tensor,
+    def _offer_best(self, run: Run, rows: PopulationRows, which: torch.Tensor, candidates: torch.Tensor,
                     objective: torch.Tensor, logits: torch.Tensor, success: torch.Tensor) -> None:
         """For the rows ``which``: the successful candidate of highest objective, else the highest."""
         local = which.nonzero().squeeze(1)

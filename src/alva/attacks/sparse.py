@@ -38,7 +38,8 @@ from alva.attacks.engine import LAST_ITERATE, GradientAttack, Rows, Run
 from alva.attacks.errors import finite, in_interval, positive_int
 from alva.attacks.losses import ClassLoss
 
-__all__ = ["SparseConfident", "blank_images", "pixel_l0", "pixel_l1", "pixel_mask_shape", "sparse_summary"]
+__all__ = ["SparseConfident", "SparseRows", "blank_images", "pixel_l0", "pixel_l1", "pixel_mask_shape",
+           "sparse_summary"]
 
 STARTS = ("zeros", "uniform", "input")
 OPTIMIZERS = ("adam", "ista")
@@ -76,6 +77,20 @@ def blank_images(n: int, shape: tuple[int, ...], low: float = 0.0, *, device: st
     return torch.full((n, *shape), float(low), device=device, dtype=dtype)
 
 
+class SparseRows(Rows):
+    """The per-row state of a sparse search: the pixels free to change and Adam's moments."""
+
+    free: torch.Tensor | None
+    m: torch.Tensor | None
+    v: torch.Tensor | None
+
+
+def _sparse_rows(rows: Rows) -> SparseRows:
+    if not isinstance(rows, SparseRows):
+        raise TypeError(f"SparseConfident searches on SparseRows, got {type(rows).__name__}")
+    return rows
+
+
 class SparseConfident(GradientAttack):
     """Generate sparse images that the model assigns to a target class with high probability.
 
@@ -102,9 +117,10 @@ class SparseConfident(GradientAttack):
             ``extras["history"]`` (``(steps + 1) x N``; NaN / -1 after a sample stopped).
         early_stop: stop updating each sample at the first step where both thresholds hold (default True);
             without it every sample runs ``steps`` steps and is judged at its last iterate.
-        **kwargs: ``loss`` (the objective that the update ascends for the target; ``"ce"``: the
-            log-probability), ``target``, ``bounds`` and ``seed``, as for every
-            :class:`~alva.attacks.base.Attack`; the seed fixes the uniform start and the masks.
+
+    ``loss`` (the objective that the update ascends for the target; ``"ce"``: the log-probability),
+    ``target``, ``bounds`` and ``seed`` are those of every :class:`~alva.attacks.base.Attack`; the seed fixes
+    the uniform start and the masks.
 
     Step counting: the images are checked before every update; a sample that holds both thresholds at
     the check after ``s`` updates stops there with ``steps == s``, and its image is that iterate.
@@ -115,6 +131,7 @@ class SparseConfident(GradientAttack):
     """
 
     rule = LAST_ITERATE  # the image where a sample stopped: its first success (early stop), else the last iterate
+    rows_type = SparseRows
 
     def __init__(self, model: torch.nn.Module, *, confidence: float = 0.9, max_pixels: int = 300, lam: float = 0.05,
                  steps: int = 1000, lr: float | None = None, optimizer: str = "adam", start: str = "zeros",
@@ -166,6 +183,7 @@ class SparseConfident(GradientAttack):
     def start(self, run: Run, rows: Rows) -> torch.Tensor:
         """The start image with the masked pixels at the lower bound; the mask and the uniform start are
         drawn from the attack's generator (identical blank images must get different masks and starts)."""
+        rows = _sparse_rows(rows)
         lo, hi = self.bounds
         x = rows.x0
         mask = self._mask(x, run.generator)
@@ -197,7 +215,8 @@ class SparseConfident(GradientAttack):
         return mask.reshape(shape)
 
     def step(self, rows: Rows, grad: torch.Tensor, k: int) -> torch.Tensor:
-        moments = None if rows.m is None else (rows.m, rows.v)
+        rows = _sparse_rows(rows)
+        moments = None if rows.m is None or rows.v is None else (rows.m, rows.v)
         return self._update(rows.x, grad, rows.free, moments, k + 1)
 
     def is_success(self, x: torch.Tensor, logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
@@ -214,7 +233,8 @@ class SparseConfident(GradientAttack):
         first[index[newly]] = k
         history = run.extras.get("history")
         if history is not None:
-            history["target_prob"][k, index] = logits.softmax(dim=1).gather(1, rows.target[:, None]).squeeze(1).float()
+            target = rows.target if rows.target is not None else rows.y
+            history["target_prob"][k, index] = logits.softmax(dim=1).gather(1, target[:, None]).squeeze(1).float()
             history["l0"][k, index] = pixel_l0(rows.x, self.bounds[0], self.zero_tol)
 
     def finish(self, run: Run) -> AttackResult:
