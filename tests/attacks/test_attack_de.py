@@ -14,6 +14,7 @@ from torch import nn
 
 from alva.attacks import AttackInputError
 from alva.attacks.differential_evolution import DifferentialEvolution, OnePixel, _distinct_others
+from alva.attacks.population import PopulationSearch
 from alva.attacks.sparse import pixel_l0, sparse_summary
 from alva.cli.main import main
 
@@ -148,6 +149,56 @@ def test_targeted_success_means_the_target_is_predicted(cnn_small):
     assert (pixel_l0(r.x_adv, 0.0, 0.0) <= 30).all()
     s = sparse_summary(r)
     assert s["overall"]["success_rate"] == pytest.approx(r.success.float().mean().item())
+
+
+class NoisyCopies(PopulationSearch):
+    """A population search written on the engine in a few lines: candidates are x plus uniform noise of
+    amplitude eps; a trial is a fresh noisy copy. The engine does the rest."""
+
+    def __init__(self, model, eps: float = 0.3, popsize: int = 8, generations: int = 5, **kwargs) -> None:
+        super().__init__(model, **kwargs)
+        self.eps, self.popsize, self.generations = eps, popsize, generations
+
+    def _noisy(self, run, rows, m):
+        noise = torch.rand((rows.n, m, *rows.x0.shape[1:]), generator=run.generator) * 2 - 1
+        return (rows.x0[:, None] + self.eps * noise).clamp(*self.bounds)
+
+    def start(self, run, rows):
+        return self._noisy(run, rows, self.popsize)
+
+    def propose(self, run, rows, members):
+        return self._noisy(run, rows, members)
+
+    def candidate_logits(self, rows, candidates):
+        return self.predict(candidates.flatten(0, 1), rows.y)
+
+    def images(self, rows, local, candidates):
+        return candidates
+
+
+def test_a_population_search_on_the_engine_gets_budget_early_stop_and_its_result(cnn_small, attack_batch):
+    x, y = attack_batch[0][::5], attack_batch[1][::5]
+    counting = Counting(cnn_small)
+    stopped = NoisyCopies(counting, eps=0.3, early_stop=True, seed=0)(x, y)
+    assert counting.images == int(stopped.queries.sum())  # the clean pass and every candidate, each counted
+    budget = 1 + 8 * 6
+    assert (stopped.queries[~stopped.success] == budget).all() and (stopped.queries <= budget).all()
+    assert (stopped.steps[~stopped.success] == 5).all()
+    assert (stopped.x_adv - x).abs().amax() <= 0.3 + 1e-6
+    with torch.no_grad():
+        logits = cnn_small(stopped.x_adv)
+    assert torch.allclose(logits, stopped.adv_logits, atol=1e-5)
+    assert torch.equal(stopped.success, logits.argmax(1) != y) and stopped.success.any()
+    full = NoisyCopies(cnn_small, eps=0.3, early_stop=False, seed=0)(x, y)
+    assert (full.queries == budget).all() and full.queries.sum() > stopped.queries.sum()
+
+
+def test_identical_blank_images_get_different_candidates(cnn_small):
+    """The population is drawn from the attack's generator row by row, so identical starts (sparse
+    generation from blank images) evolve differently."""
+    r = DifferentialEvolution(cnn_small, pixels=10, popsize=12, generations=3, seed=0).generate(
+        torch.tensor([4, 4, 4]))
+    assert len({tuple(p.flatten().tolist()) for p in r.extras["pixels"]}) == 3
 
 
 def test_seed_repeats_exactly(cnn_small, attack_batch):

@@ -164,6 +164,30 @@ def test_seed_repeats_exactly_and_other_seeds_differ(cnn_small):
     assert not torch.equal(a.extras["mask"], c.extras["mask"])
 
 
+def test_identical_blank_images_get_different_masks_and_starts(cnn_small):
+    """Masks and uniform starts come from the attack's generator row by row: identical blank images (what
+    generate starts from) still get different ones."""
+    r = SparseConfident(cnn_small, start="uniform", mask_fraction=0.5, steps=3, early_stop=False,
+                        seed=0).generate(torch.tensor([2, 2, 2]))
+    masks = r.extras["mask"].flatten(1)
+    assert not torch.equal(masks[0], masks[1]) and not torch.equal(masks[1], masks[2])
+    assert not torch.equal(r.x_adv[0], r.x_adv[1])
+
+
+def test_success_is_both_thresholds_at_the_returned_image(cnn_small):
+    """The engine's final check uses the attack's own success test: target probability and L0 of x_adv."""
+    targets = torch.arange(10)
+    attack = SparseConfident(cnn_small, confidence=0.6, max_pixels=40, steps=60, lam=0.1)
+    r = attack.generate(targets)
+    with torch.no_grad():
+        prob = cnn_small(r.x_adv).softmax(1).gather(1, targets[:, None]).squeeze(1)
+    expected = (prob >= 0.6) & (pixel_l0(r.x_adv) <= 40)
+    assert torch.equal(r.success, expected) and r.success.any() and not r.success.all()
+    stopped = r.success & (r.steps < 60)
+    assert torch.equal(r.extras["first_success"][stopped], r.steps[stopped])
+    assert (r.queries == r.steps + 2).all()  # the clean pass and one check per step, the last included
+
+
 @st.composite
 def cases(draw):
     n = draw(st.integers(1, 4))

@@ -9,7 +9,9 @@ pixels of the base image (``x``) to the given values, so the result differs from
 pixels. A population of ``popsize`` candidates per image evolves for up to ``generations`` generations;
 the populations of all images still attacked evolve together, each generation costing one batched
 forward pass (on the CPU split into chunks of 512 images, which run faster; see ``chunk_size``), with no
-loop over images.
+loop over images. The search's bookkeeping (the images still attacked, the query budget, early stop, the
+choice of each image's result, the counters) is the engine's
+(:class:`~alva.attacks.population.PopulationSearch`); this module supplies the candidates and their images.
 
 Fitness (minimised): minus the attack loss, so by default (``loss="ce"``) the log-probability of the true
 class (untargeted) or minus that of the target class (targeted), computed from the logits (log-softmax).
@@ -33,9 +35,11 @@ from typing import Any
 
 import torch
 
-from alva.attacks.base import Attack, AttackInputError, AttackResult
+from alva.attacks.base import AttackInputError, AttackResult
+from alva.attacks.engine import Run
 from alva.attacks.errors import in_interval, positive_int
 from alva.attacks.losses import ClassLoss, Confident
+from alva.attacks.population import PopulationRows, PopulationSearch
 from alva.attacks.sparse import blank_images
 
 __all__ = ["DifferentialEvolution", "OnePixel"]
@@ -44,7 +48,7 @@ STRATEGIES = ("rand1", "best1")
 CPU_CHUNK = 512  # candidate images per forward pass on the CPU (see DifferentialEvolution's chunk_size)
 
 
-class DifferentialEvolution(Attack):
+class DifferentialEvolution(PopulationSearch):
     """k-pixel attack (and sparse generation) by differential evolution.
 
     Args:
@@ -69,8 +73,9 @@ class DifferentialEvolution(Attack):
             run about twice as fast per image as one huge batch (measured on mnist/cnn-small).
         early_stop: stop on each image at its first successful candidate (default True); without it every
             image runs the whole budget.
-        loss, target, bounds, seed: as for every :class:`~alva.attacks.base.Attack`; the fitness is minus
-            the loss (``"ce"``, default, or ``"margin"``, for class labels).
+
+    ``loss`` (``"ce"``, default, or ``"margin"``, for class labels; the fitness is minus the loss),
+    ``target``, ``bounds`` and ``seed`` are those of every :class:`~alva.attacks.base.Attack`.
 
     Initial candidates have rows, columns and values uniform in the image and the bounds. A mutant's
     row or column outside the image is drawn again uniformly; its values are clipped to the bounds.
@@ -140,61 +145,52 @@ class DifferentialEvolution(Attack):
             raise AttackInputError("targets must be a tensor of class labels")
         return self(blank_images(len(targets), shape, self.bounds[0], device=targets.device), targets, target=targets)
 
-    # -- the attack -------------------------------------------------------------------------------------
+    # -- the attack: a population search on the engine -------------------------------------------------
 
     def run(self, x, y, target, clean_logits, generator) -> AttackResult:
-        n, device = len(x), x.device
-        targeted = target is not None
-        layout = _Layout(x)
-        base = layout.flat(x)  # N x C x P
-        labels = target if targeted else y
-        steps = torch.zeros(n, dtype=torch.long, device=device)
-        queries = torch.ones(n, dtype=torch.long, device=device)
-        best_params = torch.full((n, self.pixels, 2 + layout.channels), -1.0, device=device, dtype=x.dtype)
-        adv_logits = clean_logits.clone()
-        success = self.loss.success(clean_logits, y, target)
-        idx = (~success).nonzero().squeeze(1) if self.early_stop else torch.arange(n, device=device)
-        found = _Found(best_params, adv_logits, success)
-        evaluations = self.budget - 1  # candidate evaluations each image may use
-        if len(idx):
-            pop = self._random_params(len(idx), self.popsize, layout, generator)
-            fit, logits, ok = self._evaluate(base, idx, pop, labels, targeted, layout)
-            queries[idx] += self.popsize
-            evaluations -= self.popsize
-            if self.early_stop:
-                idx, (pop, fit, logits, ok) = found.take_hits(idx, pop, fit, logits, ok)
-        for _ in range(self.generations):
-            members = min(self.popsize, evaluations)
-            if members <= 0 or len(idx) == 0:
-                break
-            trials = self._trials(pop, fit, members, layout, generator)
-            t_fit, t_logits, t_ok = self._evaluate(base, idx, trials, labels, targeted, layout)
-            queries[idx] += members
-            steps[idx] += 1
-            evaluations -= members
-            if self.early_stop:  # only the new candidates can succeed: the population was checked before
-                idx, (pop, fit, logits, ok, trials, t_fit, t_logits, t_ok) = found.take_hits(
-                    idx, trials, t_fit, t_logits, t_ok, also=(pop, fit, logits, ok))
-            better = t_fit <= fit[:, :members]  # Storn and Price: a trial as good as its parent replaces it
-            for kept, new in ((pop, trials), (fit, t_fit), (logits, t_logits), (ok, t_ok)):
-                kept[:, :members][better] = new[better]
-        if len(idx):
-            found.store(torch.ones(len(idx), dtype=torch.bool, device=device), idx, pop, fit, logits, ok)
-        x_adv = x.clone()
-        changed = best_params[:, 0, 0] >= 0
-        if changed.any():
-            rows = changed.nonzero().squeeze(1)
-            x_adv[rows] = layout.apply(base, rows, best_params[rows])
-        pixels = layout.positions(best_params)
+        run = Run(self, x, y, target, clean_logits, generator, self.rule)
+        run.carried["candidate"] = torch.full((len(x), self.pixels, 2 + _Layout(x).channels), -1.0,
+                                              device=x.device, dtype=x.dtype)
+        self.repeat(run, self.restarts)
+        return self.finish(run)
+
+    def start(self, run: Run, rows: PopulationRows) -> torch.Tensor:
+        return self._random_params(rows.n, self.popsize, _Layout(rows.x0), run.generator)
+
+    def propose(self, run: Run, rows: PopulationRows, members: int) -> torch.Tensor:
+        return self._trials(rows.population, rows.objective, members, _Layout(rows.x0), run.generator)
+
+    def candidate_logits(self, rows: PopulationRows, candidates: torch.Tensor) -> torch.Tensor:
+        """One forward pass over all candidates, in chunks of ``chunk_size`` images."""
+        n, m = candidates.shape[:2]
+        flat = candidates.flatten(0, 1)
+        owner = torch.arange(n, device=flat.device).repeat_interleave(m)
+        labels = rows.y.repeat_interleave(m)
+        layout = _Layout(rows.x0)
+        base = layout.flat(rows.x0)
+        chunk = self.chunk_for(base.device, n * m)
+        outs = []
+        for begin in range(0, n * m, chunk):
+            end = min(begin + chunk, n * m)
+            outs.append(self.predict(layout.apply(base, owner[begin:end], flat[begin:end]), labels[begin:end]))
+        return torch.cat(outs)
+
+    def images(self, rows: PopulationRows, local: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        layout = _Layout(rows.x0)
+        return layout.apply(layout.flat(rows.x0), local, candidates)
+
+    def finish(self, run: Run) -> AttackResult:
+        layout, params = _Layout(run.x), run.carried["candidate"]
+        pixels = layout.positions(params)
         pixels = torch.stack([pixels // layout.width, pixels % layout.width], dim=-1)
-        pixels[~changed] = -1
-        extras = {
+        pixels[params[:, 0, 0] < 0] = -1  # x itself is the result
+        labels = run.y if run.target is None else run.target
+        return run.result({
             "pixels": pixels,
-            "values": best_params[..., 2:].clamp(*self.bounds),
-            "changed_pixels": _changed_pixels(x, x_adv),
-            "prob": adv_logits.softmax(dim=1).gather(1, labels[:, None]).squeeze(1),
-        }
-        return AttackResult(x_adv, success, steps, queries, adv_logits, clean_logits, target, extras)
+            "values": params[..., 2:].clamp(*self.bounds),
+            "changed_pixels": _changed_pixels(run.x, run.best_x),
+            "prob": run.best_logits.softmax(dim=1).gather(1, labels[:, None]).squeeze(1),
+        })
 
     def _random_params(self, n: int, m: int, layout: _Layout, generator: torch.Generator | None) -> torch.Tensor:
         """n x m x k x (2 + C) uniform candidates: rows in [0, H), columns in [0, W), values in the bounds."""
@@ -206,7 +202,7 @@ class DifferentialEvolution(Attack):
         shift = torch.tensor([0.0, 0.0] + [lo] * layout.channels, device=layout.device, dtype=layout.dtype)
         return u * scale + shift
 
-    def _trials(self, pop: torch.Tensor, fit: torch.Tensor, members: int, layout: _Layout,
+    def _trials(self, pop: torch.Tensor, objective: torch.Tensor, members: int, layout: _Layout,
                 generator: torch.Generator | None) -> torch.Tensor:
         """Trial vectors for the first ``members`` members of each image's population."""
         n, size = pop.shape[:2]
@@ -215,7 +211,7 @@ class DifferentialEvolution(Attack):
         rows = torch.arange(n, device=device)[:, None]
         a, b, c = (pop[rows, others[..., j]] for j in range(3))
         if self.strategy == "best1":
-            a = pop[torch.arange(n, device=device), fit.argmin(dim=1)][:, None].expand_as(b)
+            a = pop[torch.arange(n, device=device), objective.argmax(dim=1)][:, None].expand_as(b)
         lo_f, hi_f = self.mutation
         scale = lo_f + (hi_f - lo_f) * torch.rand((n, 1, 1, 1), generator=generator, device=device, dtype=pop.dtype)
         mutant = a + scale * (b - c)
@@ -237,59 +233,6 @@ class DifferentialEvolution(Attack):
         outside = (pos < 0) | (pos >= limits)
         pos = torch.where(outside, fresh[..., :2], pos)
         return torch.cat([pos, params[..., 2:].clamp(lo, hi)], dim=-1)
-
-    def _evaluate(self, base: torch.Tensor, idx: torch.Tensor, params: torch.Tensor, labels: torch.Tensor,
-                  targeted: bool, layout: _Layout) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Fitness (n x m), logits (n x m x classes) and success (n x m) of the candidates ``params``
-        (n x m x k x D) of the images ``idx``: one forward pass over all, in chunks of ``chunk_size``."""
-        n, m = params.shape[:2]
-        flat = params.flatten(0, 1)
-        owner = idx.repeat_interleave(m)
-        outs = []
-        chunk = self.chunk_for(base.device, n * m)
-        with torch.no_grad():
-            for start in range(0, n * m, chunk):
-                stop = min(start + chunk, n * m)
-                outs.append(self.model(layout.apply(base, owner[start:stop], flat[start:stop])))
-        logits = torch.cat(outs)
-        own = labels.index_select(0, owner)
-        own_target = own if targeted else None
-        fitness = -self.loss(logits, own, own_target).view(n, m)
-        ok = self.loss.success(logits, own, own_target).view(n, m)
-        return fitness, logits.view(n, m, -1), ok
-
-
-class _Found:
-    """The results of finished images: the chosen candidate's parameters, its logits and its success."""
-
-    def __init__(self, params: torch.Tensor, logits: torch.Tensor, success: torch.Tensor) -> None:
-        self.params, self.logits, self.success = params, logits, success
-
-    def store(self, rows: torch.Tensor, idx: torch.Tensor, cands: torch.Tensor, fit: torch.Tensor,
-              logits: torch.Tensor, ok: torch.Tensor) -> None:
-        """For the images ``idx[rows]``: keep the candidate of lowest fitness among the successful ones,
-        else among all."""
-        local = rows.nonzero().squeeze(1)
-        ok, fit = ok[local], fit[local]
-        best_ok = torch.where(ok, fit, torch.full_like(fit, math.inf)).argmin(dim=1)
-        pick = torch.where(ok.any(dim=1), best_ok, fit.argmin(dim=1))
-        out = idx[local]
-        self.params[out] = cands[local, pick]
-        self.logits[out] = logits[local, pick]
-        self.success[out] = ok.gather(1, pick[:, None]).squeeze(1)
-
-    def take_hits(self, idx: torch.Tensor, cands: torch.Tensor, fit: torch.Tensor, logits: torch.Tensor,
-                  ok: torch.Tensor, also: tuple[torch.Tensor, ...] = ()
-                  ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-        """Store the images with a successful candidate; return the other images' rows of ``idx``, of the
-        tensors ``also`` and of the candidates (in that order)."""
-        tensors = (*also, cands, fit, logits, ok)
-        hit = ok.any(dim=1)
-        if not hit.any():
-            return idx, tensors
-        self.store(hit, idx, cands, fit, logits, ok)
-        keep = ~hit
-        return idx[keep], tuple(t[keep] for t in tensors)
 
 
 class OnePixel(DifferentialEvolution):

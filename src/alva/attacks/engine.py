@@ -2,7 +2,7 @@
 
 :class:`~alva.attacks.base.Attack` checks the batch, holds the models in attack mode, picks targets and seeds
 the call. Below it, one call of an engine attack is a :class:`Run`: the best point of each sample so far (by
-one rule, :class:`KeepBest`), the per-sample step and query counters, the keyed random numbers
+one rule, :class:`~alva.attacks.keep_best.KeepBest`), the per-sample step and query counters, the keyed random numbers
 (:class:`~alva.attacks.keyed.KeyedRandom`) and, at the end, the success check through the attack's
 :class:`~alva.attacks.losses.AttackLoss`. A run is made of searches (restarts): each one works on the rows
 still attacked, held in a :class:`Rows` state from which finished rows are dropped (early stop).
@@ -14,7 +14,8 @@ An attack supplies only what is its own (after foolbox 3's ``attacks/base.py`` a
   the loss); optionally ``observe`` (per-step statistics, as APGD's step-size rule) and ``score``.
 - :class:`SearchAttack` (score-based, no gradient): ``start`` and ``propose`` (a candidate per row); the
   engine evaluates it, counts the query and accepts it where ``accept`` says (default: a success beats a
-  failure, else a higher loss).
+  failure, else a higher loss). :class:`~alva.attacks.population.PopulationSearch`: the same with a
+  population of candidates per row (differential evolution).
 
 :class:`Repeated` runs any engine attack several times (restarts) and keeps each sample's worst case.
 """
@@ -22,50 +23,17 @@ An attack supplies only what is its own (after foolbox 3's ``attacks/base.py`` a
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from alva.attacks.base import Attack, AttackResult
 from alva.attacks.errors import positive_int
+from alva.attacks.keep_best import LAST_ITERATE, PGD_RULE, SCORE_RULE, KeepBest
 from alva.attacks.keyed import KeyedRandom, Uniform
 
-__all__ = ["EngineAttack", "GradientAttack", "KeepBest", "Repeated", "Rows", "Run", "SearchAttack"]
-
-
-@dataclass(frozen=True)
-class KeepBest:
-    """The rule that decides when a candidate replaces a sample's best point so far.
-
-    A success always beats a failure and, between failures, the higher score wins. Between successes,
-    ``successes`` decides: ``"first"`` keeps the earlier one, ``"higher"`` the higher score, ``"latest"``
-    the later one (``"latest"`` makes every candidate replace the best: the result is the last iterate).
-    With ``final_success_wins`` a successful final iterate of a search replaces an earlier success (the
-    textbook PGD point).
-    """
-
-    successes: str = "first"
-    final_success_wins: bool = True
-
-    def better(self, old_success: torch.Tensor, old_score: torch.Tensor, success: torch.Tensor,
-               score: torch.Tensor, final: bool) -> torch.Tensor:
-        if self.successes == "latest":
-            return torch.ones_like(success)
-        if self.successes == "higher":
-            better = (success & ~old_success) | ((success == old_success) & (score > old_score))
-        else:
-            better = ~old_success & (success | (score > old_score))
-        if final and self.final_success_wins:
-            better |= success
-        return better
-
-
-PGD_RULE = KeepBest("first", final_success_wins=True)
-"""The last successful iterate, else the first success, else the iterate of highest loss."""
-SCORE_RULE = KeepBest("higher", final_success_wins=False)
-"""A success, then the highest score (APGD, Square)."""
-LAST_ITERATE = KeepBest("latest")
-"""The last point offered (ALVA: the iterate where the walk stopped)."""
+__all__ = ["LAST_ITERATE", "PGD_RULE", "SCORE_RULE", "EngineAttack", "GradientAttack", "KeepBest", "Repeated", "Rows",
+           "Run", "SearchAttack"]
 
 
 class Rows:
@@ -109,10 +77,7 @@ class Rows:
 
 
 def _count(counter: torch.Tensor, rows: torch.Tensor | None, amount: int = 1) -> None:
-    if rows is None:
-        counter += amount
-    else:
-        counter[rows] += amount
+    counter[slice(None) if rows is None else rows] += amount
 
 
 class Run:
@@ -120,8 +85,8 @@ class Run:
 
     ``best_*`` start at the clean input; :meth:`offer` gives candidates for some rows, which replace the best
     point where ``rule`` says. ``steps`` and ``queries`` count per sample (queries start at 1: the clean
-    forward pass). ``random`` gives keyed random numbers (drawn lazily: an attack without randomness leaves
-    the generator untouched).
+    forward pass). ``random`` gives keyed random numbers (drawn lazily: none drawn, the generator untouched).
+    ``carried``: per-sample tensors that travel with the best point; ``extras``: the attack's extra results.
     """
 
     def __init__(self, attack: EngineAttack, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None,
@@ -132,7 +97,9 @@ class Run:
         self.best_x = x.clone()
         self.best_logits = clean_logits.clone()
         self.best_score = attack.clean_score(clean_logits, y, target)
-        self.best_success = attack.loss.success(clean_logits, y, target)
+        self.best_success = attack.is_success(x, clean_logits, y, target)
+        self.carried: dict[str, torch.Tensor] = {}
+        self.extras: dict[str, Any] = {}
         self.steps = torch.zeros(len(x), dtype=torch.long, device=x.device)
         self.queries = torch.ones(len(x), dtype=torch.long, device=x.device)
         self._random: KeyedRandom | None = None
@@ -177,26 +144,31 @@ class Run:
         _count(self.steps, rows.rows)
 
     def offer(self, rows: Rows, x: torch.Tensor, logits: torch.Tensor, score: torch.Tensor, success: torch.Tensor,
-              final: bool = False) -> None:
-        """Candidates for ``rows``; each replaces the row's best point where the rule says so."""
+              final: bool = False, carried: dict[str, torch.Tensor] | None = None) -> None:
+        """Candidates for ``rows``; each replaces the row's best point (and ``carried``) where the rule says."""
         index = rows.rows
         old_success = self.best_success if index is None else self.best_success[index]
         old_score = self.best_score if index is None else self.best_score[index]
         better = self.rule.better(old_success, old_score, success, score, final)
-        local = better.nonzero().squeeze(1)
-        if len(local) == 0:
-            return
-        at = local if index is None else index[local]
+        local: torch.Tensor | slice = slice(None)  # every row (no indexing)
+        at: torch.Tensor | slice = local if index is None else index
+        if not better.all():
+            local = better.nonzero().squeeze(1)
+            if len(local) == 0:
+                return
+            at = local if index is None else index[local]
         self.best_x[at] = x[local].to(self.best_x.dtype)
         self.best_logits[at] = logits[local].to(self.best_logits.dtype)
         self.best_score[at] = score[local].to(self.best_score.dtype)
         self.best_success[at] = success[local]
+        for name, value in (carried or {}).items():
+            self.carried[name][at] = value[local].to(self.carried[name].dtype)
 
-    def result(self, extras: dict[str, torch.Tensor] | None = None) -> AttackResult:
-        """The result; success is checked once more through the attack's loss at the returned logits."""
-        success = self.attack.loss.success(self.best_logits, self.y, self.target)
+    def result(self, extras: dict[str, Any] | None = None) -> AttackResult:
+        """The result (with ``extras``, else the run's); success is checked once more at the returned points."""
+        success = self.attack.is_success(self.best_x, self.best_logits, self.y, self.target)
         return AttackResult(self.best_x, success, self.steps, self.queries, self.best_logits, self.clean_logits,
-                            self.target, extras or {})
+                            self.target, self.extras if extras is None else extras)
 
 
 class EngineAttack(Attack):
@@ -226,6 +198,11 @@ class EngineAttack(Attack):
     def search(self, run: Run, index: torch.Tensor | None, restart: int) -> None:
         """One search on the rows ``index`` (None: all), offering its candidates to ``run``."""
         raise NotImplementedError
+
+    def is_success(self, x: torch.Tensor, logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
+                   ) -> torch.Tensor:
+        """Whether the points ``x`` with outputs ``logits`` succeed (default: the attack loss says so)."""
+        return self.loss.success(logits, y, target)
 
     def clean_score(self, clean_logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
         """The score of the clean points, where every sample's best point starts (default: the loss)."""
@@ -258,6 +235,9 @@ class GradientAttack(EngineAttack):
 
     def observe(self, rows: Rows, k: int, loss: torch.Tensor, grad: torch.Tensor) -> None:
         """Called after the gradient of step ``k``, before finished rows are dropped (default: nothing)."""
+
+    def checked(self, run: Run, rows: Rows, k: int, logits: torch.Tensor, success: torch.Tensor) -> None:
+        """Called at each success check, of ``rows.x`` after ``k`` steps, before finished rows are dropped."""
 
     def score(self, logits: torch.Tensor, loss: torch.Tensor, rows: Rows) -> torch.Tensor:
         """What ranks two failed iterates of a sample (default: the loss)."""
@@ -300,8 +280,9 @@ class GradientAttack(EngineAttack):
 
         def visit(k: int, logits: torch.Tensor, loss: torch.Tensor) -> None:
             run.count_queries(rows)
-            success = self.loss.success(logits, rows.y, rows.target)
+            success = self.is_success(rows.x, logits, rows.y, rows.target)
             run.offer(rows, rows.x, logits, self.score(logits, loss, rows), success)
+            self.checked(run, rows, k, logits, success)
             self.observe(rows, k, loss, rows.grad)
             if self.early_stop and success.any():
                 rows.keep(~success)
@@ -314,8 +295,9 @@ class GradientAttack(EngineAttack):
             logits = self.predict(rows.x, rows.y)
             run.count_queries(rows)
             loss = self.loss(logits, rows.y, rows.loss_target)
-            success = self.loss.success(logits, rows.y, rows.target)
+            success = self.is_success(rows.x, logits, rows.y, rows.target)
             run.offer(rows, rows.x, logits, self.score(logits, loss, rows), success, final=True)
+            self.checked(run, rows, self.steps, logits, success)
 
 
 class SearchAttack(EngineAttack):
@@ -344,7 +326,7 @@ class SearchAttack(EngineAttack):
         with torch.no_grad():
             logits = self.predict(candidate, rows.y)
         run.count_queries(rows)
-        return logits, self.loss(logits, rows.y, rows.target), self.loss.success(logits, rows.y, rows.target)
+        return logits, self.loss(logits, rows.y, rows.target), self.is_success(candidate, logits, rows.y, rows.target)
 
     def search(self, run: Run, index: torch.Tensor | None, restart: int) -> None:
         rows = run.rows(torch.arange(len(run), device=run.x.device) if index is None else index)

@@ -10,7 +10,9 @@ log-probability of the target class). Since ``x >= lo``, the L1 term is linear a
 together with the box constraint is a shift followed by a clamp to ``[lo, hi]``: pixels are pushed to
 exactly ``lo`` (0 for images in [0, 1]), so the images become sparse in the strict sense, not merely small.
 Two update rules: ``"adam"`` (Adam on the gradient of the whole objective, then the clamp; default) and
-``"ista"`` (projected gradient descent with a fixed step: ISTA on the box, Beck and Teboulle 2009).
+``"ista"`` (projected gradient descent with a fixed step: ISTA on the box, Beck and Teboulle 2009). The
+attack is a :class:`~alva.attacks.engine.GradientAttack`: it supplies the start, this step and the success
+test; the engine owns the loop, early stop, the counters and the result.
 
 Definitions used everywhere (the early-stop rule, the reported figures and :func:`sparse_summary`):
 
@@ -31,12 +33,13 @@ from typing import Any
 
 import torch
 
-from alva.attacks.base import Attack, AttackInputError, AttackResult
-from alva.attacks.engine import Rows
+from alva.attacks.base import AttackInputError, AttackResult
+from alva.attacks.engine import LAST_ITERATE, GradientAttack, Rows, Run
 from alva.attacks.errors import finite, in_interval, positive_int
 from alva.attacks.losses import ClassLoss
 
-__all__ = ["SparseConfident", "blank_images", "pixel_l0", "pixel_l1", "pixel_mask_shape", "sparse_summary"]
+__all__ = ["SparseConfident", "SparseRows", "blank_images", "pixel_l0", "pixel_l1", "pixel_mask_shape",
+           "sparse_summary"]
 
 STARTS = ("zeros", "uniform", "input")
 OPTIMIZERS = ("adam", "ista")
@@ -74,7 +77,21 @@ def blank_images(n: int, shape: tuple[int, ...], low: float = 0.0, *, device: st
     return torch.full((n, *shape), float(low), device=device, dtype=dtype)
 
 
-class SparseConfident(Attack):
+class SparseRows(Rows):
+    """The per-row state of a sparse search: the pixels free to change and Adam's moments."""
+
+    free: torch.Tensor | None
+    m: torch.Tensor | None
+    v: torch.Tensor | None
+
+
+def _sparse_rows(rows: Rows) -> SparseRows:
+    if not isinstance(rows, SparseRows):
+        raise TypeError(f"SparseConfident searches on SparseRows, got {type(rows).__name__}")
+    return rows
+
+
+class SparseConfident(GradientAttack):
     """Generate sparse images that the model assigns to a target class with high probability.
 
     Call it as ``attack(x, targets)`` (the second argument is the class to generate for each image) or
@@ -100,9 +117,10 @@ class SparseConfident(Attack):
             ``extras["history"]`` (``(steps + 1) x N``; NaN / -1 after a sample stopped).
         early_stop: stop updating each sample at the first step where both thresholds hold (default True);
             without it every sample runs ``steps`` steps and is judged at its last iterate.
-        loss: the objective that the update ascends for the target (``"ce"``: the log-probability).
-        target, bounds, seed: as for every :class:`~alva.attacks.base.Attack`; the seed fixes the
-            uniform start and the masks.
+
+    ``loss`` (the objective that the update ascends for the target; ``"ce"``: the log-probability),
+    ``target``, ``bounds`` and ``seed`` are those of every :class:`~alva.attacks.base.Attack`; the seed fixes
+    the uniform start and the masks.
 
     Step counting: the images are checked before every update; a sample that holds both thresholds at
     the check after ``s`` updates stops there with ``steps == s``, and its image is that iterate.
@@ -111,6 +129,9 @@ class SparseConfident(Attack):
     (of the returned images), ``first_success`` (the first check at which both thresholds held, -1 if
     none: equals ``steps`` for samples stopped early), ``mask`` (or None), ``zero_tol`` and ``low``.
     """
+
+    rule = LAST_ITERATE  # the image where a sample stopped: its first success (early stop), else the last iterate
+    rows_type = SparseRows
 
     def __init__(self, model: torch.nn.Module, *, confidence: float = 0.9, max_pixels: int = 300, lam: float = 0.05,
                  steps: int = 1000, lr: float | None = None, optimizer: str = "adam", start: str = "zeros",
@@ -135,7 +156,7 @@ class SparseConfident(Attack):
         self.max_pixels = int(max_pixels)
         self.steps = positive_int("steps", steps)
         self.optimizer = optimizer
-        self.start = start
+        self.start_from = start
         self.record = bool(record)
 
     def generate(self, targets: torch.Tensor, shape: tuple[int, ...] = (1, 28, 28)) -> AttackResult:
@@ -145,15 +166,41 @@ class SparseConfident(Attack):
             raise AttackInputError("targets must be a tensor of class labels")
         return self(blank_images(len(targets), shape, self.bounds[0], device=targets.device), targets)
 
-    # -- the attack -------------------------------------------------------------------------------------
+    # -- the attack: a gradient attack on the engine ---------------------------------------------------
 
-    def _start(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    def run(self, x, y, target, clean_logits, generator) -> AttackResult:
+        """Every sample is searched from its start (the clean point is no candidate); the classes generated
+        are ``target``, else ``y``."""
+        run = Run(self, x, y, y if target is None else target, clean_logits, generator, self.rule)
+        run.extras["first_success"] = torch.full((len(x),), -1, dtype=torch.long, device=x.device)
+        if self.record:
+            run.extras["history"] = {
+                "target_prob": torch.full((self.steps + 1, len(x)), math.nan, device=x.device),
+                "l0": torch.full((self.steps + 1, len(x)), -1, dtype=torch.long, device=x.device)}
+        self.search(run, None, 0)
+        return self.finish(run)
+
+    def start(self, run: Run, rows: Rows) -> torch.Tensor:
+        """The start image with the masked pixels at the lower bound; the mask and the uniform start are
+        drawn from the attack's generator (identical blank images must get different masks and starts)."""
+        rows = _sparse_rows(rows)
         lo, hi = self.bounds
-        if self.start == "zeros":
-            return torch.full_like(x, lo)
-        if self.start == "uniform":
-            return lo + (hi - lo) * torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        return x.clone()
+        x = rows.x0
+        mask = self._mask(x, run.generator)
+        if self.start_from == "zeros":
+            start = torch.full_like(x, lo)
+        elif self.start_from == "uniform":
+            start = lo + (hi - lo) * torch.rand(x.shape, generator=run.generator, device=x.device, dtype=x.dtype)
+        else:
+            start = x.clone()
+        if mask is not None:
+            start = start.masked_fill(mask, lo)
+        run.extras["mask"] = mask
+        rows.free = None if mask is None else ~mask
+        adam = self.optimizer == "adam"
+        rows.m = torch.zeros_like(start) if adam else None
+        rows.v = torch.zeros_like(start) if adam else None
+        return start
 
     def _mask(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor | None:
         """Per-pixel bool mask (True = held at the lower bound) of exactly floor(fraction * pixels) pixels."""
@@ -167,81 +214,45 @@ class SparseConfident(Attack):
         mask.scatter_(1, order[:, :count], True)
         return mask.reshape(shape)
 
-    def run(self, x, y, target, clean_logits, generator) -> AttackResult:
-        lo, hi = self.bounds
-        n = len(x)
-        targets = y if target is None else target
-        device = x.device
-        mask = self._mask(x, generator)
-        start = self._start(x, generator)
-        if mask is not None:
-            start = start.masked_fill(mask, lo)
+    def step(self, rows: Rows, grad: torch.Tensor, k: int) -> torch.Tensor:
+        rows = _sparse_rows(rows)
+        moments = None if rows.m is None or rows.v is None else (rows.m, rows.v)
+        return self._update(rows.x, grad, rows.free, moments, k + 1)
 
-        x_adv = start.clone()
-        adv_logits = clean_logits.clone()
-        steps = torch.zeros(n, dtype=torch.long, device=device)
-        queries = torch.ones(n, dtype=torch.long, device=device)
-        first_success = torch.full((n,), -1, dtype=torch.long, device=device)
-        history = None
-        if self.record:
-            history = {"target_prob": torch.full((self.steps + 1, n), math.nan, device=device),
-                       "l0": torch.full((self.steps + 1, n), -1, dtype=torch.long, device=device)}
+    def is_success(self, x: torch.Tensor, logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
+                   ) -> torch.Tensor:
+        """Both thresholds hold: the target probability and the number of non-zero pixels."""
+        prob = logits.softmax(dim=1).gather(1, (y if target is None else target)[:, None]).squeeze(1)
+        return (prob >= self.confidence) & (pixel_l0(x, self.bounds[0], self.zero_tol) <= self.max_pixels)
 
-        # The rows still running, with their state; keep() drops finished rows from all of it.
-        free = None if mask is None else ~mask
-        adam = self.optimizer == "adam"
-        rows = Rows(torch.arange(n, device=device), n, x=start, y=y, target=targets, free=free,
-                    m=torch.zeros_like(start) if adam else None, v=torch.zeros_like(start) if adam else None)
-        for s in range(self.steps + 1):
-            last = s == self.steps
-            cur = rows.x.detach().requires_grad_(not last)
-            idx, tgt = rows.rows, rows.target
-            with torch.set_grad_enabled(not last):
-                logits = self.model(cur)
-                objective = self.loss(logits, rows.y, tgt)  # y is unused by a targeted class loss
-            queries[idx] += 1
-            with torch.no_grad():
-                prob = logits.detach().softmax(dim=1).gather(1, tgt[:, None]).squeeze(1)
-                l0 = pixel_l0(cur.detach(), lo, self.zero_tol)
-                ok = (prob >= self.confidence) & (l0 <= self.max_pixels)
-                if history is not None:
-                    history["target_prob"][s, idx] = prob.float()
-                    history["l0"][s, idx] = l0
-                newly = ok & (first_success[idx] < 0)
-                first_success[idx[newly]] = s
-                done = ok if self.early_stop else torch.zeros_like(ok)
-                if last:
-                    done = torch.ones_like(ok)
-                if done.any():
-                    x_adv[idx[done]] = cur.detach()[done]
-                    adv_logits[idx[done]] = logits.detach()[done]
-                if last or done.all():
-                    break
-            (rows.grad,) = torch.autograd.grad(objective.sum(), cur)
-            with torch.no_grad():
-                rows.x = cur.detach()
-                if not (~done).all():
-                    rows.keep(~done)
-                steps[rows.rows] += 1
-                moments = (rows.m, rows.v) if adam else None
-                rows.x = self._update(rows.x, rows.grad, rows.free, moments, s + 1)
-        success = self._success(adv_logits, targets, x_adv)
+    def checked(self, run: Run, rows: Rows, k: int, logits: torch.Tensor, success: torch.Tensor) -> None:
+        """The first check where both thresholds held and, with ``record``, the history."""
+        index = rows.rows if rows.rows is not None else torch.arange(rows.n, device=success.device)
+        first = run.extras["first_success"]
+        newly = success & (first[index] < 0)
+        first[index[newly]] = k
+        history = run.extras.get("history")
+        if history is not None:
+            target = rows.target if rows.target is not None else rows.y
+            history["target_prob"][k, index] = logits.softmax(dim=1).gather(1, target[:, None]).squeeze(1).float()
+            history["l0"][k, index] = pixel_l0(rows.x, self.bounds[0], self.zero_tol)
+
+    def finish(self, run: Run) -> AttackResult:
+        lo = self.bounds[0]
+        target = run.target
+        assert target is not None  # run() always sets the classes generated
         extras = {
-            "target_prob": adv_logits.softmax(dim=1).gather(1, targets[:, None]).squeeze(1),
-            "l0": pixel_l0(x_adv, lo, self.zero_tol),
-            "l1": pixel_l1(x_adv, lo),
-            "first_success": first_success,
-            "mask": mask,
+            "target_prob": run.best_logits.softmax(dim=1).gather(1, target[:, None]).squeeze(1),
+            "l0": pixel_l0(run.best_x, lo, self.zero_tol),
+            "l1": pixel_l1(run.best_x, lo),
+            "first_success": run.extras["first_success"],
+            "mask": run.extras["mask"],
             "zero_tol": self.zero_tol,
             "low": lo,
         }
-        if history is not None:
-            extras["history"] = history
-        return AttackResult(x_adv, success, steps, queries, adv_logits, clean_logits, targets, extras)
-
-    def _success(self, logits: torch.Tensor, targets: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
-        prob = logits.softmax(dim=1).gather(1, targets[:, None]).squeeze(1)
-        return (prob >= self.confidence) & (pixel_l0(x_adv, self.bounds[0], self.zero_tol) <= self.max_pixels)
+        if self.record:
+            extras["history"] = run.extras["history"]
+        return run.result(extras)
 
     def _update(self, cur: torch.Tensor, grad: torch.Tensor, free: torch.Tensor | None,
                 moments: tuple[torch.Tensor, torch.Tensor] | None, t: int) -> torch.Tensor:
