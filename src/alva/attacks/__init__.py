@@ -16,6 +16,7 @@ from alva.attacks.losses import LOSSES, AttackLoss, ClassLoss, Confident, cross_
 from alva.attacks.multilabel import NaiveBCE, SingleLabelFlip
 from alva.attacks.norms import L2, NORMS, Linf, Norm, get_norm
 from alva.attacks.pgd import FGSM, PGD
+from alva.attacks.population import PopulationRows, PopulationSearch
 from alva.attacks.registry import ATTACKS, REGISTRY, AttackSpec, Option, build
 from alva.attacks.sparse import SparseConfident, sparse_summary
 from alva.attacks.square import Square
@@ -26,7 +27,7 @@ __all__ = [
     "ALVAResult", "APGDTargeted", "AdvGANAttack", "Attack", "AttackInputError", "AttackLoss", "AttackResult",
     "AttackSpec", "ClassLoss", "Confident", "DLRLoss", "DifferentialEvolution", "EngineAttack",
     "GeneratorAttackResult", "GradientAttack", "KeepBest", "KeyedRandom", "LatentResult", "Linf", "NaiveBCE",
-    "Norm", "OnePixel", "Option", "QueryCounter", "Repeated", "Rows", "Run", "SearchAttack", "SingleLabelFlip",
+    "Norm", "OnePixel", "Option", "PopulationRows", "PopulationSearch", "QueryCounter", "Repeated", "Rows", "Run", "SearchAttack", "SingleLabelFlip",
     "SparseConfident", "Square", "TransferAttack", "UnrestrictedGeneratorAttack",
     "alva_summary", "attack_mode", "build", "cross_entropy", "dlr", "dlr_targeted", "get_norm", "is_success",
     "margin", "sparse_summary",
