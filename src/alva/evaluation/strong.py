@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -190,11 +191,11 @@ class StrongEvaluation:
 
         ``x`` is an image tensor (with its labels ``y``), an :class:`~alva.data.ImageData` or any iterable of
         ``(images, labels)`` batches such as a ``DataLoader``. Images in memory in one process are evaluated
-        attack by attack over the whole set and every worst case is kept. A streamed set, or any set under
-        ``torchrun`` with several processes (each evaluates its share), is evaluated batch by batch
-        (:mod:`alva.evaluation.strong_stream`): the per-sample results are the same, only a few batches of
-        images are held at a time and ``x_adv`` holds the worst cases of the first ``keep`` samples (default:
-        one batch). A state folder needs the first way.
+        attack by attack over the whole set and every worst case is kept (the first ``keep`` if given). A
+        streamed set, or any set under ``torchrun`` with several processes (each evaluates its share), is
+        evaluated batch by batch (:mod:`alva.evaluation.strong_stream`): the per-sample results are the same,
+        only a few batches of images are held at a time and ``x_adv`` holds the worst cases of the first
+        ``keep`` samples (default: one batch). A state folder needs the first way.
 
         ``resume``: go on from the state in ``state_dir`` (a fresh start when there is none); without it an
         existing state is an error. ``callback(event, info)`` is called after each save with event
@@ -226,7 +227,8 @@ class StrongEvaluation:
             if name in state["done"]:
                 continue
             self._run_attack(name, x, y, state, folder, callback)
-        return self._result(x, y, state)
+        result = self._result(x, y, state)
+        return result if keep is None else replace(result, x_adv=result.x_adv[:keep])
 
     def _run_attack(self, name: str, x: torch.Tensor, y: torch.Tensor, state: dict[str, Any], folder: Path | None,
                     callback) -> None:
