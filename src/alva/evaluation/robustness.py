@@ -182,7 +182,8 @@ def attack_figures(attack: Attack, x: Samples, y: torch.Tensor | None = None, *,
         return SampleFigures.of(images.cpu(), labels, result), batch
     limit = keep if keep is not None else len(memory[0]) if memory is not None else batch_size
     parts, index, kept = [], [], []
-    bar = tqdm(desc=desc, unit="img", disable=not progress, leave=False, dynamic_ncols=True)
+    bar = tqdm(desc=desc, unit="img", disable=not progress or not distributed.is_main(), leave=False,
+               dynamic_ncols=True)
     for images, labels, at in local_batches(x, y, batch_size, num_workers=num_workers):
         labels = labels.cpu().long()
         r = attack(images.to(device), labels.to(device))

@@ -9,7 +9,11 @@ did. Robust accuracy after each attack (cumulative) and the seconds each took go
 Runs are seeded and resumable: with a state folder, the state (``state.safetensors``, mirrored for people in
 ``state.json``) is written atomically after every batch and every attack, and a rerun with ``resume=True``
 goes on where the stopped one was and gives the same result. The attacks draw their random numbers per
-sample (from the seed and the sample's pixels), so the batches a run is cut into do not change it.
+sample (from the seed and the sample's pixels), so the batches a run is cut into do not change it. That is
+also why a streamed set (an :class:`~alva.data.ImageData` read from disk, a ``DataLoader``), or a set shared out
+over the processes of ``torchrun``, can be evaluated batch by batch (:mod:`alva.evaluation.strong_stream`) with
+the same per-sample results; :func:`~alva.evaluation.strong_result.write_result` writes the ``result.json`` that
+``alva report`` renders.
 
 Sanity checks (:mod:`alva.evaluation.sanity`) run at the end by default and warn about gradient masking,
 randomised models and attacks that do not work.

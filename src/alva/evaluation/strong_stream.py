@@ -69,7 +69,8 @@ def run_streaming(evaluation: StrongEvaluation, x: Samples, y: torch.Tensor | No
     seconds = torch.zeros(1 + len(evaluation.attacks), dtype=torch.float64)
     parts: list[dict[str, torch.Tensor]] = []
     done = 0
-    bar = tqdm(desc="strong", unit="img", disable=not evaluation.progress, leave=False, dynamic_ncols=True)
+    bar = tqdm(desc="strong", unit="img", disable=not evaluation.progress or not distributed.is_main(), leave=False,
+               dynamic_ncols=True)
     for images, labels, at in local_batches(x, y, evaluation.batch_size, num_workers=num_workers):
         images, labels = images.detach().cpu(), labels.detach().cpu().long()
         check_batch(images, labels, evaluation.bounds)
