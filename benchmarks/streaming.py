@@ -10,12 +10,16 @@ computed over all N images twice, each in a fresh process:
 - ``memory``: ``alva.data.load(folder, stream=False, num_workers=W)`` reads every image into one float32
   tensor first, then the batches are slices of it (skipped when the tensor would exceed ``--memory-limit``).
 
+With ``--task fgsm`` each run attacks the images instead (FGSM, eps 8/255, through
+``alva.evaluation.evaluate_attack``, which takes the ``ImageData`` as it is: streamed batch by batch keeping the
+per-sample figures and one batch of adversarial images, or in memory keeping every adversarial image).
+
 Each run's seconds cover loading and evaluating; images/s is N over them. Peak RSS is the process's VmHWM,
 and the largest peak of its worker processes. Streaming's peak should stay flat in N; in memory it grows by
 N x 602 KB.
 
 Usage: ``python benchmarks/streaming.py [--n 1000 5000] [--threads 1] [--workers 2] [--batch-size 100]
-[--dir /tmp/alva-streaming] [--memory-limit-gb 4] [--json PATH]``.
+[--dir /tmp/alva-streaming] [--memory-limit-gb 4] [--task clean|fgsm] [--json PATH]``.
 """
 
 from __future__ import annotations
@@ -78,28 +82,43 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def child(folder: str, path: str, batch_size: int, workers: int) -> dict:
-    """One measured run in this process: load ``folder`` by ``path`` and compute the clean accuracy."""
+def clean_accuracy(model: nn.Module, data, batch_size: int, workers: int) -> float:
+    correct = 0
+    with torch.no_grad():
+        for xb, yb in data.loader(batch_size, num_workers=workers):
+            correct += int((model(xb).argmax(1) == yb).sum())
+    return correct / len(data)
+
+
+def fgsm_accuracy(model: nn.Module, data, batch_size: int, workers: int) -> float:
+    from alva.attacks import FGSM
+    from alva.evaluation import evaluate_attack
+
+    report, _ = evaluate_attack(FGSM(model, eps=8 / 255), data, batch_size=batch_size, progress=False,
+                                num_workers=workers)
+    return report.robust_acc
+
+
+def child(folder: str, path: str, batch_size: int, workers: int, task: str = "clean") -> dict:
+    """One measured run in this process: load ``folder`` by ``path`` and compute the clean accuracy (``task``
+    ``"clean"``) or the robust accuracy under FGSM (``"fgsm"``)."""
     from alva.data import load
 
     model = small_net()
     started = time.perf_counter()
     data = load(folder, stream=path == "stream", num_workers=workers)
-    correct = 0
-    with torch.no_grad():
-        for xb, yb in data.loader(batch_size, num_workers=workers):
-            correct += int((model(xb).argmax(1) == yb).sum())
+    accuracy = (fgsm_accuracy if task == "fgsm" else clean_accuracy)(model, data, batch_size, workers)
     seconds = time.perf_counter() - started
     workers_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"path": path, "n": len(data), "in_memory": data.in_memory, "seconds": seconds,
-            "images_per_second": len(data) / seconds, "accuracy": correct / len(data),
+    return {"path": path, "task": task, "n": len(data), "in_memory": data.in_memory, "seconds": seconds,
+            "images_per_second": len(data) / seconds, "accuracy": accuracy,
             "peak_rss_mb": peak_rss_mb(), "worker_peak_rss_mb": workers_peak}
 
 
 def measure(folder: Path, path: str, args: argparse.Namespace) -> dict:
     """:func:`child` in a fresh Python process (so each peak is its own)."""
     command = [sys.executable, __file__, "--child", path, "--folder", str(folder), "--threads", str(args.threads),
-               "--workers", str(args.workers), "--batch-size", str(args.batch_size)]
+               "--workers", str(args.workers), "--batch-size", str(args.batch_size), "--task", args.task]
     out = subprocess.run(command, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -113,13 +132,15 @@ def main() -> None:
     parser.add_argument("--dir", default="/tmp/alva-streaming", help="where the image folders are written")
     parser.add_argument("--memory-limit-gb", type=float, default=4.0,
                         help="skip the in-memory run when the float32 images would take more")
+    parser.add_argument("--task", choices=["clean", "fgsm"], default="clean",
+                        help="what each run computes: the clean accuracy, or FGSM through evaluate_attack")
     parser.add_argument("--json", default=None, help="also write the figures to this file")
     parser.add_argument("--child", choices=["stream", "memory"], help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.child:
-        print(json.dumps(child(args.folder, args.child, args.batch_size, args.workers)))
+        print(json.dumps(child(args.folder, args.child, args.batch_size, args.workers, args.task)))
         return
 
     base = Path(args.dir)
@@ -139,7 +160,8 @@ def main() -> None:
                   f"{run['seconds']:>8.1f} {run['images_per_second']:>9.0f} {shown:>14}", flush=True)
         rows.extend({**run, "stream_over_memory": ratio} for run in runs)
     if args.json:
-        settings = {"threads": args.threads, "workers": args.workers, "batch_size": args.batch_size}
+        settings = {"threads": args.threads, "workers": args.workers, "batch_size": args.batch_size,
+                    "task": args.task}
         Path(args.json).write_text(json.dumps({"settings": settings, "runs": rows}, indent=2) + "\n")
 
 

@@ -41,11 +41,15 @@ def barrier() -> None:
         dist.barrier()
 
 
-def shard_indices(n: int, rank: int, world: int) -> list[int]:
+def shard_indices(n: int, rank: int | None = None, world: int | None = None) -> list[int]:
     """The indices of ``range(n)`` that process ``rank`` of ``world`` handles: ``rank, rank + world, ...``.
 
-    The shards of all ranks are disjoint and together cover ``range(n)``.
+    The shards of all ranks are disjoint and together cover ``range(n)``. ``rank`` and ``world`` default to
+    this process's (:func:`rank`, :func:`world_size`): without a group, every index.
     """
+    here = (dist.get_rank(), dist.get_world_size()) if is_initialized() else (0, 1)
+    rank = here[0] if rank is None else rank
+    world = here[1] if world is None else world
     if world < 1 or not 0 <= rank < world:
         raise ValueError(f"need 0 <= rank < world, got rank {rank} and world {world}")
     return list(range(rank, n, world))
@@ -58,6 +62,47 @@ def all_gather_objects(obj: T) -> list[T]:
     gathered: list[Any] = [None] * world_size()  # filled with every rank's obj
     dist.all_gather_object(gathered, obj)
     return gathered
+
+
+def _gather_tensor(t: torch.Tensor) -> list[torch.Tensor]:
+    """``t`` of every rank in rank order; the first dimension may differ between ranks (padded to send)."""
+    if not is_initialized():
+        return [t]
+    nccl = dist.get_backend() == "nccl"
+    device = torch.device("cuda", torch.cuda.current_device()) if nccl else torch.device("cpu")
+    wire = t.to(device, torch.uint8 if t.dtype == torch.bool else t.dtype).contiguous()
+    sizes = [torch.zeros(1, dtype=torch.long, device=device) for _ in range(world_size())]
+    dist.all_gather(sizes, torch.tensor([len(wire)], dtype=torch.long, device=device))
+    longest = max(int(s) for s in sizes)
+    padded = torch.zeros((longest, *wire.shape[1:]), dtype=wire.dtype, device=device)
+    padded[:len(wire)] = wire
+    parts = [torch.empty_like(padded) for _ in sizes]
+    dist.all_gather(parts, padded)
+    return [p[:int(s)].to(t.device, t.dtype) for p, s in zip(parts, sizes, strict=True)]
+
+
+def gather_samples(index: torch.Tensor, values: dict[str, torch.Tensor]
+                   ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Per-sample tensors of every rank merged into one set, ordered by the samples' global ``index``.
+
+    Each rank gives the global indices of the samples it handled (int64, ``N_rank``) and tensors whose first
+    dimension is those samples; every rank gets back the sorted indices of all ranks and the tensors in that
+    order: with the shards of :func:`shard_indices`, exactly what one process would have computed. Sent with
+    :func:`torch.distributed.all_gather` (no pickling); without a group the input comes back sorted.
+
+    Args:
+        index: The global index of each local sample.
+        values: Per-sample tensors (first dimension ``len(index)``; bool, integer or float; same trailing
+            shape and dtype on every rank).
+    """
+    index = index.detach().long().cpu()
+    for name, t in values.items():
+        if len(t) != len(index):
+            raise ValueError(f"{name} has {len(t)} rows but there are {len(index)} indices")
+    every = torch.cat(_gather_tensor(index))
+    order = torch.argsort(every)
+    merged = {name: torch.cat(_gather_tensor(t.detach().cpu()))[order] for name, t in values.items()}
+    return every[order], merged
 
 
 def init_from_env(device: str | torch.device = "cpu") -> str:

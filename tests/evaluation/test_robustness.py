@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.utils.data import DataLoader, TensorDataset
 
 from alva.attacks import FGSM, PGD, AttackResult
-from alva.data import fixed_subset
-from alva.evaluation import accuracy, eps_curve, evaluate_attack, summarize
+from alva.data import ImageData, fixed_subset
+from alva.evaluation import accuracy, attack_figures, eps_curve, evaluate_attack, summarize
 from alva.models import load
 
 
@@ -66,3 +67,49 @@ def test_eps_curve_starts_at_clean_accuracy_and_falls(cnn, test_subset):
     assert accs[0] == pytest.approx(accuracy(cnn, x, y))
     assert accs[-1] < accs[0] - 0.5
     assert all(b <= a + 0.02 for a, b in zip(accs, accs[1:], strict=False))
+
+
+def test_l0_counts_pixels_not_channel_values():
+    x = torch.zeros(2, 3, 4, 4)
+    x_adv = x.clone()
+    x_adv[0, :, 0, 0] = 0.5  # one pixel, all three channels
+    x_adv[0, 1, 2, 3] = 0.2  # a second pixel, one channel
+    x_adv[1, 2, 1, 1] = 1e-7  # below the threshold: unchanged
+    y = torch.tensor([0, 1])
+    logits = _logits_for([0, 1])
+    result = AttackResult(x_adv, torch.zeros(2, dtype=torch.bool), torch.zeros(2), torch.ones(2), logits, logits)
+    report = summarize("toy", x, y, result)
+    assert report.norms["l0"] == pytest.approx((2 + 0) / 2)
+
+
+def _streamed(x: torch.Tensor, y: torch.Tensor) -> ImageData:
+    return ImageData("test", "test", tuple(x.shape[1:]), tuple(str(i) for i in range(10)), "multiclass", y,
+                     samples=TensorDataset(x, y))
+
+
+def test_streamed_sets_give_the_figures_of_the_tensors(cnn, test_subset):
+    x, y = fixed_subset(*test_subset, 150, seed=3)
+    attack = PGD(cnn, eps=0.2, steps=5, seed=0)
+    report, batch = evaluate_attack(attack, x, y, batch_size=64, progress=False)
+    figures, _ = attack_figures(attack, x, y, batch_size=64, progress=False)
+    for source in (_streamed(x, y), DataLoader(TensorDataset(x, y), batch_size=40)):
+        streamed_figures, kept = attack_figures(attack, source, batch_size=64, progress=False)
+        for name, value in figures.tensors().items():
+            assert torch.equal(streamed_figures.tensors()[name], value), name
+        streamed, _ = evaluate_attack(attack, source, batch_size=64, progress=False)
+        assert streamed.to_dict() == report.to_dict()
+        # Only the first batch of attacked images is kept, and it is the in-memory run's.
+        assert len(kept.x_adv) == 64 and torch.equal(kept.x_adv, batch.x_adv[:64])
+        assert torch.equal(kept.adv_pred, batch.adv_pred[:64]) and torch.equal(kept.y, y[:64])
+    curve = eps_curve(lambda eps: FGSM(cnn, eps=eps), [0.1, 0.3], _streamed(x, y), batch_size=64, progress=False)
+    assert curve == eps_curve(lambda eps: FGSM(cnn, eps=eps), [0.1, 0.3], x, y, batch_size=64, progress=False)
+
+
+def test_labels_go_with_tensors_only(cnn, test_subset):
+    x, y = test_subset
+    with pytest.raises(ValueError, match="labels y"):
+        evaluate_attack(FGSM(cnn, eps=0.1), x[:10], progress=False)
+    with pytest.raises(ValueError, match="give y only"):
+        evaluate_attack(FGSM(cnn, eps=0.1), _streamed(x[:10], y[:10]), y[:10], progress=False)
+    with pytest.raises(TypeError, match="iterable of"):
+        evaluate_attack(FGSM(cnn, eps=0.1), 3, progress=False)

@@ -195,3 +195,38 @@ def test_cli_eval_writes_result_prints_the_table_and_resumes(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["eval", "--eps", "0.3", "--attacks", "apgd-ce,fab", "--out", str(out)])
     assert "fab" in capsys.readouterr().err
+
+
+def test_a_streamed_set_gives_the_per_sample_results_and_table_of_the_tensors(cnn_small, batch, reference):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    ev, expected = reference
+    streamed = ev.run(DataLoader(TensorDataset(*batch), batch_size=30), keep=40)
+    assert streamed.broken_by == expected.broken_by
+    assert torch.equal(streamed.queries, expected.queries) and torch.equal(streamed.steps, expected.steps)
+    assert torch.equal(streamed.adv_logits, expected.adv_logits) and torch.equal(streamed.y, expected.y)
+    assert torch.equal(streamed.x_adv, expected.x_adv[:40])  # only the first images are kept
+    drop = lambda table: [{k: v for k, v in row.items() if k != "seconds"} for row in table]  # noqa: E731
+    assert drop(streamed.table) == drop(expected.table)
+    assert streamed.report.to_dict() == expected.report.to_dict()
+    assert streamed.settings == expected.settings  # the same data fingerprint, read batch by batch
+    with pytest.raises(ValueError, match="state folder"):
+        ev.run(DataLoader(TensorDataset(*batch), batch_size=30), state_dir="unused")
+
+
+def test_a_run_from_python_writes_the_result_that_the_report_renders(cnn_small, batch, tmp_path):
+    from alva.report.html import build_report
+    from alva.tracking import json_kind
+
+    x, y = batch
+    result = strong_evaluation(cnn_small, x[:20], y[:20], eps=0.3, version="quick", sanity=False, progress=False,
+                               out=tmp_path / "eval")
+    saved = json.loads((tmp_path / "eval" / "result.json").read_text())
+    assert json_kind(saved) == "strong-eval"
+    assert saved["robust_acc"] == result.robust_acc and saved["broken_by"] == result.broken_by
+    assert not (tmp_path / "eval" / "state.safetensors").exists()
+    page, sections = build_report(tmp_path / "eval")
+    assert [s.kind for s in sections] == ["strong evaluation"]
+    assert sections[0].tables[0].caption == "robust accuracy after each attack"
+    assert [row[0] for row in sections[0].tables[0].rows] == ["clean", "apgd-ce", "apgd-t", "square"]
+    assert "robust accuracy after each attack" in page

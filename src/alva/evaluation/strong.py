@@ -9,7 +9,11 @@ did. Robust accuracy after each attack (cumulative) and the seconds each took go
 Runs are seeded and resumable: with a state folder, the state (``state.safetensors``, mirrored for people in
 ``state.json``) is written atomically after every batch and every attack, and a rerun with ``resume=True``
 goes on where the stopped one was and gives the same result. The attacks draw their random numbers per
-sample (from the seed and the sample's pixels), so the batches a run is cut into do not change it.
+sample (from the seed and the sample's pixels), so the batches a run is cut into do not change it. That is
+also why a streamed set (an :class:`~alva.data.ImageData` read from disk, a ``DataLoader``), or a set shared out
+over the processes of ``torchrun``, can be evaluated batch by batch (:mod:`alva.evaluation.strong_stream`) with
+the same per-sample results; :func:`~alva.evaluation.strong_result.write_result` writes the ``result.json`` that
+``alva report`` renders.
 
 Sanity checks (:mod:`alva.evaluation.sanity`) run at the end by default and warn about gradient masking,
 randomised models and attacks that do not work.
@@ -19,7 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,15 +35,16 @@ from alva.attacks.base import Attack, AttackResult, attack_mode, check_batch
 from alva.attacks.errors import finite
 from alva.attacks.norms import get_norm
 from alva.attacks.square import Square
-from alva.evaluation.robustness import RobustnessReport, summarize
+from alva.evaluation.inputs import Samples, held_in_memory, sharded
+from alva.evaluation.robustness import summarize
 from alva.evaluation.sanity import emit, run_sanity_checks
+from alva.evaluation.strong_result import CLEAN_WRONG, MEMBERS, ROBUST, StrongResult, broken_by_names, write_result
+from alva.evaluation.strong_stream import run_streaming
 from alva.models.zoo import tensor_sha256
 from alva.tracking import atomic_write_json, load_checkpoint, save_checkpoint
 
-__all__ = ["MEMBERS", "STANDARD", "VERSIONS", "StrongEvaluation", "StrongResult", "strong_evaluation"]
+__all__ = ["MEMBERS", "STANDARD", "VERSIONS", "StrongEvaluation", "StrongResult", "strong_evaluation", "write_result"]
 
-MEMBERS = ("apgd-ce", "apgd-t", "apgd-dlr", "square")
-"""Attacks the ensemble can run: APGD with cross-entropy, APGD-T (targeted DLR), APGD with untargeted DLR, Square."""
 STANDARD = ("apgd-ce", "apgd-t", "square")
 """AutoAttack's standard order (without FAB-T)."""
 VERSIONS: dict[str, dict[str, dict[str, Any]]] = {
@@ -51,69 +56,8 @@ VERSIONS: dict[str, dict[str, dict[str, Any]]] = {
 }
 """Settings of each attack per version: ``standard`` is AutoAttack's; ``quick`` is a cheaper first look."""
 
-ROBUST, CLEAN_WRONG = -1, 0  # codes in broken_by besides 1 + MEMBERS.index(attack)
 STATE_FILE, STATE_JSON = "state.safetensors", "state.json"
 FORMAT = "alva-strong-eval/1"
-
-
-@dataclass
-class StrongResult:
-    """The worst case per sample over the ensemble.
-
-    x_adv: the adversarial example that broke each sample (the clean image where none did or the clean
-        prediction was already wrong).
-    broken_by: per sample, the attack that broke it, ``"clean"`` if misclassified to begin with, or None.
-    table: rows ``{attack, robust_acc, seconds, attacked, broken}``, the first for the clean inputs; robust_acc
-        is cumulative (after that attack), ``attacked`` the points it ran on, ``broken`` those it broke.
-    report: the usual :class:`~alva.evaluation.RobustnessReport` of the ensemble as one attack.
-    warnings: what the sanity checks found.
-    """
-
-    x_adv: torch.Tensor
-    y: torch.Tensor
-    adv_logits: torch.Tensor
-    clean_logits: torch.Tensor
-    broken_by: list[str | None]
-    queries: torch.Tensor
-    steps: torch.Tensor
-    table: list[dict[str, Any]]
-    settings: dict[str, Any]
-    report: RobustnessReport
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def n(self) -> int:
-        return len(self.y)
-
-    @property
-    def clean_acc(self) -> float:
-        return self.table[0]["robust_acc"]
-
-    @property
-    def robust_acc(self) -> float:
-        return self.table[-1]["robust_acc"]
-
-    @property
-    def robust(self) -> torch.Tensor:
-        """Per sample: clean-correct and broken by no attack."""
-        return torch.tensor([b is None for b in self.broken_by], dtype=torch.bool)
-
-    def format_table(self) -> str:
-        lines = [f"{'attack':10s} {'robust acc':>10s} {'attacked':>9s} {'broken':>7s} {'seconds':>8s}"]
-        for row in self.table:
-            lines.append(f"{row['attack']:10s} {row['robust_acc']:10.4f} {row['attacked']:9d} {row['broken']:7d} "
-                         f"{row['seconds']:8.1f}")
-        total = sum(row["seconds"] for row in self.table)
-        lines.append(f"{'total':10s} {self.robust_acc:10.4f} {'':9s} {'':7s} {total:8.1f}")
-        return "\n".join(lines)
-
-    def to_dict(self) -> dict[str, Any]:
-        counts: dict[str, int] = {}
-        for b in self.broken_by:
-            counts[b or "robust"] = counts.get(b or "robust", 0) + 1
-        return {"settings": self.settings, "n": self.n, "clean_acc": self.clean_acc, "robust_acc": self.robust_acc,
-                "table": self.table, "broken_by_counts": counts, "warnings": self.warnings,
-                "report": self.report.to_dict(), "broken_by": self.broken_by}
 
 
 def _model_fingerprint(model: torch.nn.Module) -> str:
@@ -181,7 +125,7 @@ class StrongEvaluation:
         """The attack ``name`` exactly as the ensemble runs it (to run it alone for comparison)."""
         opts = dict(self.options[name])
         common: dict[str, Any] = {"norm": self.norm, "early_stop": True, "seed": self.seed + MEMBERS.index(name),
-                  "bounds": self.bounds}
+                                  "bounds": self.bounds}
         if name == "apgd-ce":
             return APGD(self.model, self.eps, loss="ce", **opts, **common)
         if name == "apgd-dlr":
@@ -194,9 +138,13 @@ class StrongEvaluation:
 
     def settings(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
         """What a resumed run must share with the stopped one."""
+        return self.settings_for(len(x), tensor_sha256(x, y))
+
+    def settings_for(self, n: int, data_sha256: str | None) -> dict[str, Any]:
+        """The settings of a run on ``n`` samples whose images and labels have the SHA-256 ``data_sha256``."""
         return {"eps": self.eps, "norm": self.norm, "version": self.version, "seed": self.seed,
-                "options": self.options, "bounds": list(self.bounds), "n": len(x),
-                "data_sha256": tensor_sha256(x, y), "model_sha256": _model_fingerprint(self.model)}
+                "options": self.options, "bounds": list(self.bounds), "n": n,
+                "data_sha256": data_sha256, "model_sha256": _model_fingerprint(self.model)}
 
     # -- state ----------------------------------------------------------------------------------------------
 
@@ -245,14 +193,31 @@ class StrongEvaluation:
 
     # -- the evaluation -------------------------------------------------------------------------------------
 
-    def run(self, x: torch.Tensor, y: torch.Tensor, *, state_dir: str | Path | None = None, resume: bool = False,
-            callback: Callable[[str, dict[str, Any]], None] | None = None) -> StrongResult:
-        """Evaluate ``(x, y)``; with ``state_dir`` write the state there after each batch and attack.
+    def run(self, x: Samples, y: torch.Tensor | None = None, *, state_dir: str | Path | None = None,
+            resume: bool = False, callback: Callable[[str, dict[str, Any]], None] | None = None,
+            keep: int | None = None, num_workers: int = 0) -> StrongResult:
+        """Evaluate a set; with ``state_dir`` write the state there after each batch and attack.
+
+        ``x`` is an image tensor (with its labels ``y``), an :class:`~alva.data.ImageData` or any iterable of
+        ``(images, labels)`` batches such as a ``DataLoader``. Images in memory in one process are evaluated
+        attack by attack over the whole set and every worst case is kept (the first ``keep`` if given). A
+        streamed set, or any set under ``torchrun`` with several processes (each evaluates its share), is
+        evaluated batch by batch (:mod:`alva.evaluation.strong_stream`): the per-sample results are the same,
+        only a few batches of images are held at a time and ``x_adv`` holds the worst cases of the first
+        ``keep`` samples (default: one batch). A state folder needs the first way.
 
         ``resume``: go on from the state in ``state_dir`` (a fresh start when there is none); without it an
         existing state is an error. ``callback(event, info)`` is called after each save with event
         ``"batch"`` or ``"attack"`` (an exception raised there stops the run, as an interruption would).
+        ``num_workers``: worker processes reading a streamed ``ImageData``.
         """
+        memory = held_in_memory(x, y)
+        if memory is None or sharded():
+            if state_dir is not None:
+                raise ValueError("a state folder (to resume) needs the images in memory and one process; evaluate "
+                                 "a streamed or sharded set without state_dir")
+            return run_streaming(self, x, y, keep=keep, num_workers=num_workers, callback=callback)
+        x, y = memory
         check_batch(x, y, self.bounds)
         x, y = x.detach().cpu(), y.detach().cpu().long()
         settings = self.settings(x, y)
@@ -271,7 +236,8 @@ class StrongEvaluation:
             if name in state["done"]:
                 continue
             self._run_attack(name, x, y, state, folder, callback)
-        return self._result(x, y, state)
+        result = self._result(x, y, state)
+        return result if keep is None else replace(result, x_adv=result.x_adv[:keep])
 
     def _run_attack(self, name: str, x: torch.Tensor, y: torch.Tensor, state: dict[str, Any], folder: Path | None,
                     callback) -> None:
@@ -325,8 +291,7 @@ class StrongEvaluation:
 
     def _result(self, x: torch.Tensor, y: torch.Tensor, state: dict[str, Any]) -> StrongResult:
         codes = state["broken_by"]
-        names = {ROBUST: None, CLEAN_WRONG: "clean", **{1 + i: m for i, m in enumerate(MEMBERS)}}
-        broken_by = [names[int(c)] for c in codes]
+        broken_by = broken_by_names(codes)
         success = (codes != ROBUST) & (codes != CLEAN_WRONG)
         summary = AttackResult(state["x_adv"], success, state["steps"], state["queries"], state["adv_logits"],
                                state["clean_logits"])
@@ -343,13 +308,24 @@ class StrongEvaluation:
                             state["steps"], [dict(r) for r in state["table"]], settings, report, messages)
 
 
-def strong_evaluation(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str = "linf", *,
-                      state_dir: str | Path | None = None, resume: bool = False,
-                      callback: Callable[[str, dict[str, Any]], None] | None = None, **kwargs) -> StrongResult:
-    """Run the strong evaluation of ``model`` on ``(x, y)``; ``kwargs`` go to :class:`StrongEvaluation`.
+def strong_evaluation(model: torch.nn.Module, x: Samples, y: torch.Tensor | None = None, eps: float | None = None,
+                      norm: str = "linf", *, state_dir: str | Path | None = None, resume: bool = False,
+                      callback: Callable[[str, dict[str, Any]], None] | None = None, out: str | Path | None = None,
+                      keep: int | None = None, num_workers: int = 0, **kwargs) -> StrongResult:
+    """Run the strong evaluation of ``model`` on a set; ``kwargs`` go to :class:`StrongEvaluation`.
+
+    The set is what :meth:`StrongEvaluation.run` takes: ``(x, y)`` tensors, an ``ImageData`` or a loader.
+    With ``out``, ``result.json`` is written there as ``alva eval`` writes it (:func:`write_result`), so
+    ``alva report`` renders the run.
 
     >>> result = strong_evaluation(model, x, y, eps=0.3)  # doctest: +SKIP
+    >>> result = strong_evaluation(model, alva.data.load("mnist"), eps=0.3, out="runs/eval")  # doctest: +SKIP
     >>> print(result.format_table())  # doctest: +SKIP
     """
-    return StrongEvaluation(model, eps, norm, **kwargs).run(x, y, state_dir=state_dir, resume=resume,
-                                                            callback=callback)
+    if eps is None:
+        raise TypeError("strong_evaluation needs eps, the radius of the threat model")
+    result = StrongEvaluation(model, eps, norm, **kwargs).run(x, y, state_dir=state_dir, resume=resume,
+                                                              callback=callback, keep=keep, num_workers=num_workers)
+    if out is not None:
+        write_result(result, out)
+    return result
