@@ -9,6 +9,7 @@ from alva import distributed
 from alva.cli import (
     alva_cmd,
     attack_cmd,
+    data_cmd,
     demo_cmd,
     detect_cmd,
     eval_cmd,
@@ -56,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"alva {__import__('alva').__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (demo_cmd, train_cmd, gan_cmd, attack_cmd, eval_cmd, label_cmd, alva_cmd, zoo_cmd, sparse_cmd,
-                   fakeclass_cmd, transfer_cmd, detect_cmd, report_cmd, genattack_cmd):
+                   fakeclass_cmd, transfer_cmd, detect_cmd, report_cmd, genattack_cmd, data_cmd):
         module.register(commands)
     return parser
 
