@@ -152,10 +152,13 @@ def train_classifier(run: ClassifierRun, *, resume: bool = False, progress: bool
     model = build(run.model, in_shape=data.shape, num_classes=data.num_classes, **run.model_options)
     out = Path(run.out)
     out.mkdir(parents=True, exist_ok=True)
-    config = {"model": run.model, "dataset": run.dataset, "objective": objective.describe(),
-              "train_size": run.train_size, "test_size": run.test_size, "data_seed": run.data_seed,
-              "settings": asdict(run.settings)}
-    config.update({k: v for k, v in (("model_options", run.model_options), ("resize", run.resize)) if v})
+    config: dict[str, Any] = {
+        "model": run.model, "dataset": run.dataset, "objective": objective.describe(), "train_size": run.train_size,
+        "test_size": run.test_size, "data_seed": run.data_seed, "settings": asdict(run.settings)}
+    if run.model_options:
+        config["model_options"] = run.model_options
+    if run.resize:
+        config["resize"] = list(run.resize)
     if (run.train_split, run.test_split) != ("train", "test"):
         config.update(train_split=run.train_split, test_split=run.test_split)
     if distributed.is_main():
