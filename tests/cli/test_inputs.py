@@ -11,7 +11,7 @@ import torch
 
 from alva.cli import inputs
 from alva.cli.common import add_common
-from alva.cli.main import Parser, build_parser
+from alva.cli.main import Parser, build_parser, main
 from alva.data import load_mnist
 from alva.models import ModelLoadError
 
@@ -115,3 +115,9 @@ def test_make_out_refuses_a_file(tmp_path):
         inputs.make_out(tmp_path / "f")
     assert inputs.make_out(tmp_path / "a" / "b").is_dir()
 
+
+
+def test_a_budget_that_is_no_number_stops_the_command_before_any_folder(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["eval", "--eps", "nan", "--out", str(tmp_path / "o")])
+    assert "finite" in capsys.readouterr().err and not (tmp_path / "o").exists()
