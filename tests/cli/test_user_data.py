@@ -131,3 +131,16 @@ def test_data_export_writes_what_data_reads_back(user, tmp_path):
         back = alva.data.load(str(spec), "test")
         assert torch.equal(back.x, original.x) and torch.equal(back.y, original.y)
     assert main(["data", "export", specs["npz"], "--out", str(tmp_path / "png")]) == 2  # not empty: refused
+
+
+@pytest.mark.parametrize("eps, expected", [([], 8 / 255), (["--eps", "4/255"], 4 / 255)])
+def test_adversarial_training_of_an_architecture_on_rgb_data_takes_an_rgb_budget(user, tmp_path, eps, expected):
+    specs, _ = user
+    out = tmp_path / "run"
+    assert main(["train", "--model", "cnn-small", "--data", specs["folder"], "--adv", "fast", *eps, "--epochs", "1",
+                 "--train-size", "40", "--test-size", "20", "--eval-size", "10", "--eval-steps", "2",
+                 "--batch-size", "20", "--no-progress", "--out", str(out)]) == 0
+    info = json.loads((out / "model.json").read_text())
+    assert info["objective"]["eps"] == pytest.approx(expected)
+    assert info["architecture"] == "cnn-small" and info["in_shape"] == [3, 32, 32] and info["test_size"] == 20
+    assert load(out)(torch.rand(2, 3, 32, 32)).shape == (2, 10)  # an alva architecture runs no user code

@@ -9,18 +9,8 @@ from typing import Any
 
 import torch
 
+from alva.cli import inputs
 from alva.cli.common import add_common, paragraph
-from alva.cli.inputs import (
-    EPS_HELP,
-    add_data_options,
-    add_model_options,
-    default_eps,
-    fraction,
-    load_data,
-    load_model,
-    make_out,
-    subset,
-)
 from alva.evaluation.strong import MEMBERS, STANDARD, VERSIONS, StrongEvaluation
 from alva.tracking import atomic_write_json
 
@@ -42,9 +32,10 @@ def _attack_list(text: str) -> list[str]:
 def register(commands) -> None:
     p = commands.add_parser("eval", help="strong robustness evaluation (AutoAttack-style ensemble)",
                             description=DESCRIPTION)
-    add_data_options(p)
-    add_model_options(p)
-    p.add_argument("--eps", type=fraction, default=None, help=f"radius of the threat model, e.g. 8/255 ({EPS_HELP})")
+    inputs.add_data_options(p)
+    inputs.add_model_options(p)
+    p.add_argument("--eps", type=inputs.fraction, default=None,
+                   help=f"radius of the threat model, e.g. 8/255 ({inputs.EPS_HELP})")
     p.add_argument("--norm", default="linf", choices=["linf", "l2"])
     p.add_argument("--attacks", type=_attack_list, default=list(STANDARD),
                    help=f"comma-separated attacks in order, from {','.join(MEMBERS)} "
@@ -67,17 +58,17 @@ def run(args: argparse.Namespace) -> int:
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    data = load_data(args)
+    data = inputs.load_data(args)
     if data.task != "multiclass":
         raise ValueError(f"alva eval needs class labels; {args.data!r} has multi-hot labels")
-    model = load_model(args, data)
-    args.eps = default_eps(data) if args.eps is None else args.eps
-    x, y = subset(data, args.n, args.seed)
+    model = inputs.load_model(args, data)
+    args.eps = inputs.default_eps(data) if args.eps is None else args.eps
+    x, y = inputs.subset(data, args.n, args.seed)
     evaluation = StrongEvaluation(model, args.eps, args.norm, version=args.version, attacks=args.attacks,
                                   seed=args.seed, batch_size=args.batch_size, device=args.device,
                                   progress=not args.no_progress, sanity=not args.no_sanity, warn=False,
                                   log=lambda line: print(line, file=sys.stderr))
-    out = make_out(args.out)
+    out = inputs.make_out(args.out)
     try:
         result = evaluation.run(x, y, state_dir=out, resume=args.resume)
     except KeyboardInterrupt:
