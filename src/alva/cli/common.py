@@ -15,8 +15,10 @@ def add_common(parser: argparse.ArgumentParser) -> None:
 
 def add_once(parser: argparse.ArgumentParser, flag: str, **kwargs) -> None:
     """Add ``flag`` unless ``parser`` has it already (an option that several groups of options offer)."""
-    if flag not in parser._option_string_actions:
+    try:
         parser.add_argument(flag, **kwargs)
+    except argparse.ArgumentError:  # argparse refuses a second option of the same name
+        pass
 
 
 def csv_floats(text: str) -> list[float]:

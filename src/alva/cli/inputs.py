@@ -21,8 +21,9 @@ from alva.units import parse_floats, parse_fraction
 MNIST_EPS = 0.3
 RGB_EPS = 8 / 255
 EPS_HELP = "default: 0.3 for 1-channel data such as MNIST, 8/255 for RGB data"
-DATA_HELP = ("the data: mnist, mnist-multilabel, cifar10:DIR, cifar100:DIR, FILE.npz, FILE.safetensors or an "
-             "image folder (one subfolder per class, or train/ and test/ folders of that layout)")
+DATA_HELP = ("the data: mnist, mnist-multilabel, cifar10:DIR, cifar100:DIR (the binary version), FILE.npz or "
+             "FILE.safetensors (arrays x, y; {split} in the name picks a file per split, e.g. data-{split}.npz), or "
+             "an image folder (one subfolder per class, or train/ and test/ folders of that layout)")
 MODEL_HELP = ("zoo name, weights file with its card, run folder of alva train, FILE.py:FUNCTION or "
               "package.module:FUNCTION (imports and runs that code)")
 
