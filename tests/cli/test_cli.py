@@ -37,7 +37,7 @@ def test_train_resume_continues_and_refuses_changed_settings(tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["attack", "--model", "mnist/nope", "--out", "OUT"], "no model"),
-    (["attack", "--eps", "-1", "--n", "10", "--out", "OUT"], "eps must be >= 0"),
+    (["attack", "--norm", "l2", "--steps", "0", "--n", "10", "--out", "OUT"], "steps"),
     (["train", "--epochs", "0", "--out", "OUT"], "epochs must be >= 1"),
 ])
 def test_bad_input_gives_a_clear_error_and_exit_code_2(tmp_path, capsys, argv, message):

@@ -1,37 +1,50 @@
-"""``alva attack``: attack a classifier on MNIST test images; write a summary, an image grid and the eps curve."""
+"""``alva attack``: attack a classifier on a fixed subset of a data set; write a summary, an image grid and the
+eps curve."""
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from alva.attacks import Attack
 from alva.attacks.registry import REGISTRY, build, describe
-from alva.cli.common import add_common, csv_floats
-from alva.data import fixed_subset, load_mnist
+from alva.cli.common import add_common
+from alva.cli.inputs import (
+    EPS_HELP,
+    add_data_options,
+    add_model_options,
+    default_eps,
+    fraction,
+    load_data,
+    load_model,
+    make_out,
+    subset,
+)
 from alva.evaluation import eps_curve, evaluate_attack
-from alva.models import load
 from alva.report import adversarial_grid, eps_curve_plot
 from alva.tracking import atomic_write_json
 
 DEFAULT_CURVE = {"linf": [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3], "l2": [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0]}
+RGB_CURVE = {"linf": [0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255, 12 / 255, 16 / 255],
+             "l2": [0.0, 0.125, 0.25, 0.5, 0.75, 1.0, 1.5]}
 
 
 def register(commands) -> None:
     p = commands.add_parser("attack", help="attack a classifier and write results and pictures",
-                            description="Attack a model on a fixed subset of the MNIST test split. Writes "
-                                        "summary.json, grid.png and eps_curve.png to --out. Every attack of the "
-                                        "registry is reachable; --list prints them with their options.")
-    p.add_argument("--model", default="mnist/cnn-small", help="zoo name, weights file or run folder")
+                            description="Attack a model on a fixed stratified subset of --data (default: the MNIST "
+                                        "test split). Writes summary.json, grid.png and eps_curve.png to --out. "
+                                        "Every attack of the registry is reachable; --list prints them with their "
+                                        "options.")
+    add_data_options(p)
+    add_model_options(p)
     p.add_argument("--attack", default="pgd", choices=sorted(REGISTRY))
     p.add_argument("--list", action="store_true", help="print the attacks, their options and defaults, and exit")
-    p.add_argument("--eps", type=float, default=0.3)
+    p.add_argument("--eps", type=fraction, default=None, help=f"radius, e.g. 8/255 ({EPS_HELP})")
     p.add_argument("--norm", default="linf", choices=["linf", "l2"])
     p.add_argument("--steps", type=int, default=None, help="gradient steps (default: the attack's, 40 for pgd)")
-    p.add_argument("--alpha", type=float, default=None, help="PGD step size (default 2.5 * eps / steps)")
+    p.add_argument("--alpha", type=fraction, default=None, help="PGD step size (default 2.5 * eps / steps)")
     p.add_argument("--restarts", type=int, default=None, help="restarts (default: the attack's, 1)")
     p.add_argument("--no-random-start", action="store_true")
     p.add_argument("--loss", default=None, choices=["ce", "margin", "dlr"],
@@ -43,12 +56,18 @@ def register(commands) -> None:
     p.add_argument("--n", type=int, default=1000, help="number of test images (fixed stratified subset)")
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--curve", type=csv_floats, default=None,
-                   help="comma-separated eps values for the eps curve (default: 7 values up to 0.3 for linf, 3 for l2)")
+    p.add_argument("--curve", type=fractions, default=None,
+                   help="comma-separated eps values for the eps curve, e.g. 0,4/255,8/255 (default: 7 values; on "
+                        "1-channel data up to 0.3 for linf, 3 for l2; on RGB data up to 16/255 for linf, 1.5 for l2)")
     p.add_argument("--no-curve", action="store_true", help="skip the eps curve")
     p.add_argument("--out", default=None, help="output folder (required unless --list)")
     add_common(p)
     p.set_defaults(handler=run)
+
+
+def fractions(text: str) -> list[float]:
+    """argparse type of a comma-separated list of budgets such as ``0,4/255,8/255``."""
+    return [fraction(item) for item in text.split(",") if item.strip()]
 
 
 def attack_settings(args: argparse.Namespace, eps: float) -> dict[str, Any]:
@@ -77,11 +96,14 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.out is None:
         raise ValueError("--out is required: the folder for summary.json and the pictures")
-    model = load(args.model, device=args.device)
+    data = load_data(args)
+    if data.task != "multiclass":
+        raise ValueError(f"alva attack needs class labels; {args.data!r} has multi-hot labels (use alva attack-label)")
+    model = load_model(args, data)
+    args.eps = default_eps(data) if args.eps is None else args.eps
     build_attack(model, args, args.eps)  # bad settings fail before anything is written
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    x, y = fixed_subset(*load_mnist("test", args.data_root), args.n, seed=args.seed)
+    x, y = subset(data, args.n, args.seed)
+    out = make_out(args.out)
     progress = not args.no_progress
     report, batch = evaluate_attack(build_attack(model, args, args.eps), x, y, name=args.attack,
                                     batch_size=args.batch_size, device=args.device, progress=progress)
@@ -92,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     adversarial_grid(out / "grid.png", batch, title=title)
     has_eps = any(o.name == "eps" for o in REGISTRY[args.attack].options)
     if not args.no_curve and has_eps:
-        values = args.curve or DEFAULT_CURVE[args.norm]
+        values = args.curve or (DEFAULT_CURVE if data.shape[0] == 1 else RGB_CURVE)[args.norm]
         curve = eps_curve(lambda e: build_attack(model, args, e), values, x, y, batch_size=args.batch_size,
                           device=args.device, progress=progress)
         summary["eps_curve"] = curve
@@ -116,4 +138,4 @@ def format_report(report) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["attack_settings", "build_attack", "format_report", "register", "run"]
+__all__ = ["attack_settings", "build_attack", "format_report", "fractions", "register", "run"]

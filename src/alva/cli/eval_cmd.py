@@ -1,24 +1,23 @@
-"""``alva eval``: the strong evaluation (APGD-CE, APGD-T, Square) of a classifier on MNIST test images."""
+"""``alva eval``: the strong evaluation (APGD-CE, APGD-T, Square) of a classifier on a fixed subset of a data
+set."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 import torch
 
+from alva.cli import inputs
 from alva.cli.common import add_common, paragraph
-from alva.data import fixed_subset, load_mnist
 from alva.evaluation.strong import MEMBERS, STANDARD, VERSIONS, StrongEvaluation
-from alva.models import load
 from alva.tracking import atomic_write_json
 
 DESCRIPTION = paragraph("""
 Run APGD-CE, APGD-T and Square (AutoAttack's standard order; each attack only on the points still classified
-correctly) on a fixed subset of the MNIST test split, with sanity checks. Writes result.json and a resumable state
-(state.safetensors) to --out and prints the per-attack table.
+correctly) on a fixed stratified subset of --data (default: the MNIST test split), with sanity checks. Writes
+result.json and a resumable state (state.safetensors) to --out and prints the per-attack table.
 """)
 
 
@@ -33,8 +32,10 @@ def _attack_list(text: str) -> list[str]:
 def register(commands) -> None:
     p = commands.add_parser("eval", help="strong robustness evaluation (AutoAttack-style ensemble)",
                             description=DESCRIPTION)
-    p.add_argument("--model", default="mnist/cnn-small", help="zoo name, weights file or run folder")
-    p.add_argument("--eps", type=float, required=True, help="radius of the threat model")
+    inputs.add_data_options(p)
+    inputs.add_model_options(p)
+    p.add_argument("--eps", type=inputs.fraction, default=None,
+                   help=f"radius of the threat model, e.g. 8/255 ({inputs.EPS_HELP})")
     p.add_argument("--norm", default="linf", choices=["linf", "l2"])
     p.add_argument("--attacks", type=_attack_list, default=list(STANDARD),
                    help=f"comma-separated attacks in order, from {','.join(MEMBERS)} "
@@ -53,18 +54,21 @@ def register(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    out = Path(args.out)
     if args.threads is not None:
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    model = load(args.model, device=args.device)
-    x, y = fixed_subset(*load_mnist("test", args.data_root), args.n, seed=args.seed)
+    data = inputs.load_data(args)
+    if data.task != "multiclass":
+        raise ValueError(f"alva eval needs class labels; {args.data!r} has multi-hot labels")
+    model = inputs.load_model(args, data)
+    args.eps = inputs.default_eps(data) if args.eps is None else args.eps
+    x, y = inputs.subset(data, args.n, args.seed)
     evaluation = StrongEvaluation(model, args.eps, args.norm, version=args.version, attacks=args.attacks,
                                   seed=args.seed, batch_size=args.batch_size, device=args.device,
                                   progress=not args.no_progress, sanity=not args.no_sanity, warn=False,
                                   log=lambda line: print(line, file=sys.stderr))
-    out.mkdir(parents=True, exist_ok=True)
+    out = inputs.make_out(args.out)
     try:
         result = evaluation.run(x, y, state_dir=out, resume=args.resume)
     except KeyboardInterrupt:

@@ -9,6 +9,7 @@ from alva import distributed
 from alva.cli import (
     alva_cmd,
     attack_cmd,
+    data_cmd,
     demo_cmd,
     detect_cmd,
     eval_cmd,
@@ -40,10 +41,12 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 class Parser(argparse.ArgumentParser):
-    """An argument parser whose help names the defaults; its sub-parsers are of the same kind."""
+    """An argument parser whose help names the defaults and that takes only whole option names (``--res`` is
+    refused, not expanded to ``--resume``); its sub-parsers are of the same kind."""
 
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("formatter_class", HelpFormatter)
+        kwargs["allow_abbrev"] = False
         if kwargs["formatter_class"] is argparse.RawDescriptionHelpFormatter:
             kwargs["formatter_class"] = HelpFormatter
         super().__init__(*args, **kwargs)
@@ -54,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"alva {__import__('alva').__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (demo_cmd, train_cmd, gan_cmd, attack_cmd, eval_cmd, label_cmd, alva_cmd, zoo_cmd, sparse_cmd,
-                   fakeclass_cmd, transfer_cmd, detect_cmd, report_cmd, genattack_cmd):
+                   fakeclass_cmd, transfer_cmd, detect_cmd, report_cmd, genattack_cmd, data_cmd):
         module.register(commands)
     return parser
 

@@ -1,4 +1,5 @@
-"""``alva train``: train a classifier on MNIST or multi-label MNIST, resumable, with metrics and a model card."""
+"""``alva train``: train a classifier (an architecture or the user's FILE.py:FUNCTION) on any data set, resumable,
+with metrics and a model card."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 
 from alva import distributed
 from alva.cli.common import add_common
+from alva.cli.inputs import DATA_HELP, add_data_options, fraction, model_options
 from alva.models import ARCHITECTURES, zoo
 from alva.training import OBJECTIVES, ClassifierRun, TrainSettings, train_classifier
 from alva.training.classifier import DATASETS
@@ -13,12 +15,26 @@ from alva.training.loop import OPTIMIZERS, SCHEDULES
 
 
 def register(commands) -> None:
-    p = commands.add_parser("train", help="train a classifier on MNIST or multi-label MNIST",
-                            description="Train a classifier; writes model.safetensors + model.json (card), "
-                                        "checkpoint.safetensors, metrics.jsonl and TensorBoard logs to --out.")
-    p.add_argument("--dataset", default="mnist", choices=sorted(DATASETS),
-                   help="mnist (28 x 28, one class) or mnist-multilabel (56 x 56 grids of 1-4 digits, multi-hot)")
-    p.add_argument("--model", default="cnn-small", choices=sorted(ARCHITECTURES))
+    p = commands.add_parser("train", help="train a classifier on any data set",
+                            description="Train a classifier on the train split of --data, testing on its test "
+                                        "split after every epoch; writes model.safetensors + model.json (card), "
+                                        "checkpoint.safetensors, metrics.jsonl and TensorBoard logs to --out. A "
+                                        "FILE.py:FUNCTION model's card records that function: load the run folder "
+                                        "with --trust-code.")
+    add_data_options(p, splits=True)
+    p.add_argument("--dataset", dest="data", default=argparse.SUPPRESS, help=f"the same as --data ({DATA_HELP})")
+    p.add_argument("--model", default="cnn-small", metavar="SPEC",
+                   help=f"an architecture ({', '.join(ARCHITECTURES)}) or FILE.py:FUNCTION / "
+                        "package.module:FUNCTION, a function returning an nn.Module for the data's image shape "
+                        "and classes (imports and runs that code)")
+    p.add_argument("--mean", default=None, metavar="M1,M2,M3",
+                   help="per-channel mean the inputs are standardised with (default: the architecture's; identity "
+                        "for FILE.py:FUNCTION)")
+    p.add_argument("--std", default=None, metavar="S1,S2,S3", help="per-channel standard deviation, with --mean")
+    p.add_argument("--bounds", default=None, metavar="LO,HI",
+                   help="FILE.py:FUNCTION only: range of the inputs (default 0,1)")
+    p.add_argument("--model-kwargs", default=None, metavar="JSON",
+                   help="FILE.py:FUNCTION only: keyword arguments of the function, as a JSON object")
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -34,9 +50,10 @@ def register(commands) -> None:
                         "asl (multi-label binary cross-entropy or asymmetric loss, mnist-multilabel); default: the "
                         "data set's (standard, asl)")
     adv = p.add_argument_group("adversarial objectives (fgsm-mix, pgd, fast, trades)")
-    adv.add_argument("--eps", type=float, default=None,
-                     help="L-inf radius (defaults: fgsm-mix 0.25, pgd/fast/trades 0.3)")
-    adv.add_argument("--alpha", type=float, default=None,
+    adv.add_argument("--eps", type=fraction, default=None,
+                     help="L-inf radius, e.g. 8/255 (default: 8/255 on RGB data; on 1-channel data such as MNIST "
+                          "fgsm-mix 0.25, pgd/fast/trades 0.3)")
+    adv.add_argument("--alpha", type=fraction, default=None,
                      help="attack step (defaults: pgd/trades 2.5 eps / steps, fast 1.25 eps)")
     adv.add_argument("--attack-steps", type=int, default=None, help="pgd/trades attack steps (default 10)")
     adv.add_argument("--mix", type=float, default=None, help="fgsm-mix weight of the clean loss (default 0.5)")
@@ -56,11 +73,11 @@ def register(commands) -> None:
     p.add_argument("--gamma-pos", type=float, default=None, help="asl: focusing exponent of positives (default 1)")
     p.add_argument("--clip", type=float, default=None, help="asl: probability margin of negatives (default 0.05)")
     p.add_argument("--train-size", type=int, default=None,
-                   help="mnist: train on a fixed stratified subset of this size; mnist-multilabel: generate this "
-                        "many training images (default 30000)")
+                   help="train on a fixed stratified subset of this size (default: all); mnist-multilabel: generate "
+                        "this many training images (default 30000)")
     p.add_argument("--test-size", type=int, default=None,
-                   help="mnist: evaluate on a fixed stratified test subset of this size (default all 10000); "
-                        "mnist-multilabel: generate this many test images (default 5000)")
+                   help="evaluate on a fixed stratified test subset of this size (default: all); mnist-multilabel: "
+                        "generate this many test images (default 5000)")
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last finished epoch")
     add_common(p)
@@ -98,11 +115,14 @@ def run(args: argparse.Namespace) -> int:
     settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
                              momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule,
                              seed=args.seed, monitor=args.monitor, patience=args.patience)
-    objective = args.objective or DATASETS[args.dataset].objective
-    chosen = objective_settings(args, objective)
+    known = DATASETS.get(args.data)
+    objective = args.objective or (known.objective if known else None)  # None: by the data's labels
+    chosen = objective_settings(args, objective or "standard")
     job = ClassifierRun(model=args.model, out=args.out, settings=settings, objective=objective,
                         objective_settings=chosen, train_size=args.train_size, test_size=args.test_size,
-                        device=args.device, data_root=args.data_root, dataset=args.dataset)
+                        device=args.device, data_root=args.data_root, dataset=args.data,
+                        train_split=args.train_split, test_split=args.test_split, resize=args.resize,
+                        model_options=model_options(args))
     train_classifier(job, resume=args.resume, progress=not args.no_progress)
     if not distributed.is_main():
         return 0

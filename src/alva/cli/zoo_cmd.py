@@ -10,7 +10,8 @@ from alva.models import zoo
 
 def register(commands) -> None:
     p = commands.add_parser("zoo", help="list the shipped models, or show one card")
-    p.add_argument("name", nargs="?", help="a model to show, e.g. mnist/cnn-small")
+    p.add_argument("name", nargs="?",
+                   help="a model to show: a zoo name such as mnist/cnn-small, a weights file or a run folder")
     p.set_defaults(handler=run)
 
 

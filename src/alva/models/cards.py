@@ -3,8 +3,9 @@
 A card of an alva architecture holds ``architecture``, ``num_classes``, ``in_shape``, ``mean`` and ``std``;
 a card of a model of the user's own code holds ``factory`` (``/abs/path/file.py:build`` or
 ``package.module:build``), ``kwargs``, ``mean``, ``std``, ``bounds`` and, once known, ``in_shape`` and
-``num_classes``. A card that names a factory runs that code when loaded: load such cards only from sources
-whose code you trust (a card may not name the Python standard library).
+``num_classes``. A card that names a factory runs that code when loaded, so :func:`alva.models.load` loads it
+only with ``trust_code=True`` (``--trust-code`` on the command line): give it only for code you trust (a card
+may not name the Python standard library).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Train a classifier of :mod:`alva.models` on MNIST or multi-label MNIST and write weights with a card:
-what ``alva train`` runs."""
+"""Train a classifier (an architecture of :mod:`alva.models` or the user's ``FILE.py:FUNCTION``) on any data set
+of :func:`alva.data.load` and write weights with a card: what ``alva train`` runs."""
 
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ import torch
 from torch import nn
 
 import alva
+import alva.data
 from alva import distributed
-from alva.data import fixed_subset, load_mnist, make_multilabel_mnist
-from alva.models import create, zoo
+from alva.data import DataError, ImageData
+from alva.data.registry import find_source
+from alva.models import build, zoo
 from alva.tracking.files import atomic_write_json
 from alva.training.loop import TrainSettings, fit
 from alva.training.objectives import Objective
@@ -24,7 +26,8 @@ from alva.training.registry import get_objective
 
 @dataclass(frozen=True)
 class Dataset:
-    """A data set ``alva train`` knows: its input shape, label kind, default objective and sizes."""
+    """A data set with its own defaults in ``alva train``: its input shape, label kind, default objective and
+    sizes (any other data set of :func:`alva.data.load` trains with ``standard`` or ``asl`` by its labels)."""
 
     in_shape: tuple[int, int, int]
     task: str  # "multiclass": int64 labels, argmax; "multilabel": N x 10 multi-hot, one sigmoid per label
@@ -42,9 +45,17 @@ DATASETS: dict[str, Dataset] = {
 }
 
 
+# objectives that attack during training: a budget they are not given is 8/255 on RGB data (their own default,
+# 0.3 or 0.25, is for MNIST)
+ADVERSARIAL = ("fgsm-mix", "pgd", "fast", "trades")
+RGB_EPS = 8 / 255
+
+
 @dataclass
 class ClassifierRun:
-    """One ``alva train`` run: a data set, an architecture, training settings, and where to write it."""
+    """One ``alva train`` run: a data set (any spec of :func:`alva.data.load`), a model (an architecture name or
+    ``FILE.py:FUNCTION``, built by :func:`alva.models.build` with ``model_options``), training settings, and
+    where to write it."""
 
     model: str = "cnn-small"
     out: str = "runs/train"
@@ -57,39 +68,61 @@ class ClassifierRun:
     dataset: str = "mnist"
     test_size: int | None = None  # mnist: a fixed stratified subset of the test split; generated sets: their size
     data_seed: int = 0  # seed of the generated sets (mnist-multilabel); the test set always uses it too
+    train_split: str = "train"
+    test_split: str = "test"
+    resize: tuple[int, int] | None = None
+    model_options: dict[str, Any] = field(default_factory=dict)  # mean, std, bounds, kwargs of alva.models.build
 
     def __post_init__(self) -> None:
-        if self.dataset not in DATASETS:
-            raise ValueError(f"unknown dataset {self.dataset!r}; choose one of {sorted(DATASETS)}")
+        try:
+            find_source(self.dataset)
+        except DataError as err:
+            raise ValueError(f"unknown dataset {self.dataset!r}: {err}") from None
         for name in ("train_size", "test_size"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
 
 
-def load_data(run: ClassifierRun) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor],
-                                            dict[str, Any]]:
-    """The training and test data of ``run`` and a description of them for the card."""
-    spec = DATASETS[run.dataset]
-    if run.dataset == "mnist":
-        train, test = load_mnist("train", run.data_root), load_mnist("test", run.data_root)
-        if run.train_size is not None:
-            train = fixed_subset(*train, run.train_size, seed=run.settings.seed)
-        if run.test_size is not None:
-            test = fixed_subset(*test, run.test_size, seed=0)
-        return train, test, {"data_sha256_of": "float32 training images then int64 labels, as loaded by "
-                                               "alva.data.load_mnist"}
-    train_size, test_size = run.train_size or spec.train_size, run.test_size or spec.test_size
-    if train_size is None or test_size is None:
-        raise ValueError(f"dataset {run.dataset!r} needs train_size and test_size")
-    train = make_multilabel_mnist("train", train_size, seed=run.data_seed, root=run.data_root)
-    test = make_multilabel_mnist("test", test_size, seed=run.data_seed, root=run.data_root)
-    made = "alva.data.make_multilabel_mnist('{}', {}, seed={})"
-    return train, test, {
-        "data_sha256_of": f"float32 training images then float32 multi-hot labels, as made by "
-                          f"{made.format('train', train_size, run.data_seed)}",
-        "test_data": made.format("test", test_size, run.data_seed),
+def load_data(run: ClassifierRun) -> tuple[ImageData, tuple[torch.Tensor, torch.Tensor],
+                                            tuple[torch.Tensor, torch.Tensor], dict[str, Any]]:
+    """The training data set of ``run``, its training and test tensors, and a description of them for the card."""
+    generated = run.dataset == "mnist-multilabel"
+    known = DATASETS.get(run.dataset)
+    sizes = (run.train_size or known.train_size, run.test_size or known.test_size) if generated and known else None
+    train_set, test_set = (alva.data.load(run.dataset, split, resize=run.resize, root=run.data_root,
+                                          data_seed=run.data_seed, count=sizes[i] if sizes else None)
+                           for i, split in enumerate((run.train_split, run.test_split)))
+    if generated:
+        train, test = train_set.tensors(), test_set.tensors()
+        made = "alva.data.make_multilabel_mnist('{}', {}, seed={})"
+        return train_set, train, test, {
+            "data_sha256_of": f"float32 training images then float32 multi-hot labels, as made by "
+                              f"{made.format('train', len(train[0]), run.data_seed)}",
+            "test_data": made.format("test", len(test[0]), run.data_seed),
+        }
+    train = train_set.tensors(run.train_size, seed=run.settings.seed)
+    test = test_set.tensors(run.test_size, seed=0)
+    if run.dataset == "mnist" and run.resize is None:
+        return train_set, train, test, {"data_sha256_of": "float32 training images then int64 labels, as loaded by "
+                                                          "alva.data.load_mnist"}
+    return train_set, train, test, {
+        "data_sha256_of": f"float32 training images then labels, as read by alva.data.load({run.dataset!r}, "
+                          f"{run.train_split!r})",
+        "class_names": list(train_set.class_names),
+        "test_data": f"alva.data.load({run.dataset!r}, {run.test_split!r})",
     }
+
+
+def objective_for(run: ClassifierRun, data: ImageData) -> Objective:
+    """The objective of ``run`` (the data's default when not named), with 8/255 as the budget of an adversarial
+    objective on RGB data when none is given."""
+    name = run.objective or (DATASETS[run.dataset].objective if run.dataset in DATASETS
+                             else "standard" if data.task == "multiclass" else "asl")
+    settings = dict(run.objective_settings)
+    if name in ADVERSARIAL and data.shape[0] != 1:
+        settings.setdefault("eps", RGB_EPS)
+    return get_objective(name, **settings)
 
 
 def current_command() -> str:
@@ -102,26 +135,32 @@ def current_command() -> str:
 def train_classifier(run: ClassifierRun, *, resume: bool = False, progress: bool = True,
                      objective: Objective | None = None, command: str | None = None) -> nn.Module:
     """Train ``run.model`` on ``run.dataset``, evaluate on the test data after every epoch, and write
-    ``out/model.safetensors`` with its card ``out/model.json`` (loadable by :func:`alva.models.load`).
+    ``out/model.safetensors`` with its card ``out/model.json`` (loadable by :func:`alva.models.load`; a card of a
+    ``FILE.py:FUNCTION`` model records that factory, and loads with ``trust_code=True``).
+
+    The data and the model are loaded and checked to fit before ``run.out`` is created.
 
     For multi-label data the card's ``clean_test_accuracy`` is the exact-match accuracy (every label right
     at probability 0.5), beside ``clean_test_map``, ``clean_test_macro_f1`` and ``clean_test_hamming_accuracy``.
     """
-    spec = DATASETS[run.dataset]
-    objective = objective or get_objective(run.objective or spec.objective, **run.objective_settings)
-    if objective.task != spec.task:
-        raise ValueError(f"objective {objective.name!r} is for {objective.task} labels but dataset {run.dataset!r} "
-                         f"has {spec.task} labels; use --dataset/--adv to match (e.g. asl or bce for "
-                         "mnist-multilabel)")
+    data, (x_train, y_train), test, data_card = load_data(run)
+    objective = objective or objective_for(run, data)
+    if objective.task != data.task:
+        raise ValueError(f"objective {objective.name!r} is for {objective.task} labels but the data {run.dataset!r} "
+                         f"has {data.task} labels; use --data/--adv to match (e.g. asl or bce for multi-hot labels)")
+    torch.manual_seed(run.settings.seed)
+    model = build(run.model, in_shape=data.shape, num_classes=data.num_classes, **run.model_options)
     out = Path(run.out)
     out.mkdir(parents=True, exist_ok=True)
-    (x_train, y_train), test, data_card = load_data(run)
-
-    torch.manual_seed(run.settings.seed)
-    model = create(run.model, in_shape=spec.in_shape)
-    config = {"model": run.model, "dataset": run.dataset, "objective": objective.describe(),
-              "train_size": run.train_size, "test_size": run.test_size, "data_seed": run.data_seed,
-              "settings": asdict(run.settings)}
+    config: dict[str, Any] = {
+        "model": run.model, "dataset": run.dataset, "objective": objective.describe(), "train_size": run.train_size,
+        "test_size": run.test_size, "data_seed": run.data_seed, "settings": asdict(run.settings)}
+    if run.model_options:
+        config["model_options"] = run.model_options
+    if run.resize:
+        config["resize"] = list(run.resize)
+    if (run.train_split, run.test_split) != ("train", "test"):
+        config.update(train_split=run.train_split, test_split=run.test_split)
     if distributed.is_main():
         atomic_write_json(out / "config.json", config, kind="train-config")
     command = command or current_command()
@@ -130,7 +169,7 @@ def train_classifier(run: ClassifierRun, *, resume: bool = False, progress: bool
     def write_model(epoch: int, record: dict[str, Any]) -> None:
         card = {
             **zoo.architecture_card(model),
-            "task": spec.task,
+            "task": data.task,
             "dataset": run.dataset,
             "command": command,
             "seed": run.settings.seed,
@@ -140,7 +179,7 @@ def train_classifier(run: ClassifierRun, *, resume: bool = False, progress: bool
             "data_sha256": data_sha256,
             **data_card,
             "test_size": len(test[0]),
-            **_test_figures(spec.task, record["eval"]),
+            **_test_figures(data.task, record["eval"]),
             "train_time_s": round(_train_time(out, epoch), 1),
             "alva_version": alva.__version__,
             "torch_version": torch.__version__,
