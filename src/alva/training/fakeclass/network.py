@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from alva.evaluation.accuracy import accuracy, predict_logits
-from alva.models import create, zoo
+from alva.models import zoo
+from alva.models.cards import build_from_card
 from alva.training.fakeclass.settings import PRETRAIN, REFERENCE, FakeClassSettings, round_seed
 from alva.training.loop import TrainSettings, fit
 
@@ -59,10 +60,20 @@ def _outputs(model: nn.Module, shape: tuple[int, ...]) -> int:
 
 
 def _like(spec_of: nn.Module, num_classes: int) -> nn.Module:
-    """A fresh network of ``spec_of``'s architecture and normalisation with ``num_classes`` outputs."""
-    spec = spec_of.spec
-    return create(spec["architecture"], num_classes=num_classes, in_shape=tuple(spec["in_shape"]),
-                  mean=tuple(spec_of.mean.flatten().tolist()), std=tuple(spec_of.std.flatten().tolist()))
+    """A fresh network built as ``spec_of``'s card says (an alva architecture or the user's factory), with its
+    normalisation and ``num_classes`` outputs; a factory network of half as many outputs gets the fake classes
+    appended (:func:`expand_fake_classes`)."""
+    card = zoo.architecture_card(spec_of)
+    if "factory" not in card:
+        return build_from_card({**card, "num_classes": num_classes}, "the fake-class network")
+    model = build_from_card(card, "the fake-class network")
+    outputs = _outputs(model, tuple(card["in_shape"]))
+    if outputs == num_classes:
+        return model
+    if 2 * outputs == num_classes:
+        return expand_fake_classes(model, outputs)
+    raise ValueError(f"the network of {card['factory']} has {outputs} outputs, neither {num_classes} nor "
+                     f"{num_classes // 2}")
 
 
 def start_model(model_or_name: nn.Module | str, settings: FakeClassSettings, shape: tuple[int, ...],
@@ -90,8 +101,9 @@ def reference_network(like: nn.Module, settings: FakeClassSettings, train: tuple
     """Metric 6's standard classifier, built like ``like`` and trained on ``train`` (the other half); cached in
     ``folder`` with a card that says how it was made, and reused while that card matches."""
     s = settings
+    spec = getattr(like, "spec", {})
     key = {**asdict(s.reference), "seed": s.seed, "train_images": len(train[0]),
-           "architecture": getattr(like, "spec", {}).get("architecture")}
+           "architecture": spec.get("architecture"), **({"factory": spec["factory"]} if "factory" in spec else {})}
     path = folder / "model.safetensors"
     if path.exists() and zoo.card(path).get("fakeclass_reference") == key:
         return zoo.load(path, device=device)
@@ -106,7 +118,7 @@ def reference_network(like: nn.Module, settings: FakeClassSettings, train: tuple
     model.eval()
     zoo.save(model, {**zoo.architecture_card(model), "fakeclass_reference": key,
                      "clean_test_accuracy": accuracy(model, *test),
-                     "note": "reference network of fake-class training (metric 6), other half of MNIST train"},
+                     "note": "reference network of fake-class training (metric 6), other half of the training images"},
              path)
     return model
 
