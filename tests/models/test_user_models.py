@@ -151,7 +151,7 @@ def test_a_factory_model_saves_and_loads_back_through_its_card(tmp_path, spec):
     stored = json.loads((run / "model.json").read_text())
     assert stored["factory"] == model.card["factory"] and stored["kwargs"] == {"num_classes": 5}
     assert stored["bounds"] == [0.0, 1.0] and stored["in_shape"] == [3, 32, 32]
-    loaded = load(run)
+    loaded = load(run, trust_code=True)
     x = torch.rand(3, 3, 32, 32)
     assert torch.equal(loaded(x), model(x))
     assert model_io(loaded) == model_io(model)
@@ -190,8 +190,27 @@ def test_a_card_may_not_run_the_standard_library(tmp_path):
     del info["architecture"]
     write_weights(model, info, tmp_path / "m.safetensors")
     with pytest.raises(ModelLoadError, match="standard library"):
-        load(tmp_path / "m.safetensors")
+        load(tmp_path / "m.safetensors", trust_code=True)
     assert not marker.exists()
+
+
+def test_a_card_that_runs_code_loads_only_when_trusted(tmp_path):
+    marker = tmp_path / "imported"
+    code = tmp_path / "their_model.py"
+    code.write_text(f"import pathlib\npathlib.Path({str(marker)!r}).touch()\n"
+                    "from torch import nn\n\ndef build():\n    return nn.Sequential(nn.Flatten(), nn.Linear(12, 3))\n")
+    model = load(f"{code}:build", in_shape=(3, 2, 2))  # the spec itself is explicit trust
+    assert marker.exists()
+    marker.unlink()
+    path = save(model, architecture_card(model), tmp_path / "run" / "model.safetensors")
+    with pytest.raises(ModelLoadError, match=r"runs code from .*their_model\.py:build.*trust_code=True"):
+        load(path.parent)
+    assert not marker.exists()
+    with pytest.raises(ModelLoadError, match="--trust-code"):
+        load(path)
+    assert not marker.exists()
+    x = torch.rand(2, 3, 2, 2)
+    assert torch.equal(load(path.parent, trust_code=True)(x), model(x))
 
 
 def test_model_io_reads_the_card_or_probes():
@@ -259,4 +278,4 @@ def test_a_file_saved_by_alva_is_not_taken_for_plain_weights(tmp_path):
     path = save(model, architecture_card(model), tmp_path / "saved.safetensors")
     with pytest.raises(ModelLoadError, match="saved with its card: load it by its path"):
         load(BY_MODULE, weights=path)
-    assert torch.equal(load(path)(torch.zeros(2, 3, 8, 8)), model(torch.zeros(2, 3, 8, 8)))
+    assert torch.equal(load(path, trust_code=True)(torch.zeros(2, 3, 8, 8)), model(torch.zeros(2, 3, 8, 8)))

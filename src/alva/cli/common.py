@@ -8,9 +8,15 @@ import argparse
 def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    parser.add_argument("--data-root", default=None,
-                        help="folder with the MNIST IDX files (default: $ALVA_MNIST_ROOT, else data/mnist)")
+    add_once(parser, "--data-root", default=None,
+             help="folder with the MNIST IDX files (default: $ALVA_MNIST_ROOT, else data/mnist)")
     parser.add_argument("--debug", action="store_true", help="show the full traceback on error")
+
+
+def add_once(parser: argparse.ArgumentParser, flag: str, **kwargs) -> None:
+    """Add ``flag`` unless ``parser`` has it already (an option that several groups of options offer)."""
+    if flag not in parser._option_string_actions:
+        parser.add_argument(flag, **kwargs)
 
 
 def csv_floats(text: str) -> list[float]:

@@ -40,10 +40,12 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 class Parser(argparse.ArgumentParser):
-    """An argument parser whose help names the defaults; its sub-parsers are of the same kind."""
+    """An argument parser whose help names the defaults and that takes only whole option names (``--res`` is
+    refused, not expanded to ``--resume``); its sub-parsers are of the same kind."""
 
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("formatter_class", HelpFormatter)
+        kwargs["allow_abbrev"] = False
         if kwargs["formatter_class"] is argparse.RawDescriptionHelpFormatter:
             kwargs["formatter_class"] = HelpFormatter
         super().__init__(*args, **kwargs)

@@ -38,12 +38,15 @@ class ModelIO:
 def load(spec: str | os.PathLike, *, weights: str | os.PathLike | None = None,
          mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
          bounds: Sequence[float] | None = None, kwargs: Mapping[str, Any] | None = None,
-         in_shape: Sequence[int] | None = None, device: str | torch.device = "cpu") -> Normalized:
+         in_shape: Sequence[int] | None = None, device: str | torch.device = "cpu",
+         trust_code: bool = False) -> Normalized:
     """A ready classifier in eval mode, carrying its card as ``model.card``.
 
     Loading ``FILE.py:FUNCTION`` or ``package.module:FUNCTION`` imports that code and calls the function: it
-    trusts that code as running it would. So does loading a card that names such a factory. Its result is
-    wrapped in :class:`~alva.models.Normalized` (identity statistics unless ``mean`` and ``std`` are given).
+    trusts that code as running it would. A card that names such a factory (a run folder of
+    ``alva train --model FILE.py:FUNCTION``) runs that code too, so it loads only with ``trust_code=True``.
+    The function's result is wrapped in :class:`~alva.models.Normalized` (identity statistics unless ``mean``
+    and ``std`` are given).
 
     Args:
         spec: A zoo name, a ``.safetensors`` file with a card, a run folder, or a factory spec.
@@ -56,6 +59,7 @@ def load(spec: str | os.PathLike, *, weights: str | os.PathLike | None = None,
         in_shape: The (C, H, W) shape of the inputs the model will get: the model is probed with a zero batch of
             it (an error if it does not fit); a factory model records it and its number of outputs in its card.
         device: Where the model goes.
+        trust_code: Load a card that names a factory, importing and running the code it names.
 
     Returns:
         The model, in eval mode, with ``model.card`` (and ``model.spec``, which :func:`alva.models.save` needs).
@@ -64,7 +68,8 @@ def load(spec: str | os.PathLike, *, weights: str | os.PathLike | None = None,
         FileNotFoundError: No such zoo name (close names listed), file, run folder or factory file.
         ModelLoadError: (a ``ValueError``) a pickle, a factory that does not import, raises or returns no
             ``nn.Module``, weights that do not fit, a card with an unknown architecture, factory options given
-            with another spec, or a model that does not take ``in_shape``.
+            with another spec, a model that does not take ``in_shape``, or a card that names a factory
+            without ``trust_code``.
     """
     text = str(spec)
     if is_factory_spec(text) and not Path(text).exists():
@@ -75,6 +80,7 @@ def load(spec: str | os.PathLike, *, weights: str | os.PathLike | None = None,
         if given:
             raise ModelLoadError(f"model {text!r}: {', '.join(given)} apply to FILE.py:FUNCTION models only; "
                                  "a zoo model, weights file or run folder carries them in its card")
+        refuse_untrusted_code(text, trust_code)
         model = cast(Normalized, zoo.load(text))
     model = model.to(device).eval()
     if in_shape is not None:
@@ -83,6 +89,14 @@ def load(spec: str | os.PathLike, *, weights: str | os.PathLike | None = None,
             model.spec = {**model.spec, "in_shape": list(in_shape), "num_classes": outputs}
             model.card = {**model.card, "in_shape": list(in_shape), "num_classes": outputs}
     return model
+
+
+def refuse_untrusted_code(spec: str, trust_code: bool) -> None:
+    """Raise :class:`ModelLoadError` when the card of ``spec`` names a factory and ``trust_code`` is not given."""
+    factory = zoo.card(spec).get("factory")
+    if factory and not trust_code:
+        raise ModelLoadError(f"model {spec!r}: its card runs code from {factory} when loaded; pass "
+                             "trust_code=True (--trust-code on the command line) if that code is trusted")
 
 
 def build(spec: str, *, in_shape: Sequence[int], num_classes: int, mean: Sequence[float] | None = None,

@@ -1,0 +1,187 @@
+"""What every command reads, named the same way everywhere: ``--data`` and ``--split`` (any source of
+:func:`alva.data.load`), ``--model`` and its options (any spec of :func:`alva.models.load`), budgets written as
+fractions (``--eps 8/255``), and the output folder, created only once every input has loaded and fits."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import alva.data
+from alva.cli.common import add_once
+from alva.data import ImageData
+from alva.models import check_fits, load
+from alva.models.factory import ModelLoadError
+from alva.units import parse_floats, parse_fraction
+
+MNIST_EPS = 0.3
+RGB_EPS = 8 / 255
+EPS_HELP = "default: 0.3 for 1-channel data such as MNIST, 8/255 for RGB data"
+DATA_HELP = ("the data: mnist, mnist-multilabel, cifar10:DIR, cifar100:DIR, FILE.npz, FILE.safetensors or an "
+             "image folder (one subfolder per class, or train/ and test/ folders of that layout)")
+MODEL_HELP = ("zoo name, weights file with its card, run folder of alva train, FILE.py:FUNCTION or "
+              "package.module:FUNCTION (imports and runs that code)")
+
+
+def fraction(text: str) -> float:
+    """argparse type of a budget: ``"8/255"`` or ``"0.3"``; NaN, infinity, negatives and garbage are refused."""
+    try:
+        return parse_fraction(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def image_size(text: str) -> tuple[int, int]:
+    """argparse type of ``--resize``: ``HxW`` (``224x224``) or one number for square images."""
+    parts = text.lower().split("x")
+    try:
+        sizes = [int(p) for p in parts]
+    except ValueError:
+        sizes = []
+    if len(sizes) == 1:
+        sizes = sizes * 2
+    if len(sizes) != 2 or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"expected a size HxW such as 224x224, got {text!r}")
+    return sizes[0], sizes[1]
+
+
+def add_data_options(parser: argparse.ArgumentParser, *, default: str = "mnist", split: str = "test",
+                     splits: bool = False) -> None:
+    """``--data``, ``--resize``, ``--data-root`` and ``--split`` (or, with ``splits``, ``--train-split`` and
+    ``--test-split`` for commands that train and test)."""
+    parser.add_argument("--data", default=default, metavar="SPEC", help=DATA_HELP)
+    if splits:
+        parser.add_argument("--train-split", default="train", help="the split to train on")
+        parser.add_argument("--test-split", default="test", help="the split to test on")
+    else:
+        parser.add_argument("--split", default=split, help="the split of --data to read (train or test)")
+    parser.add_argument("--resize", type=image_size, default=None, metavar="HxW",
+                        help="resize every image to HxW (bilinear), e.g. for an image folder of mixed sizes")
+    add_once(parser, "--data-root", default=None,
+             help="folder with the MNIST IDX files (default: $ALVA_MNIST_ROOT, else data/mnist)")
+
+
+def _model_flags(name: str) -> dict[str, str]:
+    """The flags of the model option ``name`` and its extra options: ``--weights`` ... for ``--model``,
+    ``--source-weights`` ... for ``--source``; ``--model-kwargs`` or ``--source-kwargs``."""
+    base = name.lstrip("-")
+    prefix = "" if base == "model" else base + "-"
+    flags = {"spec": name, "kwargs": f"--{base}-kwargs"}
+    flags.update({key: f"--{prefix}{key}" for key in ("weights", "mean", "std", "bounds")})
+    return flags
+
+
+def _dest(flag: str) -> str:
+    return flag.lstrip("-").replace("-", "_")
+
+
+def add_model_options(parser: argparse.ArgumentParser, *, default: str | None = "mnist/cnn-small",
+                      name: str = "--model", extra: bool = True) -> None:
+    """``name`` (a model spec) and, with ``extra``, the options of a FILE.py:FUNCTION model: ``--weights``,
+    ``--mean``, ``--std``, ``--bounds``, ``--model-kwargs`` (prefixed with the option's name for another
+    ``name``, e.g. ``--source-weights``) and the shared ``--trust-code``."""
+    flags = _model_flags(name)
+    parser.add_argument(name, default=default, metavar="SPEC", help=MODEL_HELP)
+    if not extra:
+        return
+    only = f"FILE.py:FUNCTION {name} only"
+    parser.add_argument(flags["weights"], default=None, metavar="W.safetensors",
+                        help=f"{only}: a plain state dict of the function's module")
+    parser.add_argument(flags["mean"], default=None, metavar="M1,M2,M3",
+                        help=f"{only}: per-channel mean the inputs are standardised with")
+    parser.add_argument(flags["std"], default=None, metavar="S1,S2,S3",
+                        help=f"{only}: per-channel standard deviation, given with the mean")
+    parser.add_argument(flags["bounds"], default=None, metavar="LO,HI",
+                        help=f"{only}: range of the inputs (default 0,1; negative: {flags['bounds']}=-1,1)")
+    parser.add_argument(flags["kwargs"], default=None, metavar="JSON",
+                        help=f"{only}: keyword arguments of the function, as a JSON object")
+    add_once(parser, "--trust-code", action="store_true",
+             help="load a card (run folder or weights file) that names a FILE.py:FUNCTION factory: this imports "
+                  "and runs that code, so give it only for code you trust")
+
+
+def load_data(args: argparse.Namespace, split: str | None = None) -> ImageData:
+    """The data of ``args.data`` for ``split`` (default ``args.split``)."""
+    chosen = split if split is not None else args.split
+    return alva.data.load(args.data, chosen, resize=getattr(args, "resize", None),
+                          root=getattr(args, "data_root", None))
+
+
+def _floats(text: str | None, option: str, *, count: int | None = None) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        return parse_floats(text, count=count, negative=option.endswith("bounds"))
+    except ValueError as err:
+        raise ValueError(f"{option}: {err}") from None
+
+
+def _kwargs(text: str | None, option: str) -> dict | None:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{option} must be a JSON object such as '{{\"width\": 16}}': {err}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{option} must be a JSON object such as '{{\"width\": 16}}', got {text!r}")
+    return value
+
+
+def model_options(args: argparse.Namespace, *, name: str = "--model") -> dict:
+    """The keyword arguments of :func:`alva.models.load` that the extra options of ``name`` give."""
+    flags = _model_flags(name)
+    given = {key: getattr(args, _dest(flag), None) for key, flag in flags.items()}
+    options = {
+        "weights": given["weights"],
+        "mean": _floats(given["mean"], flags["mean"]),
+        "std": _floats(given["std"], flags["std"]),
+        "bounds": _floats(given["bounds"], flags["bounds"], count=2),
+        "kwargs": _kwargs(given["kwargs"], flags["kwargs"]),
+    }
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def load_model(args: argparse.Namespace, data: ImageData, *, name: str = "--model") -> nn.Module:
+    """The model of option ``name`` (with its extra options), on ``args.device``, checked to fit ``data``
+    (channels, size, classes); a ValueError with a one-line message otherwise."""
+    spec = getattr(args, _dest(name))
+    try:
+        model = load(spec, **model_options(args, name=name), in_shape=data.shape,
+                     device=getattr(args, "device", "cpu"), trust_code=getattr(args, "trust_code", False))
+    except ModelLoadError as err:
+        raise ModelLoadError(f"{name} {spec}: {err}" if spec not in str(err) else str(err)) from err
+    check_fits(model, data.shape, data.num_classes, model_name=str(spec),
+               data_name=f"the data {data.source!r} ({data.split})")
+    return model
+
+
+def default_eps(data: ImageData) -> float:
+    """The usual L-inf budget of ``data``: 0.3 for 1-channel data (MNIST), 8/255 for 3-channel data."""
+    return MNIST_EPS if data.shape[0] == 1 else RGB_EPS
+
+
+def make_out(path: str | Path) -> Path:
+    """Create the output folder ``path`` (and its parents); call it once every input has loaded and fits."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def subset(data: ImageData, n: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fixed stratified subset of ``n`` samples of ``data`` for ``seed``, in memory (all for ``None``, or
+    when ``n`` is at least the size of the data)."""
+    if n is not None and n < 1:
+        raise ValueError(f"--n must be >= 1, got {n}")
+    return data.tensors(None if n is None or n >= len(data) else n, seed=seed)
+
+
+__all__ = ["DATA_HELP", "EPS_HELP", "MODEL_HELP", "MNIST_EPS", "RGB_EPS", "add_data_options", "add_model_options",
+           "default_eps", "fraction", "image_size", "load_data", "load_model", "make_out",
+           "model_options", "subset"]
