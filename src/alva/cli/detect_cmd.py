@@ -124,6 +124,9 @@ def run(args: argparse.Namespace) -> int:
         from alva.attacks.generator_attacks import load_perturbation_generator
 
         advgan = load_perturbation_generator(args.advgan, device=args.device)
+        if advgan.channels != test_data.shape[0]:
+            raise ValueError(f"--advgan {args.advgan} perturbs {advgan.channels}-channel images but {args.data} has "
+                             f"{test_data.shape[0]} channels")
     train_data = load_data(args, args.train_split)
     check_fits(model, train_data.shape, train_data.num_classes, model_name=args.model,
                data_name=f"the data {args.data!r} ({args.train_split})")

@@ -10,18 +10,8 @@ from pathlib import Path
 
 import torch
 
+from alva.cli import inputs
 from alva.cli.common import add_common
-from alva.cli.inputs import (
-    EPS_HELP,
-    add_data_options,
-    add_model_options,
-    default_eps,
-    fraction,
-    load_data,
-    load_model,
-    make_out,
-    subset,
-)
 from alva.cli.model_inputs import (
     GENERATOR_HELP,
     MNIST_SHAPE,
@@ -46,9 +36,9 @@ def register(commands) -> None:
                                    "checkpoint after every epoch (--resume goes on), metrics.jsonl, "
                                    "samples/epoch_NNN.png, generator.safetensors, then evaluate on test images "
                                    "(summary.json, grid.png).")
-    add_model_options(t)
-    add_data_options(t, splits=True)
-    t.add_argument("--eps", type=fraction, default=None, help=f"L-inf bound, e.g. 8/255 ({EPS_HELP})")
+    inputs.add_model_options(t)
+    inputs.add_data_options(t, splits=True)
+    t.add_argument("--eps", type=inputs.fraction, default=None, help=f"L-inf bound, e.g. 8/255 ({inputs.EPS_HELP})")
     t.add_argument("--epochs", type=int, default=2)
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument("--lr", type=float, default=1e-3)
@@ -66,10 +56,10 @@ def register(commands) -> None:
     t.set_defaults(handler=run_advgan_train)
 
     a = sub.add_parser("attack", help="attack test images with a trained perturbation generator")
-    add_model_options(a)
-    add_data_options(a)
+    inputs.add_model_options(a)
+    inputs.add_data_options(a)
     a.add_argument("--generator", required=True, help="run folder or generator.safetensors of advgan train")
-    a.add_argument("--eps", type=fraction, default=None, help="L-inf bound (default: the generator's eps)")
+    a.add_argument("--eps", type=inputs.fraction, default=None, help="L-inf bound (default: the generator's eps)")
     a.add_argument("--target", default=None, choices=["random", "least-likely"], help="for a targeted generator")
     _add_eval(a)
     a.add_argument("--out", required=True)
@@ -118,9 +108,9 @@ def _add_eval(p: argparse.ArgumentParser) -> None:
 
 
 def _add_atgan(p: argparse.ArgumentParser) -> None:
-    add_model_options(p, name="--classifier")
-    add_model_options(p, default="mnist/mlp", name="--oracle", extra=False)
-    add_data_options(p)
+    inputs.add_model_options(p, name="--classifier")
+    inputs.add_model_options(p, default="mnist/mlp", name="--oracle", extra=False)
+    inputs.add_data_options(p)
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--steps", type=int, default=200, help="generator steps per epoch")
     p.add_argument("--batch-size", type=int, default=64)
@@ -153,7 +143,7 @@ def _advgan_eval(model, generator, args, out: Path, eps, target, test: ImageData
     from alva.evaluation.robustness import Batch
     from alva.report.figures import adversarial_grid
 
-    x, y = subset(test, args.n_eval, 0)
+    x, y = inputs.subset(test, args.n_eval, 0)
     x, y = x.to(args.device), y.to(args.device)
     attack = AdvGANAttack(model, generator, eps, target=target, seed=0)
     result = attack(x, y)
@@ -176,15 +166,15 @@ def run_advgan_train(args: argparse.Namespace) -> int:
     settings = AdvGANSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, gan_weight=args.gan_weight,
                               hinge_weight=args.hinge_weight, hinge_bound=args.hinge_bound, targeted=args.targeted,
                               width=args.width, seed=args.seed)
-    test = load_data(args, args.test_split)
-    model = load_model(args, test)
+    test = inputs.load_data(args, args.test_split)
+    model = inputs.load_model(args, test)
     oracle = _oracle(args, test)
-    args.eps = args.eps if args.eps is not None else default_eps(test)
-    train = load_data(args, args.train_split)
+    args.eps = args.eps if args.eps is not None else inputs.default_eps(test)
+    train = inputs.load_data(args, args.train_split)
     check_fits(model, train.shape, train.num_classes, model_name=args.model,
                data_name=f"the data {args.data!r} ({args.train_split})")
-    data = subset(train, args.train_size, args.seed)
-    out = make_out(args.out)
+    data = inputs.subset(train, args.train_size, args.seed)
+    out = inputs.make_out(args.out)
     generator, _ = train_advgan(model, data, args.eps, settings, out=out, resume=args.resume, device=args.device,
                                 progress=not args.no_progress, num_classes=test.num_classes,
                                 card={"target_model": args.model, "command": current_command()})
@@ -197,8 +187,8 @@ def run_advgan_train(args: argparse.Namespace) -> int:
 def run_advgan_attack(args: argparse.Namespace) -> int:
     from alva.attacks.generator_attacks import load_perturbation_generator
 
-    test = load_data(args)
-    model = load_model(args, test)
+    test = inputs.load_data(args)
+    model = inputs.load_model(args, test)
     oracle = _oracle(args, test)
     generator = load_perturbation_generator(args.generator, device=args.device)
     if generator.channels != test.shape[0]:
@@ -207,7 +197,7 @@ def run_advgan_attack(args: argparse.Namespace) -> int:
     if generator.num_classes and generator.num_classes != test.num_classes:
         raise ValueError(f"the targeted generator {args.generator} knows {generator.num_classes} target classes but "
                          f"{args.data} has {test.num_classes}")
-    summary = _advgan_eval(model, generator, args, make_out(args.out), args.eps, args.target, test, oracle)
+    summary = _advgan_eval(model, generator, args, inputs.make_out(args.out), args.eps, args.target, test, oracle)
     print(_line(summary))
     print(f"wrote {args.out}/summary.json, grid.png")
     return 0
@@ -231,24 +221,24 @@ def run_figure(args: argparse.Namespace) -> int:
 
 def _atgan_inputs(args: argparse.Namespace, generator) -> tuple[ImageData, torch.nn.Module, torch.nn.Module]:
     """The real images, the classifier and the oracle, each checked to fit the generator's images."""
-    data = load_data(args)
+    data = inputs.load_data(args)
     images = generator_images(generator, args.generator) if generator is not None else None
     if images is None and tuple(data.shape) != MNIST_SHAPE:
         raise ValueError(f"the generator trained against the critic makes 1x28x28 images; {args.data} has "
                          f"{'x'.join(map(str, data.shape))} images")
     if images is not None:
         check_generator_fits(images, data, f"the data {args.data!r}")
-    return data, load_model(args, data, name="--classifier"), load_model_as(args, data, "--oracle", args.oracle)
+    return data, inputs.load_model(args, data, name="--classifier"), load_model_as(args, data, "--oracle", args.oracle)
 
 
-def _atgan_eval(g_adv, original, args, out: Path, inputs: tuple[ImageData, torch.nn.Module, torch.nn.Module]
+def _atgan_eval(g_adv, original, args, out: Path, loaded: tuple[ImageData, torch.nn.Module, torch.nn.Module]
                 ) -> dict:
     from alva.attacks.generator_attacks import UnrestrictedGeneratorAttack, generator_attack_summary
     from alva.evaluation.generative import generator_frechet
     from alva.evaluation.robustness import Batch
     from alva.report.figures import adversarial_grid
 
-    data, classifier, oracle = inputs
+    data, classifier, oracle = loaded
     attack = UnrestrictedGeneratorAttack(g_adv, classifier, oracle=oracle, reference=original)
     result = attack.sample(args.n_eval, seed=10_000)
     real = data.subset(torch.arange(min(args.n_eval, len(data)))).tensors()[0]  # the first n_eval images
@@ -290,15 +280,15 @@ def run_atgan_finetune(args: argparse.Namespace) -> int:
     weight = args.dist_weight if args.dist_weight is not None else {"l2": 0.5, "frechet": 0.01}[args.distance]
     settings = _atgan_settings(args, args.distance, weight, args.critic_weight)
     original = load_user_generator(args.generator, device=args.device)
-    inputs = _atgan_inputs(args, original)
-    reference = load_model_as(args, inputs[0], "--reference", args.reference)
+    loaded = _atgan_inputs(args, original)
+    reference = load_model_as(args, loaded[0], "--reference", args.reference)
     critic = load_critic(args.critic).to(args.device) if args.critic else None
-    out = make_out(args.out)
-    g_adv, _ = finetune_atgan(original, inputs[1], settings, reference=reference, critic=critic, out=out,
+    out = inputs.make_out(args.out)
+    g_adv, _ = finetune_atgan(original, loaded[1], settings, reference=reference, critic=critic, out=out,
                               resume=args.resume, device=args.device, progress=not args.no_progress,
                               card={"classifier": args.classifier, "base_generator": args.generator,
                                     "reference": args.reference, "command": current_command()})
-    summary = _atgan_eval(g_adv, original, args, out, inputs)
+    summary = _atgan_eval(g_adv, original, args, out, loaded)
     print(_line(summary))
     print(f"wrote {args.out}/generator.safetensors, summary.json, grid.png")
     return 0
@@ -314,14 +304,14 @@ def run_atgan_critic(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"no critic checkpoint at {args.critic}: train one with alva gan train --out DIR "
                                 "and pass --critic DIR/checkpoint.safetensors")
     settings = _atgan_settings(args, "l2", 0.0, 0.0)
-    inputs = _atgan_inputs(args, None)
+    loaded = _atgan_inputs(args, None)
     critic = load_critic(args.critic).to(args.device)
-    out = make_out(args.out)
-    g, _ = train_against_critic(critic, inputs[1], settings, adv_weight=args.adv_weight, out=out, resume=args.resume,
+    out = inputs.make_out(args.out)
+    g, _ = train_against_critic(critic, loaded[1], settings, adv_weight=args.adv_weight, out=out, resume=args.resume,
                                 device=args.device, progress=not args.no_progress,
                                 card={"classifier": args.classifier, "critic": args.critic,
                                       "command": current_command()})
-    summary = _atgan_eval(g, load_generator("mnist/acwgan-gp", device=args.device), args, out, inputs)
+    summary = _atgan_eval(g, load_generator("mnist/acwgan-gp", device=args.device), args, out, loaded)
     print(_line(summary))
     print(f"wrote {args.out}/generator.safetensors, summary.json, grid.png")
     return 0
