@@ -152,6 +152,17 @@ def test_alva_generate_with_a_user_generator_writes_images_of_its_shape(tmp_path
     assert read(out / "summary.json")["generated"] == 20
 
 
+def test_converge_retrains_a_user_model_on_alva_samples_of_a_user_generator(rgb, weights, tmp_path):
+    out = tmp_path / "converge"
+    assert run_cli("converge", "--data", rgb, "--classifier", USER_MODEL, "--classifier-weights", weights,
+                   "--generator", USER_GENERATOR, "--oracle", USER_MODEL, "--oracle-weights", weights,
+                   "--rounds", "1", "--threshold", "0", "--n", "20", "--n-eval", "20", "--chunk-size", "10",
+                   "--eps", "2", "--out", str(out)) == 0
+    rounds = read(out / "rounds.json")
+    assert [r["round"] for r in rounds] == [0, 1] and 0 <= rounds[1]["metrics"]["clean_test_acc"] <= 1
+    assert alva.models.load(out, trust_code=True)(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
 REFUSED = {
     "sparse, a factory file that does not exist": (
         ["sparse", "--model", "nowhere.py:build"], "nowhere.py"),

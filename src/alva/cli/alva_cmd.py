@@ -34,7 +34,7 @@ have the shape and classes of --data.
 
 def _add_generation(p: argparse.ArgumentParser, n: int) -> None:
     add_generator_options(p, "mnist/acwgan-gp")
-    add_model_options(p, default="mnist/mlp", name="--oracle", extra=False)
+    add_model_options(p, default="mnist/mlp", name="--oracle")
     p.add_argument("--n", type=int, default=n, help="latent vectors to attack")
     p.add_argument("--eps", type=fraction, default=0.5, help="latent L-inf (or L2) radius")
     p.add_argument("--steps", type=int, default=1, help="1: the one-step ALVA formula; more: iterative")

@@ -41,7 +41,7 @@ def register(commands) -> None:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--train-size", type=int, default=None, help="train on a fixed stratified subset of this size")
     add_data_options(t, splits=True)
-    add_model_options(t, default="mnist/mlp", name="--oracle", extra=False)
+    add_model_options(t, default="mnist/mlp", name="--oracle")
     t.add_argument("--eval-samples", type=int, default=10_000)
     t.add_argument("--monitor-samples", type=int, default=1000,
                    help="after every epoch, log the oracle's label agreement on this many samples (0: off)")

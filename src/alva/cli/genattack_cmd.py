@@ -109,7 +109,7 @@ def _add_eval(p: argparse.ArgumentParser) -> None:
 
 def _add_atgan(p: argparse.ArgumentParser) -> None:
     inputs.add_model_options(p, name="--classifier")
-    inputs.add_model_options(p, default="mnist/mlp", name="--oracle", extra=False)
+    inputs.add_model_options(p, default="mnist/mlp", name="--oracle")
     inputs.add_data_options(p)
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--steps", type=int, default=200, help="generator steps per epoch")
