@@ -163,6 +163,20 @@ def test_converge_retrains_a_user_model_on_alva_samples_of_a_user_generator(rgb,
     assert alva.models.load(out, trust_code=True)(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
 
 
+def test_fakeclass_expands_a_user_model_to_2k_classes_on_rgb_data(rgb, weights, tmp_path):
+    out = tmp_path / "fakeclass"
+    assert run_cli("fakeclass", "--data", rgb, "--classifier", USER_MODEL, "--classifier-weights", weights,
+                   "--rounds", "1", "--per-class", "1", "--test-per-class", "1", "--steps", "20", "--de-per-class", "1",
+                   "--de-pixels", "5", "--de-popsize", "6", "--de-generations", "2", "--reference-epochs", "1",
+                   "--reference-per-class", "1", "--eval-train-size", "40", "--eval-test-size", "40",
+                   "--nn-pool-size", "40", "--sample", "10", "--out", str(out)) == 0
+    state = read(out / "rounds.json")
+    assert state["settings"]["num_classes"] == 10 and state["settings"]["attack"]["max_pixels"] == 392
+    assert state["data"]["test"] == 40 and len(state["rounds"]) == 2
+    trained = alva.models.load(out / "model.safetensors", trust_code=True)
+    assert trained(torch.zeros(2, 3, 32, 32)).shape == (2, 20)  # K real and K fake classes
+
+
 REFUSED = {
     "sparse, a factory file that does not exist": (
         ["sparse", "--model", "nowhere.py:build"], "nowhere.py"),

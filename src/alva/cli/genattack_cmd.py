@@ -103,7 +103,8 @@ def register(commands) -> None:
 
 
 def _add_eval(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--oracle", default=None, metavar="SPEC", help=ORACLE_HELP)
+    inputs.add_model_options(p, default=None, name="--oracle")
+    p._option_string_actions["--oracle"].help = ORACLE_HELP  # its default depends on the data
     p.add_argument("--n-eval", type=int, default=1000, help="test images to attack (fixed stratified subset)")
 
 

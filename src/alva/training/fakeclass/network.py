@@ -4,9 +4,10 @@ network of metric 6 (trained once, cached with its card), and the card of each r
 from __future__ import annotations
 
 import copy
+import inspect
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -14,6 +15,7 @@ from torch import nn
 from alva.evaluation.accuracy import accuracy, predict_logits
 from alva.models import zoo
 from alva.models.cards import build_from_card
+from alva.models.factory import import_factory
 from alva.training.fakeclass.settings import PRETRAIN, REFERENCE, FakeClassSettings, round_seed
 from alva.training.loop import TrainSettings, fit
 
@@ -48,7 +50,8 @@ def expand_fake_classes(model: nn.Module, num_classes: int, *, fake_bias: float 
         new.bias[:num_classes] = last.bias if last.bias is not None else 0.0
     setattr(parent, name, new)
     if hasattr(model, "spec"):
-        model.spec = {**model.spec, "num_classes": 2 * num_classes}
+        wrapped = cast(Any, model)
+        wrapped.spec = with_outputs(wrapped.spec, 2 * num_classes)
     if hasattr(model, "card"):
         del model.card
     return model
@@ -59,6 +62,29 @@ def _outputs(model: nn.Module, shape: tuple[int, ...]) -> int:
     return predict_logits(model, torch.zeros(1, *shape, device=device)).shape[1]
 
 
+def takes_num_classes(factory: str) -> bool:
+    """Whether the user's function ``factory`` takes a ``num_classes`` keyword (so a card can ask for outputs)."""
+    parameters = inspect.signature(import_factory(factory, from_card=True)).parameters.values()
+    return any(p.name == "num_classes" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+
+
+def with_outputs(spec: dict[str, Any], outputs: int) -> dict[str, Any]:
+    """``spec`` for ``outputs`` outputs; for the user's function, its ``num_classes`` keyword when it takes one
+    (the card then rebuilds the network with as many outputs; without it the card cannot, and nothing is saved)."""
+    spec = {**spec, "num_classes": outputs}
+    if "factory" in spec and takes_num_classes(spec["factory"]):
+        spec["kwargs"] = {**(spec.get("kwargs") or {}), "num_classes": outputs}
+    return spec
+
+
+def rebuilds(model: nn.Module) -> bool:
+    """Whether ``model``'s card rebuilds it: an alva architecture, or a factory told its number of outputs."""
+    spec = getattr(model, "spec", None)
+    if spec is None:
+        return False
+    return "factory" not in spec or (spec.get("kwargs") or {}).get("num_classes") == spec.get("num_classes")
+
+
 def _like(spec_of: nn.Module, num_classes: int) -> nn.Module:
     """A fresh network built as ``spec_of``'s card says (an alva architecture or the user's factory), with its
     normalisation and ``num_classes`` outputs; a factory network of half as many outputs gets the fake classes
@@ -66,6 +92,8 @@ def _like(spec_of: nn.Module, num_classes: int) -> nn.Module:
     card = zoo.architecture_card(spec_of)
     if "factory" not in card:
         return build_from_card({**card, "num_classes": num_classes}, "the fake-class network")
+    if takes_num_classes(card["factory"]):
+        card = with_outputs(card, num_classes)
     model = build_from_card(card, "the fake-class network")
     outputs = _outputs(model, tuple(card["in_shape"]))
     if outputs == num_classes:
@@ -124,8 +152,9 @@ def reference_network(like: nn.Module, settings: FakeClassSettings, train: tuple
 
 
 def save_trained(model: nn.Module, settings: FakeClassSettings, rounds: int, path: Path) -> None:
-    """Write the network after ``rounds`` trained rounds with its card (only for an alva model)."""
-    if not hasattr(model, "spec"):
+    """Write the network after ``rounds`` trained rounds with its card (only for a model whose card rebuilds it:
+    an alva architecture, or the user's function that takes ``num_classes``)."""
+    if not rebuilds(model):
         return
     k = settings.num_classes
     card: dict[str, Any] = {**zoo.architecture_card(model), "fakeclass_rounds": rounds,
