@@ -6,28 +6,37 @@ import argparse
 
 from alva import distributed
 from alva.cli.common import add_common, paragraph
-from alva.data import fixed_subset, load_mnist
-from alva.models import load, load_generator
+from alva.cli.inputs import add_data_options, add_model_options, fraction, load_data, make_out, subset
+from alva.cli.model_inputs import (
+    add_generator_options,
+    check_generator_fits,
+    generator_images,
+    load_model_as,
+    load_user_generator,
+)
+from alva.models import check_fits
 from alva.training.augment import KEEP, GenerationSettings, generate_dataset
 from alva.training.convergence import ConvergenceSettings, converge
 from alva.training.loop import TrainSettings
 
 GENERATE_DESCRIPTION = paragraph("""
 Attack n latent vectors with ALVA and write the kept G(z') with their labels to OUT/dataset.safetensors, in chunks:
-rerun after a stop to go on.
+rerun after a stop to go on. The generator (a zoo name, run folder or the user's FILE.py:FUNCTION) must make images
+of the classifier's input shape.
 """)
 
 CONVERGE_DESCRIPTION = paragraph("""
 Repeat: measure ALVA on unseen latent vectors, add valid ALVA samples to the training data, retrain; until the
-success rate is below --threshold or --rounds is reached. Resumable after every round.
+success rate is below --threshold or --rounds is reached. Resumable after every round. The generator's images must
+have the shape and classes of --data.
 """)
 
 
 def _add_generation(p: argparse.ArgumentParser, n: int) -> None:
-    p.add_argument("--generator", default="mnist/acwgan-gp", help="zoo name or weights of a generator")
-    p.add_argument("--oracle", default="mnist/mlp", help="independent classifier that judges validity")
+    add_generator_options(p, "mnist/acwgan-gp")
+    add_model_options(p, default="mnist/mlp", name="--oracle")
     p.add_argument("--n", type=int, default=n, help="latent vectors to attack")
-    p.add_argument("--eps", type=float, default=0.5, help="latent L-inf (or L2) radius")
+    p.add_argument("--eps", type=fraction, default=0.5, help="latent L-inf (or L2) radius")
     p.add_argument("--steps", type=int, default=1, help="1: the one-step ALVA formula; more: iterative")
     p.add_argument("--norm", default="linf", choices=["linf", "l2"])
     p.add_argument("--chunk-size", type=int, default=500)
@@ -44,7 +53,7 @@ def register(commands) -> None:
     sub = p.add_subparsers(dest="alva_command", required=True, metavar="ACTION")
     g = sub.add_parser("generate", help="generate a labelled adversarial data set through a generator",
                        description=GENERATE_DESCRIPTION)
-    g.add_argument("--classifier", default="mnist/cnn-small", help="the model under attack")
+    add_model_options(g, name="--classifier")
     _add_generation(g, 10000)
     g.add_argument("--keep", default="valid", choices=KEEP,
                    help="valid adversarial samples only (default), all successful ones, or all")
@@ -54,7 +63,8 @@ def register(commands) -> None:
 
     c = commands.add_parser("converge", help="convergence training: generate with ALVA, retrain, repeat",
                             description=CONVERGE_DESCRIPTION)
-    c.add_argument("--classifier", default="mnist/cnn-small", help="the classifier to make robust (a copy)")
+    add_model_options(c, name="--classifier")
+    add_data_options(c, splits=True)
     _add_generation(c, 2000)
     c.add_argument("--rounds", type=int, default=3)
     c.add_argument("--threshold", type=float, default=0.05)
@@ -62,7 +72,7 @@ def register(commands) -> None:
     c.add_argument("--epochs", type=int, default=1, help="training epochs per round")
     c.add_argument("--lr", type=float, default=5e-4)
     c.add_argument("--train-size", type=int, default=None, help="real training images (default: all 60000)")
-    c.add_argument("--pgd-eps", type=float, default=0.1, help="pixel PGD eps measured each round")
+    c.add_argument("--pgd-eps", type=fraction, default=0.1, help="pixel PGD eps measured each round")
     c.add_argument("--out", required=True)
     add_common(c)
     c.set_defaults(handler=run_converge)
@@ -71,10 +81,16 @@ def register(commands) -> None:
 def run_generate(args: argparse.Namespace) -> int:
     # Under torchrun each process generates its share of the chunks and rank 0 merges them.
     args.device = distributed.init_from_env(args.device)
-    oracle = load(args.oracle, device=args.device) if args.oracle else None
-    summary = generate_dataset(load_generator(args.generator, device=args.device),
-                               load(args.classifier, device=args.device), oracle, args.out,
-                               _generation(args, args.keep), device=args.device, progress=not args.no_progress)
+    generator = load_user_generator(args.generator, kwargs=args.generator_kwargs, device=args.device)
+    images = generator_images(generator, args.generator)
+    if not images.num_classes:
+        raise ValueError(f"the generator {args.generator} is unconditional: ALVA generate labels its samples with "
+                         "the class they were generated for, so it needs a conditional generator")
+    classifier = load_model_as(args, images, "--classifier", args.classifier)
+    oracle = load_model_as(args, images, "--oracle", args.oracle) if args.oracle not in (None, "", "none") else None
+    out = make_out(args.out) if distributed.is_main() else args.out
+    summary = generate_dataset(generator, classifier, oracle, out, _generation(args, args.keep), device=args.device,
+                               progress=not args.no_progress)
     if not distributed.is_main():
         return 0
     print(", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items()))
@@ -83,15 +99,21 @@ def run_generate(args: argparse.Namespace) -> int:
 
 
 def run_converge(args: argparse.Namespace) -> int:
-    train = load_mnist("train", args.data_root)
-    if args.train_size:
-        train = fixed_subset(*train, args.train_size, seed=args.seed)
-    test = load_mnist("test", args.data_root)
+    test_data = load_data(args, args.test_split)
+    train_data = load_data(args, args.train_split)
+    generator = load_user_generator(args.generator, kwargs=args.generator_kwargs)
+    check_generator_fits(generator_images(generator, args.generator), test_data, f"the data {args.data!r}")
+    classifier = load_model_as(args, test_data, "--classifier", args.classifier)
+    oracle = load_model_as(args, test_data, "--oracle", args.oracle)
+    check_fits(classifier, train_data.shape, train_data.num_classes, model_name=args.classifier,
+               data_name=f"the data {args.data!r} ({args.train_split})")
+    train = subset(train_data, args.train_size or None, args.seed)
+    test = test_data.tensors()
     settings = ConvergenceSettings(rounds=args.rounds, threshold=args.threshold, n_eval=args.n_eval,
                                    generation=_generation(args, "valid"),
                                    training=TrainSettings(epochs=args.epochs, lr=args.lr, seed=args.seed),
                                    pgd_eps=args.pgd_eps)
-    converge(load(args.classifier), load_generator(args.generator), load(args.oracle), train, test,
-             fixed_subset(*test, 500, seed=args.seed), args.out, settings, progress=not args.no_progress)
+    converge(classifier, generator, oracle, train, test, subset(test_data, 500, args.seed), make_out(args.out),
+             settings, progress=not args.no_progress)
     print(f"wrote {args.out}/rounds.json, rounds.png, model.safetensors")
     return 0

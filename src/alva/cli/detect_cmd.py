@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -13,7 +12,25 @@ import torch
 from alva.attacks import FGSM, PGD, SparseConfident
 from alva.attacks.alva import ALVA
 from alva.cli.common import add_common, csv_floats, paragraph
-from alva.data import fixed_subset, load_mnist
+from alva.cli.inputs import (
+    EPS_HELP,
+    add_data_options,
+    add_model_options,
+    default_eps,
+    fraction,
+    load_data,
+    load_model,
+    make_out,
+    subset,
+)
+from alva.cli.model_inputs import (
+    add_generator_options,
+    check_generator_fits,
+    generator_images,
+    load_user_generator,
+    mnist_default,
+)
+from alva.cli.sparse_cmd import max_pixels
 from alva.defenses import (
     DetectedModel,
     DetectorAwareLoss,
@@ -23,8 +40,8 @@ from alva.defenses import (
     train_detector,
 )
 from alva.evaluation.robustness import run_attack
-from alva.models import load, load_generator
-from alva.models.generative import draw_labels, draw_noise
+from alva.models import build, check_fits
+from alva.models.generative import draw_labels, draw_noise, is_conditional
 from alva.tracking import atomic_write_bytes, atomic_write_json
 from alva.training.loop import TrainSettings
 
@@ -33,27 +50,32 @@ __all__ = ["register", "run"]
 TRAIN_ATTACKS = ("fgsm", "pgd")
 
 DESCRIPTION = paragraph("""
-Train a binary detector on clean MNIST training images and their adversarial versions from --train-attack, then
-report its ROC AUC on test images for that attack (seen) and for PGD, sparse confident images, ALVA images and an
-adaptive PGD that also targets the detector (unseen). Writes summary.json and table.md to --out.
+Train a binary detector on clean training images of --data and their adversarial versions from --train-attack,
+then report its ROC AUC on test images for that attack (seen) and for PGD, sparse confident images, ALVA images
+(with a generator of the data's images) and an adaptive PGD that also targets the detector (unseen). Writes
+summary.json and table.md to --out.
 """)
 
 
 def register(commands) -> None:
     p = commands.add_parser("detect", help="train a detector of adversarial inputs and tabulate its AUC",
                             description=DESCRIPTION)
-    p.add_argument("--model", default="mnist/cnn-small", help="the classifier the attacks target")
+    add_model_options(p)
+    add_data_options(p, splits=True)
     p.add_argument("--train-attack", default="fgsm", choices=TRAIN_ATTACKS)
-    p.add_argument("--eps", type=float, default=0.3, help="L-inf radius of FGSM/PGD")
+    p.add_argument("--eps", type=fraction, default=None, help=f"L-inf radius of FGSM/PGD, e.g. 8/255 ({EPS_HELP})")
     p.add_argument("--steps", type=int, default=40, help="PGD and adaptive PGD steps")
     p.add_argument("--train-size", type=int, default=5000, help="clean training images (as many adversarial)")
     p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--architecture", default="cnn-small", help="detector architecture")
+    p.add_argument("--architecture", default="cnn-small",
+                   help="detector: an architecture of alva.models.create or FILE.py:FUNCTION with one output, built "
+                        "for the data's images")
     p.add_argument("--n", type=int, default=1000, help="clean test images")
     p.add_argument("--n-sparse", type=int, default=200, help="sparse confident images")
     p.add_argument("--sparse-steps", type=int, default=500)
     p.add_argument("--n-alva", type=int, default=500, help="ALVA latent vectors")
-    p.add_argument("--generator", default="mnist/acwgan-gp")
+    add_generator_options(p, None, "default: mnist/acwgan-gp for 1x28x28 data, none (no ALVA row) for other data; "
+                                   "'none' skips the row")
     p.add_argument("--alva-eps", type=float, default=0.5)
     p.add_argument("--alva-steps", type=int, default=1)
     p.add_argument("--advgan", default=None,
@@ -88,13 +110,31 @@ def _row(name: str, seen: bool, detector, clean, adv, fooled: torch.Tensor, thre
 
 
 def run(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     progress = not args.no_progress
-    model = load(args.model, device=args.device)
+    test_data = load_data(args, args.test_split)
+    model = load_model(args, test_data)
+    args.eps = args.eps if args.eps is not None else default_eps(test_data)
+    args.generator = mnist_default(args.generator, test_data, "mnist/acwgan-gp")
+    generator = None
+    if args.generator is not None:
+        generator = load_user_generator(args.generator, kwargs=args.generator_kwargs, device=args.device)
+        check_generator_fits(generator_images(generator, args.generator), test_data, f"--model {args.model}")
+    advgan = None
+    if args.advgan:
+        from alva.attacks.generator_attacks import load_perturbation_generator
+
+        advgan = load_perturbation_generator(args.advgan, device=args.device)
+        if advgan.channels != test_data.shape[0]:
+            raise ValueError(f"--advgan {args.advgan} perturbs {advgan.channels}-channel images but {args.data} has "
+                             f"{test_data.shape[0]} channels")
+    train_data = load_data(args, args.train_split)
+    check_fits(model, train_data.shape, train_data.num_classes, model_name=args.model,
+               data_name=f"the data {args.data!r} ({args.train_split})")
+    build(args.architecture, in_shape=test_data.shape, num_classes=1)  # a detector of the images can be built
     bs, dev = args.batch_size, args.device
-    x_train, y_train = fixed_subset(*load_mnist("train", args.data_root), args.train_size, seed=args.seed)
-    x_test, y_test = fixed_subset(*load_mnist("test", args.data_root), args.n, seed=args.seed)
+    x_train, y_train = subset(train_data, args.train_size, args.seed)
+    x_test, y_test = subset(test_data, args.n, args.seed)
+    out = make_out(args.out)
 
     started = time.perf_counter()
     adv_train = run_attack(_attack(args.train_attack, model, args), x_train, y_train, batch_size=bs, device=dev,
@@ -112,28 +152,29 @@ def run(args: argparse.Namespace) -> int:
             for name, r in adv_test.items()]
 
     # Sparse confident images (from blank images, 20 per class by default) against clean test images.
-    sparse = SparseConfident(model, steps=args.sparse_steps, seed=args.seed)
-    targets = torch.arange(args.n_sparse) % 10
+    sparse = SparseConfident(model, steps=args.sparse_steps, max_pixels=max_pixels(None, test_data.shape),
+                             seed=args.seed)
+    targets = torch.arange(args.n_sparse) % test_data.num_classes
     rs = run_attack(sparse, torch.zeros(args.n_sparse, *x_test.shape[1:]), targets, batch_size=bs, device=dev,
                     progress=progress, desc="sparse")
     # run_attack passes the classes as y: the images are generated for them (untargeted call = y as classes).
     rows.append(_row("sparse", False, detector, x_test, rs.x_adv, rs.success, threshold,
-                     "SparseConfident images vs clean test images; success: p >= 0.9 with <= 300 pixels"))
+                     f"SparseConfident images vs clean test images; success: p >= 0.9 with <= "
+                     f"{sparse.max_pixels} pixels"))
 
-    # ALVA: G(z') against G(z) for the conditional generator.
-    generator = load_generator(args.generator, device=dev)
-    z = draw_noise(generator, args.n_alva, seed=args.seed)
-    yz = draw_labels(generator, args.n_alva, seed=args.seed + 1)
-    ra = ALVA(generator, model, eps=args.alva_eps, steps=args.alva_steps, seed=args.seed)(z, yz)
-    if ra.x is None:
-        raise RuntimeError("an ALVA result holds G(z)")
-    rows.append(_row("alva", False, detector, ra.x.cpu(), ra.x_adv.cpu(), ra.success.cpu(), threshold,
-                     f"G(z') vs G(z), latent eps {args.alva_eps}, {args.alva_steps} step(s)"))
+    if generator is not None:  # ALVA: G(z') against G(z) for the conditional generator.
+        z = draw_noise(generator, args.n_alva, seed=args.seed)
+        yz = draw_labels(generator, args.n_alva, seed=args.seed + 1) if is_conditional(generator) else None
+        ra = ALVA(generator, model, eps=args.alva_eps, steps=args.alva_steps, seed=args.seed)(z, yz)
+        if ra.x is None:
+            raise RuntimeError("an ALVA result holds G(z)")
+        rows.append(_row("alva", False, detector, ra.x.cpu(), ra.x_adv.cpu(), ra.success.cpu(), threshold,
+                         f"G(z') vs G(z), latent eps {args.alva_eps}, {args.alva_steps} step(s)"))
 
-    if args.advgan:
-        from alva.attacks.generator_attacks import AdvGANAttack, load_perturbation_generator
+    if advgan is not None:
+        from alva.attacks.generator_attacks import AdvGANAttack
 
-        gen_attack = AdvGANAttack(model, load_perturbation_generator(args.advgan, device=dev), eps=args.eps)
+        gen_attack = AdvGANAttack(model, advgan, eps=args.eps)
         rg = run_attack(gen_attack, x_test, y_test, batch_size=bs, device=dev, progress=progress, desc="advgan")
         rows.append(_row("advgan", False, detector, x_test, rg.x_adv, rg.success, threshold,
                          f"AdvGAN perturbation generator {args.advgan}, eps {args.eps}"))

@@ -6,6 +6,10 @@ import argparse
 from typing import Any
 
 from alva.cli.common import add_common
+from alva.cli.inputs import add_data_options, add_model_options, load_data, load_model, make_out
+from alva.cli.model_inputs import MNIST_SHAPE
+from alva.cli.sparse_cmd import max_pixels, pixel_count
+from alva.models import check_fits
 from alva.training.fakeclass import DESettings, FakeClassSettings, ReferenceSettings, SparseSettings, fakeclass_train
 
 DEFAULTS = FakeClassSettings()
@@ -20,10 +24,11 @@ def register(commands) -> None:
                     "the generation success rate falls below --threshold (the network is deemed robust) or "
                     "after --rounds. Logs eleven metrics (see alva.training.fakeclass) to OUT/metrics.jsonl, "
                     "TensorBoard (OUT/tb) and OUT/rounds.json; plots OUT/metrics.png and OUT/round_NNN.png. "
-                    "With the defaults it takes one to two minutes on two CPU cores.",
+                    "The real classes, image shape and both halves of the training images come from --data. "
+                    "With the defaults (MNIST) it takes one to two minutes on two CPU cores.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--classifier", default="mnist/cnn-small",
-                   help="start network: zoo name or weights (K outputs are expanded to 2K: real-class rows kept)")
+    add_model_options(p, name="--classifier")
+    add_data_options(p, splits=True)
     p.add_argument("--from-scratch", action="store_true",
                    help="a fresh network of that architecture, trained on the real half for --pretrain-epochs")
     p.add_argument("--pretrain-epochs", type=int, default=DEFAULTS.pretrain_epochs)
@@ -40,7 +45,9 @@ def register(commands) -> None:
     gen.add_argument("--lam", type=float, default=a.lam, help="weight of the L1 penalty")
     gen.add_argument("--attack-lr", type=float, default=a.lr, help="step size of the generation")
     gen.add_argument("--confidence", type=float, default=a.confidence)
-    gen.add_argument("--max-pixels", type=int, default=a.max_pixels)
+    gen.add_argument("--max-pixels", type=pixel_count, default=None,
+                     help="a count (300) or a fraction of the image's pixels (0.05); default: 300 of 784 pixels, "
+                          "the same share of other sizes")
     gen.add_argument("--mask-fraction", type=float, default=a.mask_fraction,
                      help="random share of pixels held at 0 (makes the images of a class differ)")
     d = DEFAULTS.de
@@ -51,7 +58,7 @@ def register(commands) -> None:
     de.add_argument("--de-generations", type=int, default=d.generations)
     ref = p.add_argument_group("reference network (metric 6), trained on the other half of MNIST train")
     ref.add_argument("--reference-epochs", type=int, default=DEFAULTS.reference.epochs)
-    ref.add_argument("--reference-outputs", type=int, default=DEFAULTS.reference.outputs, help="K or 2K")
+    ref.add_argument("--reference-outputs", type=int, default=None, help="K or 2K (default: K, the data's classes)")
     ref.add_argument("--reference-size", type=int, default=None,
                      help="images of the other half it trains on (default: all 30000)")
     ref.add_argument("--reference-per-class", type=int, default=DEFAULTS.reference.per_class,
@@ -77,14 +84,17 @@ def register(commands) -> None:
     p.set_defaults(handler=run)
 
 
-def settings_from_args(args: argparse.Namespace) -> FakeClassSettings:
+def settings_from_args(args: argparse.Namespace, num_classes: int = DEFAULTS.num_classes,
+                       shape: tuple[int, ...] = MNIST_SHAPE) -> FakeClassSettings:
+    """The settings the options give, for data of ``num_classes`` classes and images of ``shape``."""
     return FakeClassSettings(
+        num_classes=num_classes,
         rounds=args.rounds, per_class=args.per_class, test_per_class=args.test_per_class, threshold=args.threshold,
         attack=SparseSettings(steps=args.steps, lam=args.lam, lr=args.attack_lr, confidence=args.confidence,
-                              max_pixels=args.max_pixels, mask_fraction=args.mask_fraction),
+                              max_pixels=max_pixels(args.max_pixels, shape), mask_fraction=args.mask_fraction),
         de=DESettings(per_class=args.de_per_class, pixels=args.de_pixels, popsize=args.de_popsize,
                       generations=args.de_generations),
-        reference=ReferenceSettings(outputs=args.reference_outputs, epochs=args.reference_epochs,
+        reference=ReferenceSettings(outputs=args.reference_outputs or num_classes, epochs=args.reference_epochs,
                                     size=args.reference_size, per_class=args.reference_per_class),
         epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, train_size=args.train_size,
         min_fake_share=args.min_fake_share, sample=args.sample, eval_train_size=args.eval_train_size,
@@ -123,8 +133,15 @@ def table(state: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    state = fakeclass_train(args.classifier, settings_from_args(args), args.out, resume=args.resume,
-                            progress=not args.no_progress, device=args.device, data_root=args.data_root, log=print)
+    test = load_data(args, args.test_split)
+    train = load_data(args, args.train_split)
+    classifier = load_model(args, test, name="--classifier")
+    check_fits(classifier, train.shape, train.num_classes, model_name=args.classifier,
+               data_name=f"the data {args.data!r} ({args.train_split})")
+    settings = settings_from_args(args, test.num_classes, test.shape)
+    state = fakeclass_train(classifier, settings, make_out(args.out), resume=args.resume,
+                            progress=not args.no_progress, device=args.device, train=train.tensors(),
+                            test=test.tensors(), log=print)
     print(table(state))
     final = state["final"]
     print("* final network (no training). "

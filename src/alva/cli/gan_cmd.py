@@ -1,4 +1,5 @@
-"""``alva gan train``: train an AC-WGAN-GP (conditional) or WGAN-GP (unconditional) generator on MNIST."""
+"""``alva gan train``: train an AC-WGAN-GP (conditional) or WGAN-GP (unconditional) generator of 1 x 28 x 28
+images (MNIST, or the user's data of that shape)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from dataclasses import asdict
 import torch
 
 from alva.cli.common import add_common
-from alva.data import fixed_subset, load_mnist
+from alva.cli.inputs import add_data_options, add_model_options, load_data, make_out, subset
+from alva.cli.model_inputs import MNIST_SHAPE, load_model_as
+from alva.data import ImageData
 from alva.models import zoo
 from alva.models.gan import save_generator
 from alva.training.classifier import current_command
@@ -23,7 +26,8 @@ def register(commands) -> None:
                        description="Train a WGAN-GP generator (Gulrajani et al. 2017), with --conditional an "
                                    "AC-WGAN-GP (Odena et al. 2017). Writes checkpoint.safetensors after every "
                                    "epoch, metrics.jsonl, TensorBoard logs, samples/epoch_NNN.png and at the end "
-                                   "generator.safetensors + generator.json to --out.")
+                                   "generator.safetensors + generator.json to --out. The generator and critic "
+                                   "are built for 1x28x28 images: --data must have that shape.")
     mode = t.add_mutually_exclusive_group()
     mode.add_argument("--conditional", dest="conditional", action="store_true", default=True,
                       help="AC-WGAN-GP: G(z, y) with an auxiliary classifier in the critic (default)")
@@ -36,9 +40,8 @@ def register(commands) -> None:
     t.add_argument("--latent-dim", type=int, default=64)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--train-size", type=int, default=None, help="train on a fixed stratified subset of this size")
-    t.add_argument("--oracle", default="mnist/mlp",
-                   help="zoo classifier that measures the result (label agreement, Frechet distance on its "
-                        "features); 'none' to skip")
+    add_data_options(t, splits=True)
+    add_model_options(t, default="mnist/mlp", name="--oracle")
     t.add_argument("--eval-samples", type=int, default=10_000)
     t.add_argument("--monitor-samples", type=int, default=1000,
                    help="after every epoch, log the oracle's label agreement on this many samples (0: off)")
@@ -58,15 +61,20 @@ def run(args: argparse.Namespace) -> int:
     settings = GanSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, n_critic=args.n_critic,
                            gp_lambda=args.gp_lambda, aux_fake_weight=args.aux_fake_weight, conditional=args.conditional,
                            seed=args.seed)
-    x_train, y_train = load_mnist("train", args.data_root)
-    if args.train_size is not None:
-        x_train, y_train = fixed_subset(x_train, y_train, args.train_size, seed=args.seed)
+    train = load_data(args, args.train_split)
+    test = load_data(args, args.test_split)
+    if tuple(train.shape) != MNIST_SHAPE or train.task != "multiclass":
+        raise ValueError(f"alva gan train builds generators of 1x28x28 images of one class each; {args.data} has "
+                         f"{'x'.join(map(str, train.shape))} {train.task} images")
+    oracle = load_model_as(args, test, "--oracle", args.oracle) if args.oracle != "none" else None
+    x_train, y_train = subset(train, args.train_size, args.seed)
+    out = make_out(args.out)
     torch.manual_seed(args.seed)
-    generator, critic = make_models(args.conditional, args.latent_dim)
+    generator, critic = make_models(args.conditional, args.latent_dim, train.num_classes)
     monitor = None
-    if args.oracle != "none" and args.monitor_samples > 0 and args.conditional:
-        monitor = agreement_monitor(zoo.load(args.oracle, device=args.device), args.monitor_samples)
-    train_gan(generator, critic, (x_train, y_train), settings, out=args.out, resume=args.resume,
+    if oracle is not None and args.monitor_samples > 0 and args.conditional:
+        monitor = agreement_monitor(oracle, args.monitor_samples)
+    train_gan(generator, critic, (x_train, y_train), settings, out=out, resume=args.resume,
               device=args.device, progress=not args.no_progress, monitor=monitor)
     generator.cpu().eval()
     card = {
@@ -74,12 +82,13 @@ def run(args: argparse.Namespace) -> int:
         "num_classes": int(generator.num_classes),
         "command": current_command(), "seed": args.seed, "epochs": args.epochs, "settings": asdict(settings),
         "train_size": len(x_train), "data_sha256": zoo.tensor_sha256(x_train),
-        "data_sha256_of": "float32 training images as loaded by alva.data.load_mnist",
+        "data_sha256_of": "float32 training images as loaded by "
+                          + ("alva.data.load_mnist" if args.data == "mnist" else f"alva.data.load({args.data!r})"),
         "train_time_s": round(generator.train_time_s, 1),
         "alva_version": __import__("alva").__version__, "torch_version": torch.__version__,
     }
-    if args.oracle != "none":
-        card.update(measure(generator, args.oracle, args.eval_samples, args.data_root))
+    if oracle is not None:
+        card.update(measure(generator, oracle.cpu(), args.oracle, args.eval_samples, test))
     save_generator(generator, card, f"{args.out}/generator.safetensors")
     figures = {k: v for k, v in card.items() if k.startswith(("label_agreement", "frechet"))}
     print(f"{figures}; weights and card in {args.out}/generator.safetensors")
@@ -93,19 +102,18 @@ def agreement_monitor(oracle, n: int):
     return lambda generator: {"label_agreement": label_agreement(generator, oracle, n, seed=0)}
 
 
-def measure(generator, oracle_name: str, n: int, data_root) -> dict:
+def measure(generator, oracle, oracle_name: str, n: int, test: ImageData) -> dict:
     """The card's quality figures under the oracle ``oracle_name``."""
     from alva.evaluation.generative import class_histogram, generator_frechet, label_agreement
     from alva.models.generative import is_conditional
 
     started = time.perf_counter()
-    oracle = zoo.load(oracle_name)
-    x_test, _ = load_mnist("test", data_root)
-    real = x_test[:n]
+    real = test.subset(torch.arange(min(n, len(test)))).tensors()[0]
     figures = {"oracle": oracle_name, "eval_samples": n,
                "frechet_distance_oracle_features": round(generator_frechet(generator, oracle, real, n, seed=0), 4),
                "frechet_distance_of": f"Frechet distance on {oracle_name} penultimate-layer features between "
-                                      f"{len(real)} real MNIST test images and {n} generated ones (not FID)",
+                                      f"{len(real)} real {'MNIST' if test.source == 'mnist' else test.source} "
+                                      f"test images and {n} generated ones (not FID)",
                "oracle_class_histogram": [round(v, 4) for v in class_histogram(generator, oracle, n, seed=0)]}
     if is_conditional(generator):
         figures["label_agreement"] = round(label_agreement(generator, oracle, n, seed=0), 4)

@@ -10,9 +10,22 @@ from pathlib import Path
 
 import torch
 
+from alva.cli import inputs
 from alva.cli.common import add_common
-from alva.data import fixed_subset, load_mnist
+from alva.cli.model_inputs import (
+    GENERATOR_HELP,
+    MNIST_SHAPE,
+    check_generator_fits,
+    generator_images,
+    load_model_as,
+    load_user_generator,
+    mnist_default,
+)
+from alva.data import ImageData
 from alva.tracking.files import atomic_write_json
+
+ORACLE_HELP = ("independent classifier that judges validity (default: mnist/mlp for 1x28x28 data, none for other "
+               "data; 'none': no validity)")
 
 
 def register(commands) -> None:
@@ -23,8 +36,9 @@ def register(commands) -> None:
                                    "checkpoint after every epoch (--resume goes on), metrics.jsonl, "
                                    "samples/epoch_NNN.png, generator.safetensors, then evaluate on test images "
                                    "(summary.json, grid.png).")
-    t.add_argument("--model", default="mnist/cnn-small", help="the classifier under attack")
-    t.add_argument("--eps", type=float, default=0.3, help="L-inf bound")
+    inputs.add_model_options(t)
+    inputs.add_data_options(t, splits=True)
+    t.add_argument("--eps", type=inputs.fraction, default=None, help=f"L-inf bound, e.g. 8/255 ({inputs.EPS_HELP})")
     t.add_argument("--epochs", type=int, default=2)
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument("--lr", type=float, default=1e-3)
@@ -42,9 +56,10 @@ def register(commands) -> None:
     t.set_defaults(handler=run_advgan_train)
 
     a = sub.add_parser("attack", help="attack test images with a trained perturbation generator")
-    a.add_argument("--model", default="mnist/cnn-small", help="the classifier under attack")
+    inputs.add_model_options(a)
+    inputs.add_data_options(a)
     a.add_argument("--generator", required=True, help="run folder or generator.safetensors of advgan train")
-    a.add_argument("--eps", type=float, default=None, help="default: the generator's eps")
+    a.add_argument("--eps", type=inputs.fraction, default=None, help="L-inf bound (default: the generator's eps)")
     a.add_argument("--target", default=None, choices=["random", "least-likely"], help="for a targeted generator")
     _add_eval(a)
     a.add_argument("--out", required=True)
@@ -65,7 +80,7 @@ def register(commands) -> None:
                                      "--classifier while staying close to the original (--distance l2: per image; "
                                      "frechet: Frechet distance on --reference features), then measure success, "
                                      "oracle validity and Frechet distance to real test images.")
-    ft.add_argument("--generator", default="mnist/acwgan-gp")
+    ft.add_argument("--generator", default="mnist/acwgan-gp", metavar="SPEC", help=GENERATOR_HELP)
     ft.add_argument("--distance", default="l2", choices=["l2", "frechet"])
     ft.add_argument("--dist-weight", type=float, default=None, help="default: 0.5 for l2, 0.01 for frechet")
     ft.add_argument("--reference", default="mnist/cnn-small-fast", help="classifier whose features frechet uses")
@@ -88,13 +103,15 @@ def register(commands) -> None:
 
 
 def _add_eval(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--oracle", default="mnist/mlp", help="independent classifier that judges validity")
+    inputs.add_model_options(p, default=None, name="--oracle")
+    p._option_string_actions["--oracle"].help = ORACLE_HELP  # its default depends on the data
     p.add_argument("--n-eval", type=int, default=1000, help="test images to attack (fixed stratified subset)")
 
 
 def _add_atgan(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--classifier", default="mnist/cnn-small", help="the model under attack")
-    p.add_argument("--oracle", default="mnist/mlp")
+    inputs.add_model_options(p, name="--classifier")
+    inputs.add_model_options(p, default="mnist/mlp", name="--oracle")
+    inputs.add_data_options(p)
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--steps", type=int, default=200, help="generator steps per epoch")
     p.add_argument("--batch-size", type=int, default=64)
@@ -116,15 +133,19 @@ def throughput(fn, n: int, repeats: int = 3) -> float:
     return n / best
 
 
-def _advgan_eval(model, generator, args, out: Path, eps, target) -> dict:
+def _oracle(args: argparse.Namespace, data: ImageData):
+    """The validity oracle of ``args.oracle`` (default: mnist/mlp on MNIST-shaped data), checked to fit."""
+    args.oracle = mnist_default(args.oracle, data, "mnist/mlp") or "none"
+    return load_model_as(args, data, "--oracle", args.oracle) if args.oracle != "none" else None
+
+
+def _advgan_eval(model, generator, args, out: Path, eps, target, test: ImageData, oracle) -> dict:
     from alva.attacks.generator_attacks import AdvGANAttack, advgan_summary
     from alva.evaluation.robustness import Batch
-    from alva.models import load
     from alva.report.figures import adversarial_grid
 
-    x, y = fixed_subset(*load_mnist("test", args.data_root), args.n_eval, seed=0)
+    x, y = inputs.subset(test, args.n_eval, 0)
     x, y = x.to(args.device), y.to(args.device)
-    oracle = load(args.oracle, device=args.device) if args.oracle != "none" else None
     attack = AdvGANAttack(model, generator, eps, target=target, seed=0)
     result = attack(x, y)
     summary = {"model": args.model, "eps": attack.eps, "oracle": args.oracle, **advgan_summary(result, x, y, oracle),
@@ -139,19 +160,26 @@ def _advgan_eval(model, generator, args, out: Path, eps, target) -> dict:
 
 
 def run_advgan_train(args: argparse.Namespace) -> int:
-    from alva.models import load
+    from alva.models import check_fits
     from alva.training.advgan import AdvGANSettings, train_advgan
     from alva.training.classifier import current_command
 
     settings = AdvGANSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, gan_weight=args.gan_weight,
                               hinge_weight=args.hinge_weight, hinge_bound=args.hinge_bound, targeted=args.targeted,
                               width=args.width, seed=args.seed)
-    model = load(args.model, device=args.device)
-    data = fixed_subset(*load_mnist("train", args.data_root), args.train_size, seed=args.seed)
-    generator, _ = train_advgan(model, data, args.eps, settings, out=args.out, resume=args.resume, device=args.device,
-                                progress=not args.no_progress,
+    test = inputs.load_data(args, args.test_split)
+    model = inputs.load_model(args, test)
+    oracle = _oracle(args, test)
+    args.eps = args.eps if args.eps is not None else inputs.default_eps(test)
+    train = inputs.load_data(args, args.train_split)
+    check_fits(model, train.shape, train.num_classes, model_name=args.model,
+               data_name=f"the data {args.data!r} ({args.train_split})")
+    data = inputs.subset(train, args.train_size, args.seed)
+    out = inputs.make_out(args.out)
+    generator, _ = train_advgan(model, data, args.eps, settings, out=out, resume=args.resume, device=args.device,
+                                progress=not args.no_progress, num_classes=test.num_classes,
                                 card={"target_model": args.model, "command": current_command()})
-    summary = _advgan_eval(model, generator, args, Path(args.out), args.eps, "random" if args.targeted else None)
+    summary = _advgan_eval(model, generator, args, out, args.eps, "random" if args.targeted else None, test, oracle)
     print(_line(summary))
     print(f"wrote {args.out}/generator.safetensors, summary.json, grid.png")
     return 0
@@ -159,11 +187,18 @@ def run_advgan_train(args: argparse.Namespace) -> int:
 
 def run_advgan_attack(args: argparse.Namespace) -> int:
     from alva.attacks.generator_attacks import load_perturbation_generator
-    from alva.models import load
 
+    test = inputs.load_data(args)
+    model = inputs.load_model(args, test)
+    oracle = _oracle(args, test)
     generator = load_perturbation_generator(args.generator, device=args.device)
-    model = load(args.model, device=args.device)
-    summary = _advgan_eval(model, generator, args, Path(args.out), args.eps, args.target)
+    if generator.channels != test.shape[0]:
+        raise ValueError(f"the perturbation generator {args.generator} takes {generator.channels}-channel images but "
+                         f"{args.data} has {test.shape[0]} channels")
+    if generator.num_classes and generator.num_classes != test.num_classes:
+        raise ValueError(f"the targeted generator {args.generator} knows {generator.num_classes} target classes but "
+                         f"{args.data} has {test.num_classes}")
+    summary = _advgan_eval(model, generator, args, inputs.make_out(args.out), args.eps, args.target, test, oracle)
     print(_line(summary))
     print(f"wrote {args.out}/summary.json, grid.png")
     return 0
@@ -185,17 +220,29 @@ def run_figure(args: argparse.Namespace) -> int:
     return 0
 
 
-def _atgan_eval(g_adv, original, args, out: Path) -> dict:
+def _atgan_inputs(args: argparse.Namespace, generator) -> tuple[ImageData, torch.nn.Module, torch.nn.Module]:
+    """The real images, the classifier and the oracle, each checked to fit the generator's images."""
+    data = inputs.load_data(args)
+    images = generator_images(generator, args.generator) if generator is not None else None
+    if images is None and tuple(data.shape) != MNIST_SHAPE:
+        raise ValueError(f"the generator trained against the critic makes 1x28x28 images; {args.data} has "
+                         f"{'x'.join(map(str, data.shape))} images")
+    if images is not None:
+        check_generator_fits(images, data, f"the data {args.data!r}")
+    return data, inputs.load_model(args, data, name="--classifier"), load_model_as(args, data, "--oracle", args.oracle)
+
+
+def _atgan_eval(g_adv, original, args, out: Path, loaded: tuple[ImageData, torch.nn.Module, torch.nn.Module]
+                ) -> dict:
     from alva.attacks.generator_attacks import UnrestrictedGeneratorAttack, generator_attack_summary
     from alva.evaluation.generative import generator_frechet
     from alva.evaluation.robustness import Batch
-    from alva.models import load
     from alva.report.figures import adversarial_grid
 
-    classifier, oracle = load(args.classifier, device=args.device), load(args.oracle, device=args.device)
+    data, classifier, oracle = loaded
     attack = UnrestrictedGeneratorAttack(g_adv, classifier, oracle=oracle, reference=original)
     result = attack.sample(args.n_eval, seed=10_000)
-    real = load_mnist("test", args.data_root)[0][:args.n_eval]
+    real = data.subset(torch.arange(min(args.n_eval, len(data)))).tensors()[0]  # the first n_eval images
     summary = {"classifier": args.classifier, "oracle": args.oracle, **generator_attack_summary(result),
                "frechet_to_real_adv": generator_frechet(g_adv, oracle, real, args.n_eval, seed=10_000),
                "frechet_of": f"Frechet distance on {args.oracle} penultimate features to {args.n_eval} real test "
@@ -230,27 +277,28 @@ def _atgan_settings(args, distance: str, dist_weight: float, critic_weight: floa
 
 
 def run_atgan_finetune(args: argparse.Namespace) -> int:
-    from alva.models import load, load_generator
     from alva.training.atgan import finetune_atgan, load_critic
     from alva.training.classifier import current_command
 
     weight = args.dist_weight if args.dist_weight is not None else {"l2": 0.5, "frechet": 0.01}[args.distance]
     settings = _atgan_settings(args, args.distance, weight, args.critic_weight)
-    original = load_generator(args.generator, device=args.device)
+    original = load_user_generator(args.generator, device=args.device)
+    loaded = _atgan_inputs(args, original)
+    reference = load_model_as(args, loaded[0], "--reference", args.reference)
     critic = load_critic(args.critic).to(args.device) if args.critic else None
-    g_adv, _ = finetune_atgan(original, load(args.classifier, device=args.device), settings,
-                              reference=load(args.reference, device=args.device), critic=critic, out=args.out,
+    out = inputs.make_out(args.out)
+    g_adv, _ = finetune_atgan(original, loaded[1], settings, reference=reference, critic=critic, out=out,
                               resume=args.resume, device=args.device, progress=not args.no_progress,
                               card={"classifier": args.classifier, "base_generator": args.generator,
                                     "reference": args.reference, "command": current_command()})
-    summary = _atgan_eval(g_adv, original, args, Path(args.out))
+    summary = _atgan_eval(g_adv, original, args, out, loaded)
     print(_line(summary))
     print(f"wrote {args.out}/generator.safetensors, summary.json, grid.png")
     return 0
 
 
 def run_atgan_critic(args: argparse.Namespace) -> int:
-    from alva.models import load, load_generator
+    from alva.models import load_generator
     from alva.training.atgan import SHIPPED_CRITIC, load_critic, train_against_critic
     from alva.training.classifier import current_command
 
@@ -259,12 +307,14 @@ def run_atgan_critic(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"no critic checkpoint at {args.critic}: train one with alva gan train --out DIR "
                                 "and pass --critic DIR/checkpoint.safetensors")
     settings = _atgan_settings(args, "l2", 0.0, 0.0)
-    g, _ = train_against_critic(load_critic(args.critic).to(args.device), load(args.classifier, device=args.device),
-                                settings, adv_weight=args.adv_weight, out=args.out, resume=args.resume,
+    loaded = _atgan_inputs(args, None)
+    critic = load_critic(args.critic).to(args.device)
+    out = inputs.make_out(args.out)
+    g, _ = train_against_critic(critic, loaded[1], settings, adv_weight=args.adv_weight, out=out, resume=args.resume,
                                 device=args.device, progress=not args.no_progress,
                                 card={"classifier": args.classifier, "critic": args.critic,
                                       "command": current_command()})
-    summary = _atgan_eval(g, load_generator("mnist/acwgan-gp", device=args.device), args, Path(args.out))
+    summary = _atgan_eval(g, load_generator("mnist/acwgan-gp", device=args.device), args, out, loaded)
     print(_line(summary))
     print(f"wrote {args.out}/generator.safetensors, summary.json, grid.png")
     return 0

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
+import alva.data
 from alva.attacks import PGD
 from alva.attacks.multilabel import NaiveBCE, SingleLabelFlip
-from alva.cli.common import add_common, csv_floats
-from alva.data.multilabel import make_multilabel_mnist
+from alva.cli.common import add_common
+from alva.cli.inputs import add_data_options, add_model_options, fraction, load_data, load_model, make_out, subset
 from alva.evaluation.label_flips import attack_one_label, flip_curves
-from alva.models import load
 from alva.report import eps_curve_plot
 from alva.tracking import atomic_write_json
 
@@ -21,26 +20,42 @@ COLUMNS = ("success", "collateral", "hamming", "only_target", "positives_turned_
 def register(commands) -> None:
     p = commands.add_parser("attack-label", help="attack one label of a multi-label model",
                             description="For each eps: naive PGD (maximise the BCE of all labels) and the "
-                                        "single-label attack (flip one label, hold the others) on generated "
-                                        "multi-label MNIST test images. Writes summary.json and flips.png.")
-    p.add_argument("--model", default="mnist-multilabel/cnn-gmp")
-    p.add_argument("--eps", type=csv_floats, default=[0.05, 0.1, 0.2, 0.3], help="comma-separated eps values")
+                                        "single-label attack (flip one label, hold the others) on multi-label "
+                                        "images of --data (default: generated multi-label MNIST test images, "
+                                        "--n of them). Writes summary.json and flips.png.")
+    add_model_options(p, default="mnist-multilabel/cnn-gmp")
+    add_data_options(p, default="mnist-multilabel")
+    p.add_argument("--eps", type=fractions, default=[0.05, 0.1, 0.2, 0.3],
+                   help="comma-separated eps values, each a number or a fraction (8/255)")
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--target", default="positive", choices=["positive", "negative", "random"],
                    help="which label to flip: one that is on, off, or any")
     p.add_argument("--hold", type=float, default=1.0, help="weight of holding the other labels")
-    p.add_argument("--n", type=int, default=500, help="generated test images")
+    p.add_argument("--n", type=int, default=500, help="test images (generated ones for mnist-multilabel)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
     add_common(p)
     p.set_defaults(handler=run)
 
 
+def fractions(text: str) -> list[float]:
+    """argparse type of comma-separated budgets: ``0.05,8/255``."""
+    return [fraction(v.strip()) for v in text.split(",") if v.strip()]
+
+
 def run(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    model = load(args.model, device=args.device)
-    x, _ = make_multilabel_mnist("test", args.n, seed=args.seed, root=args.data_root)
+    if args.data == "mnist-multilabel":  # generated: exactly --n images of --seed
+        data = alva.data.load(args.data, args.split, resize=args.resize, root=args.data_root, data_seed=args.seed,
+                              count=args.n)
+    else:
+        data = load_data(args)
+    if data.task != "multilabel":
+        raise ValueError(f"attack-label needs multi-label data (multi-hot labels); {args.data} has one class per "
+                         "image")
+    model = load_model(args, data)
+    x, _ = subset(data, args.n, args.seed)
     x = x.to(args.device)
+    out = make_out(args.out)
     rows: list[dict[str, Any]] = []
     for eps in args.eps:
         for name, loss, early_stop in (("naive PGD", NaiveBCE(), False),

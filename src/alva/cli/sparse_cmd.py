@@ -1,5 +1,5 @@
 """``alva sparse`` (sparse confident images of chosen classes) and ``alva one-pixel`` (k-pixel attack by
-differential evolution on MNIST test images)."""
+differential evolution on test images of any data set)."""
 
 from __future__ import annotations
 
@@ -17,25 +17,55 @@ from alva.attacks.differential_evolution import STRATEGIES, DifferentialEvolutio
 from alva.attacks.sparse import OPTIMIZERS, SparseConfident, pixel_l0, sparse_summary
 from alva.cli.attack_cmd import format_report
 from alva.cli.common import add_common, paragraph
-from alva.data import fixed_subset, load_mnist
+from alva.cli.inputs import add_data_options, add_model_options, load_data, load_model, make_out, subset
 from alva.evaluation import evaluate_attack
-from alva.models import load
 from alva.report import adversarial_grid, sparse_grid
 from alva.tracking import atomic_write_bytes, atomic_write_json
+from alva.units import parse_fraction
 
 __all__ = ["register", "run_one_pixel", "run_sparse"]
 
 SPARSE_DESCRIPTION = paragraph("""
 Generate sparse images that the model assigns to each target class with probability >= --confidence using at most
 --max-pixels non-zero pixels: L1-penalised optimisation (--method l1, default) or differential evolution on k pixels
-of a blank image (--method de, black-box). Writes result.json (overall and per-class figures), grid.png and
-images.safetensors to --out.
+of a blank image (--method de, black-box). The image shape and the classes are those of --data (its images are not
+read). Writes result.json (overall and per-class figures), grid.png and images.safetensors to --out.
 """)
 
 ONE_PIXEL_DESCRIPTION = paragraph("""
-Attack a model on a fixed subset of the MNIST test split with differential evolution on k pixels (Su et al. 2019),
-using only output probabilities. Writes summary.json and grid.png to --out.
+Attack a model on a fixed subset of the test images of --data with differential evolution on k pixels (Su et al.
+2019), using only output probabilities. Writes summary.json and grid.png to --out.
 """)
+
+MNIST_PIXELS = 28 * 28
+MNIST_MAX_PIXELS = 300  # of the 784 pixels of an MNIST image
+
+
+def pixel_count(text: str) -> int | float:
+    """argparse type of ``--max-pixels``: a whole number of pixels (``300``) or a fraction of the image's
+    pixels (``0.05`` or ``1/20``)."""
+    try:
+        if "." not in text and "/" not in text:
+            count = int(text)
+            if count >= 0:
+                return count
+        else:
+            value = parse_fraction(text)
+            if 0 <= value <= 1:
+                return value
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"expected a number of pixels (300) or a fraction of them (0.05, 1/20), "
+                                     f"got {text!r}")
+
+
+def max_pixels(given: int | float | None, shape: tuple[int, ...]) -> int:
+    """The L0 bound in pixels of an image of ``shape``: ``given`` (a count or a fraction of its pixels), else
+    300 / 784 of them (300 on a 28 x 28 image)."""
+    pixels = shape[-2] * shape[-1]
+    if given is None:
+        return round(MNIST_MAX_PIXELS * pixels / MNIST_PIXELS)
+    return given if isinstance(given, int) else round(given * pixels)
 
 
 def _add_de(p: argparse.ArgumentParser, pixels: int, popsize: int, generations: int, strategy: str) -> None:
@@ -66,12 +96,15 @@ def _set_threads(args: argparse.Namespace) -> None:
 def register(commands) -> None:
     p = commands.add_parser("sparse", help="generate sparse images a classifier assigns to chosen classes",
                             description=SPARSE_DESCRIPTION)
-    p.add_argument("--model", default="mnist/cnn-small", help="zoo name, weights file or run folder")
+    add_model_options(p)
+    add_data_options(p)
     p.add_argument("--target", default="all", help="'all' classes, or a class or comma-separated classes")
     p.add_argument("--n-per-class", type=int, default=10)
     p.add_argument("--method", default="l1", choices=["l1", "de"])
     p.add_argument("--confidence", type=float, default=0.9)
-    p.add_argument("--max-pixels", type=int, default=300)
+    p.add_argument("--max-pixels", type=pixel_count, default=None,
+                   help="most non-zero pixels of a successful image: a count (300) or a fraction of the image's "
+                        "pixels (0.05); default: 300 of 784 pixels, the same share of other sizes")
     p.add_argument("--steps", type=int, default=1000, help="l1: most update steps per image")
     p.add_argument("--lam", type=float, default=0.05, help="l1: weight of the L1 penalty")
     p.add_argument("--lr", type=float, default=None, help="l1: step size (default 0.01 for adam, 0.1 for ista)")
@@ -88,7 +121,8 @@ def register(commands) -> None:
 
     q = commands.add_parser("one-pixel", help="k-pixel black-box attack by differential evolution",
                             description=ONE_PIXEL_DESCRIPTION)
-    q.add_argument("--model", default="mnist/cnn-small", help="zoo name, weights file or run folder")
+    add_model_options(q)
+    add_data_options(q)
     _add_de(q, 1, 400, 100, "rand1")
     q.add_argument("--loss", default="ce", choices=["ce", "margin"], help="the fitness DE minimises (its negative)")
     q.add_argument("--target", default=None, choices=["random", "least-likely"], help="make the attack targeted")
@@ -136,13 +170,11 @@ def run_sparse(args: argparse.Namespace) -> int:
     _set_threads(args)
     # Under torchrun each process generates the images of its share of the classes; rank 0 writes them all.
     args.device = distributed.init_from_env(args.device)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    model = load(args.model, device=args.device)
-    shape = (1, 28, 28)
-    with torch.no_grad():
-        num_classes = model(torch.zeros(1, *shape, device=args.device)).shape[1]
-    classes = _targets(args.target, num_classes)
+    data = load_data(args)
+    model = load_model(args, data)
+    shape = data.shape
+    classes = _targets(args.target, data.num_classes)
+    args.max_pixels = max_pixels(args.max_pixels, shape)
     attack: SparseConfident | DifferentialEvolution
     if args.method == "l1":
         attack = SparseConfident(model, confidence=args.confidence, max_pixels=args.max_pixels, lam=args.lam,
@@ -150,6 +182,7 @@ def run_sparse(args: argparse.Namespace) -> int:
                                  mask_fraction=args.mask_fraction, zero_tol=args.zero_tol, seed=args.seed)
     else:
         attack = _de(model, args, confidence=args.confidence)
+    out = make_out(args.out) if distributed.is_main() else Path(args.out)
     parts = []
     # Each call of generate re-seeds the attack (seed=args.seed), so a class's images do not depend on which
     # process makes them or in which order: the sharded result equals the single-process one.
@@ -192,11 +225,11 @@ def run_sparse(args: argparse.Namespace) -> int:
 
 def run_one_pixel(args: argparse.Namespace) -> int:
     _set_threads(args)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    model = load(args.model, device=args.device)
-    x, y = fixed_subset(*load_mnist("test", args.data_root), args.n, seed=args.seed)
+    data = load_data(args)
+    model = load_model(args, data)
+    x, y = subset(data, args.n, args.seed)
     attack = _de(model, args, loss=args.loss, target=args.target, confidence=args.confidence)
+    out = make_out(args.out)
     name = f"de-{args.pixels}px"
     report, batch = evaluate_attack(attack, x, y, name=name, batch_size=args.batch_size, device=args.device,
                                     progress=not args.no_progress)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -13,8 +12,10 @@ import torch
 from alva.attacks import FGSM, PGD, AttackResult
 from alva.attacks.transfer import TransferAttack
 from alva.cli.common import add_common, paragraph
-from alva.data import fixed_subset, load_mnist
-from alva.models import ARCHITECTURES, load
+from alva.cli.inputs import EPS_HELP, add_data_options, add_model_options, default_eps, fraction, load_data, make_out
+from alva.cli.model_inputs import load_models
+from alva.data import fixed_subset
+from alva.models import ARCHITECTURES, build
 from alva.report import grouped_bars
 from alva.tracking import atomic_write_json
 from alva.training.loop import TrainSettings
@@ -24,18 +25,20 @@ __all__ = ["register", "run"]
 
 DESCRIPTION = paragraph("""
 Train a substitute classifier on the same data as the target (--substitute-mode same-data) or on training images
-labelled by querying the target (query-labels, at most --queries queries), attack the substitute white-box on MNIST
-test images and check the images on each target. Writes summary.json and transfer.png to --out.
+labelled by querying the target (query-labels, at most --queries queries), attack the substitute white-box on test
+images of --data and check the images on each target. Writes summary.json and transfer.png to --out.
 """)
 
 
 def register(commands) -> None:
     p = commands.add_parser("transfer", help="black-box transfer attack from a substitute model",
                             description=DESCRIPTION)
-    p.add_argument("--target", default="mnist/cnn-small",
-                   help="zoo name, weights file or run folder; comma-separated for several targets")
+    add_model_options(p, name="--target")
+    add_data_options(p, splits=True)
     p.add_argument("--substitute-mode", default="query-labels", choices=MODES)
-    p.add_argument("--substitute-arch", default="mlp", choices=sorted(ARCHITECTURES))
+    p.add_argument("--substitute-arch", default="mlp", metavar="ARCH",
+                   help=f"the substitute: an architecture ({', '.join(sorted(ARCHITECTURES))}) or the user's "
+                        "FILE.py:FUNCTION (imports and runs that code), built for the data's images and classes")
     p.add_argument("--queries", type=int, default=5000, help="query-labels: target query budget for training")
     p.add_argument("--jacobian-rounds", type=int, default=0,
                    help="query-labels: Papernot et al. Jacobian augmentation rounds (0: none)")
@@ -44,7 +47,7 @@ def register(commands) -> None:
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--attack", default="pgd", choices=["fgsm", "pgd"], help="white-box attack on the substitute")
-    p.add_argument("--eps", type=float, default=0.3)
+    p.add_argument("--eps", type=fraction, default=None, help=f"L-inf radius, e.g. 8/255 ({EPS_HELP})")
     p.add_argument("--steps", type=int, default=40, help="PGD steps")
     p.add_argument("--n", type=int, default=1000, help="test images to attack (fixed stratified subset)")
     p.add_argument("--batch-size", type=int, default=500)
@@ -67,11 +70,17 @@ def _factory(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    targets = [t.strip() for t in args.target.split(",") if t.strip()]
-    x_test, y_test = fixed_subset(*load_mnist("test", args.data_root), args.n, seed=args.seed)
-    x_train, y_train = load_mnist("train", args.data_root)
+    test_data = load_data(args, args.test_split)
+    loaded = load_models(args, test_data, "--target")
+    args.eps = args.eps if args.eps is not None else default_eps(test_data)
+    train_data = load_data(args, args.train_split)
+    if train_data.shape != test_data.shape or train_data.num_classes != test_data.num_classes:
+        raise ValueError(f"the {args.train_split} and {args.test_split} splits of {args.data} differ in shape or "
+                         "classes")
+    build(args.substitute_arch, in_shape=test_data.shape, num_classes=test_data.num_classes)  # fails before any work
+    x_test, y_test = test_data.tensors(min(args.n, len(test_data)), seed=args.seed)
+    x_train, y_train = train_data.tensors()
+    out = make_out(args.out)
     settings = TrainSettings(epochs=args.epochs, lr=args.lr, seed=args.substitute_seed)
     progress = not args.no_progress
     size = args.train_size if args.substitute_mode == "same-data" else args.queries
@@ -82,8 +91,7 @@ def run(args: argparse.Namespace) -> int:
 
     rows: list[dict[str, Any]] = []
     substitute, queries = None, 0
-    for name in targets:
-        target = load(name, device=args.device)
+    for name, target in loaded:
         if substitute is None or args.substitute_mode == "query-labels":
             started = time.perf_counter()
             substitute, queries = train_substitute(

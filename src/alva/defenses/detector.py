@@ -23,11 +23,13 @@ __all__ = ["DetectedModel", "DetectorAwareLoss", "DetectorObjective", "detection
            "detector_threshold", "make_detector", "roc_auc", "train_detector"]
 
 
-def make_detector(architecture: str = "cnn-small", in_shape: tuple[int, int, int] = (1, 28, 28)) -> nn.Module:
-    """A fresh detector: ``architecture`` (see :data:`alva.models.ARCHITECTURES`) with one output logit."""
-    from alva.models import create
+def make_detector(architecture: str, in_shape: tuple[int, ...]) -> nn.Module:
+    """A fresh detector for images of ``in_shape`` (C, H, W): ``architecture`` (a name of
+    :data:`alva.models.ARCHITECTURES` or the user's ``FILE.py:FUNCTION``, see :func:`alva.models.build`) with
+    one output logit."""
+    from alva.models import build
 
-    return create(architecture, num_classes=1, in_shape=in_shape)
+    return build(architecture, in_shape=in_shape, num_classes=1)
 
 
 def _scores(logits: torch.Tensor) -> torch.Tensor:

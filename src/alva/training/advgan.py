@@ -17,6 +17,7 @@ choice). The training is :class:`AdvGANObjective`, an objective of the one train
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from torch import nn
 from alva.attacks.base import attack_mode
 from alva.attacks.generator_attacks import PerturbationGenerator, bounded_perturbation, save_perturbation_generator
 from alva.attacks.losses import ClassLoss, is_success, margin
+from alva.models import model_io
 from alva.report.training_figures import tile
 from alva.training.loop import fit
 from alva.training.objectives import ManualObjective, check_finite
@@ -148,7 +150,8 @@ class AdvGANObjective(ManualObjective):
         model.eval()
         with torch.no_grad():
             adv = bounded_perturbation(model, self.shown, self.eps, self.bounds, self.shown_targets).cpu()
-        return tile(adv, 10, 10), f"AdvGAN eps {self.eps}, epoch {epoch + 1}"
+        side = math.isqrt(len(adv))  # a square grid of the shown images (10 x 10 from 100)
+        return tile(adv[:side * side], side, side), f"AdvGAN eps {self.eps}, epoch {epoch + 1}"
 
     def parts(self) -> dict[str, Any]:
         return {"generator": self.generator, "discriminator": self.discriminator, "optimizer_generator": self.opt_g,
@@ -161,7 +164,7 @@ class AdvGANObjective(ManualObjective):
 
 def train_advgan(target_model: nn.Module, data: tuple[torch.Tensor, torch.Tensor], eps: float,
                  settings: AdvGANSettings | None = None, *, out: str | Path | None = None, resume: bool = False,
-                 device: str | torch.device = "cpu", progress: bool = True, num_classes: int = 10,
+                 device: str | torch.device = "cpu", progress: bool = True, num_classes: int | None = None,
                  bounds: tuple[float, float] = (0.0, 1.0), card: dict[str, Any] | None = None
                  ) -> tuple[PerturbationGenerator, list[dict[str, Any]]]:
     """Train a perturbation generator against ``target_model`` (kept frozen, in eval mode) on ``data``.
@@ -170,13 +173,17 @@ def train_advgan(target_model: nn.Module, data: tuple[torch.Tensor, torch.Tensor
     epoch run. With ``out``: ``checkpoint.safetensors`` after every epoch, ``metrics.jsonl`` + ``tb/``,
     ``samples/epoch_NNN.png`` (adversarial versions of 100 fixed training images) and, at the end,
     ``generator.safetensors`` + ``generator.json`` (load with
-    :func:`~alva.attacks.generator_attacks.load_perturbation_generator`).
+    :func:`~alva.attacks.generator_attacks.load_perturbation_generator`). ``num_classes``: the target model's
+    classes (default: as its card says, else its outputs on the training images' shape).
     """
     settings = settings or AdvGANSettings()
     if not 0 < eps < float("inf"):
         raise ValueError(f"eps must be > 0 and finite, got {eps}")
     device = torch.device(device)
     x_train, y_train = data
+    if num_classes is None:
+        num_classes = model_io(target_model).num_classes or model_io(target_model, x_train.shape[1:]).num_classes
+    num_classes = int(num_classes or 0)
     torch.manual_seed(settings.seed)
     channels = x_train.shape[1]
     generator = PerturbationGenerator(channels, settings.width, num_classes if settings.targeted else 0)

@@ -16,18 +16,19 @@ from torch import nn
 
 from alva.attacks.base import attack_mode
 from alva.attacks.transfer import QueryCounter
-from alva.models import create
+from alva.models import build, model_io
 from alva.training.loop import TrainSettings, fit
 
-__all__ = ["MODES", "train_substitute"]
+__all__ = ["MODES", "substitute_classes", "train_substitute"]
 
 MODES = ("same-data", "query-labels")
 
 
-def _label(counter: QueryCounter, x: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """The target's labels of ``x``, one query per image."""
+def _label(counter: QueryCounter, x: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, int]:
+    """The target's labels of ``x``, one query per image, and its number of outputs."""
     with torch.no_grad():
-        return torch.cat([counter(x[i:i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
+        logits = [counter(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+    return torch.cat([z.argmax(1) for z in logits]), int(logits[0].shape[1])
 
 
 def _jacobian_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, lam: float,
@@ -39,9 +40,18 @@ def _jacobian_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, lam: floa
     return (x + lam * grad.sign()).clamp(*bounds).detach()
 
 
+def substitute_classes(target: nn.Module | None, y: torch.Tensor | None = None) -> int | None:
+    """The number of classes a substitute predicts, without querying the target: the target's outputs as its
+    card says, else one more than the largest label of ``y``; None when neither tells."""
+    known = model_io(target).num_classes if target is not None else None
+    if known:
+        return int(known)
+    return int(y.max()) + 1 if y is not None and len(y) else None
+
+
 def train_substitute(target: nn.Module | None, data: tuple[torch.Tensor, torch.Tensor] | torch.Tensor, *,
                      mode: str = "same-data", query_budget: int | None = None, architecture: str = "mlp",
-                     settings=None, jacobian_rounds: int = 0, lam: float = 0.1,
+                     num_classes: int | None = None, settings=None, jacobian_rounds: int = 0, lam: float = 0.1,
                      bounds: tuple[float, float] = (0.0, 1.0), batch_size: int = 500, seed: int = 0,
                      out: str | Path | None = None, progress: bool = False, device: str | torch.device = "cpu"
                      ) -> tuple[nn.Module, int]:
@@ -55,6 +65,11 @@ def train_substitute(target: nn.Module | None, data: tuple[torch.Tensor, torch.T
     ``x + lam * sign(grad F_label(x))`` for the set so far (truncated to the budget left) and labels the new
     points with the target (Papernot et al. 2017, Algorithm 1).
 
+    ``architecture`` is a name of :func:`alva.models.create` or the user's ``FILE.py:FUNCTION`` (see
+    :func:`alva.models.build`), built for the images' shape with ``num_classes`` outputs (default: the target's
+    outputs, else one more than the largest label). Single-channel images get the MNIST input statistics of
+    :func:`alva.models.create`, others none.
+
     ``settings`` is a :class:`~alva.training.TrainSettings` (default: 2 epochs, batch 128, Adam 1e-3, ``seed``);
     training goes through :func:`alva.training.loop.fit`. ``out`` keeps the last round's checkpoint and metrics.
     """
@@ -65,10 +80,13 @@ def train_substitute(target: nn.Module | None, data: tuple[torch.Tensor, torch.T
     x = data[0] if isinstance(data, (tuple, list)) else data
     if x.ndim != 4:
         raise ValueError(f"a substitute trains on images N x C x H x W, got shape {tuple(x.shape)}")
-    in_shape = (x.shape[1], x.shape[2], x.shape[3])
-    model = create(architecture, num_classes=10, in_shape=in_shape)
+    in_shape = tuple(int(d) for d in x.shape[1:])
+    paired = isinstance(data, (tuple, list)) and len(data) == 2
+    classes = num_classes or substitute_classes(target, data[1] if paired and mode == "same-data" else None)
+    # Drawn before either mode's training, so the query-labels rounds start from the random state after it.
+    model = build(architecture, in_shape=in_shape, num_classes=classes) if classes else None
     if mode == "same-data":
-        if not isinstance(data, (tuple, list)) or len(data) != 2:
+        if not paired or model is None:
             raise ValueError("mode 'same-data' needs data = (x, y)")
         fit(model, (x, data[1]), settings, out=out, progress=progress, device=device)
         return model, 0
@@ -86,15 +104,16 @@ def train_substitute(target: nn.Module | None, data: tuple[torch.Tensor, torch.T
     try:
         n0 = min(len(x), max(1, query_budget // 2 ** jacobian_rounds))
         xs = x[:n0].to(device)
-        ys = _label(counter, xs, batch_size)
+        ys, outputs = _label(counter, xs, batch_size)
+        classes = classes or outputs
         for r in range(jacobian_rounds + 1):
-            model = create(architecture, num_classes=10, in_shape=in_shape)
+            substitute = build(architecture, in_shape=in_shape, num_classes=classes)
             last = r == jacobian_rounds or counter.left == 0
-            fit(model, (xs, ys), settings, out=out if last else None, progress=progress, device=device)
+            fit(substitute, (xs, ys), settings, out=out if last else None, progress=progress, device=device)
             if last:
                 break
-            new = _jacobian_step(model, xs[:counter.left], ys[:counter.left], lam, bounds)
-            xs, ys = torch.cat([xs, new]), torch.cat([ys, _label(counter, new, batch_size)])
+            new = _jacobian_step(substitute, xs[:counter.left], ys[:counter.left], lam, bounds)
+            xs, ys = torch.cat([xs, new]), torch.cat([ys, _label(counter, new, batch_size)[0]])
     finally:
         target.train(was)
-    return model, counter.count
+    return substitute, counter.count

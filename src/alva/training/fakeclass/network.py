@@ -4,6 +4,7 @@ network of metric 6 (trained once, cached with its card), and the card of each r
 from __future__ import annotations
 
 import copy
+import inspect
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, cast
@@ -12,7 +13,9 @@ import torch
 from torch import nn
 
 from alva.evaluation.accuracy import accuracy, predict_logits
-from alva.models import create, zoo
+from alva.models import zoo
+from alva.models.cards import build_from_card
+from alva.models.factory import import_factory
 from alva.training.fakeclass.settings import PRETRAIN, REFERENCE, FakeClassSettings, round_seed
 from alva.training.loop import TrainSettings, fit
 
@@ -47,9 +50,8 @@ def expand_fake_classes(model: nn.Module, num_classes: int, *, fake_bias: float 
         new.bias[:num_classes] = last.bias if last.bias is not None else 0.0
     setattr(parent, name, new)
     if hasattr(model, "spec"):
-        # a zoo model's spec is a plain dict attribute, which Module.__getattr__'s type does not know
-        zoo_model = cast(Any, model)
-        zoo_model.spec = {**zoo_model.spec, "num_classes": 2 * num_classes}
+        wrapped = cast(Any, model)
+        wrapped.spec = with_outputs(wrapped.spec, 2 * num_classes)
     if hasattr(model, "card"):
         del model.card
     return model
@@ -60,12 +62,46 @@ def _outputs(model: nn.Module, shape: tuple[int, ...]) -> int:
     return predict_logits(model, torch.zeros(1, *shape, device=device)).shape[1]
 
 
+def takes_num_classes(factory: str) -> bool:
+    """Whether the user's function ``factory`` takes a ``num_classes`` keyword (so a card can ask for outputs)."""
+    parameters = inspect.signature(import_factory(factory, from_card=True)).parameters.values()
+    return any(p.name == "num_classes" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+
+
+def with_outputs(spec: dict[str, Any], outputs: int) -> dict[str, Any]:
+    """``spec`` for ``outputs`` outputs; for the user's function, its ``num_classes`` keyword when it takes one
+    (the card then rebuilds the network with as many outputs; without it the card cannot, and nothing is saved)."""
+    spec = {**spec, "num_classes": outputs}
+    if "factory" in spec and takes_num_classes(spec["factory"]):
+        spec["kwargs"] = {**(spec.get("kwargs") or {}), "num_classes": outputs}
+    return spec
+
+
+def rebuilds(model: nn.Module) -> bool:
+    """Whether ``model``'s card rebuilds it: an alva architecture, or a factory told its number of outputs."""
+    spec = getattr(model, "spec", None)
+    if spec is None:
+        return False
+    return "factory" not in spec or (spec.get("kwargs") or {}).get("num_classes") == spec.get("num_classes")
+
+
 def _like(spec_of: nn.Module, num_classes: int) -> nn.Module:
-    """A fresh network of ``spec_of``'s architecture and normalisation with ``num_classes`` outputs."""
-    spec: dict[str, Any] = cast(Any, spec_of).spec  # a plain dict attribute of a zoo model
-    mean, std = cast(torch.Tensor, spec_of.mean), cast(torch.Tensor, spec_of.std)
-    return create(spec["architecture"], num_classes=num_classes, in_shape=tuple(spec["in_shape"]),
-                  mean=tuple(mean.flatten().tolist()), std=tuple(std.flatten().tolist()))
+    """A fresh network built as ``spec_of``'s card says (an alva architecture or the user's factory), with its
+    normalisation and ``num_classes`` outputs; a factory network of half as many outputs gets the fake classes
+    appended (:func:`expand_fake_classes`)."""
+    card = zoo.architecture_card(spec_of)
+    if "factory" not in card:
+        return build_from_card({**card, "num_classes": num_classes}, "the fake-class network")
+    if takes_num_classes(card["factory"]):
+        card = with_outputs(card, num_classes)
+    model = build_from_card(card, "the fake-class network")
+    outputs = _outputs(model, tuple(card["in_shape"]))
+    if outputs == num_classes:
+        return model
+    if 2 * outputs == num_classes:
+        return expand_fake_classes(model, outputs)
+    raise ValueError(f"the network of {card['factory']} has {outputs} outputs, neither {num_classes} nor "
+                     f"{num_classes // 2}")
 
 
 def start_model(model_or_name: nn.Module | str, settings: FakeClassSettings, shape: tuple[int, ...],
@@ -93,8 +129,9 @@ def reference_network(like: nn.Module, settings: FakeClassSettings, train: tuple
     """Metric 6's standard classifier, built like ``like`` and trained on ``train`` (the other half); cached in
     ``folder`` with a card that says how it was made, and reused while that card matches."""
     s = settings
+    spec = getattr(like, "spec", {})
     key = {**asdict(s.reference), "seed": s.seed, "train_images": len(train[0]),
-           "architecture": getattr(like, "spec", {}).get("architecture")}
+           "architecture": spec.get("architecture"), **({"factory": spec["factory"]} if "factory" in spec else {})}
     path = folder / "model.safetensors"
     if path.exists() and zoo.card(path).get("fakeclass_reference") == key:
         return zoo.load(path, device=device)
@@ -109,14 +146,15 @@ def reference_network(like: nn.Module, settings: FakeClassSettings, train: tuple
     model.eval()
     zoo.save(model, {**zoo.architecture_card(model), "fakeclass_reference": key,
                      "clean_test_accuracy": accuracy(model, *test),
-                     "note": "reference network of fake-class training (metric 6), other half of MNIST train"},
+                     "note": "reference network of fake-class training (metric 6), other half of the training images"},
              path)
     return model
 
 
 def save_trained(model: nn.Module, settings: FakeClassSettings, rounds: int, path: Path) -> None:
-    """Write the network after ``rounds`` trained rounds with its card (only for an alva model)."""
-    if not hasattr(model, "spec"):
+    """Write the network after ``rounds`` trained rounds with its card (only for a model whose card rebuilds it:
+    an alva architecture, or the user's function that takes ``num_classes``)."""
+    if not rebuilds(model):
         return
     k = settings.num_classes
     card: dict[str, Any] = {**zoo.architecture_card(model), "fakeclass_rounds": rounds,
