@@ -197,7 +197,7 @@ def run_demo(out: str | Path = "runs/demo", *, epochs: int = 2, n_eval: int = 10
         attack = SparseConfident(target_model, confidence=0.9, max_pixels=b.sparse_max_pixels,
                                  steps=b.sparse_steps, start="uniform", seed=seed)
         targets = torch.arange(10, device=device).repeat_interleave(b.sparse_per_class)
-        result = attack.generate(targets, (1, 28, 28))
+        result = attack.generate(targets)
         sparse_grid(folder / "grid.png", result, title="sparse confident images of mnist/cnn-small (L1 method)")
         settings = {"method": "l1", "start": "uniform", "confidence": 0.9, "max_pixels": b.sparse_max_pixels,
                     "steps": b.sparse_steps, "n_per_class": b.sparse_per_class}

@@ -17,6 +17,7 @@ from torch import nn
 
 from alva.attacks.errors import AttackInputError, check_label_range, positive_int
 from alva.attacks.losses import AttackLoss, Objective, as_attack_loss
+from alva.models.loading import model_io
 
 __all__ = ["UNBOUNDED", "Attack", "AttackInputError", "AttackResult", "LatentResult", "attack_mode", "check_batch",
            "check_label_range", "positive_int"]
@@ -131,6 +132,16 @@ def check_bounds(bounds: tuple[float, float]) -> tuple[float, float]:
     if not lo < hi:
         raise AttackInputError(f"bounds must satisfy low < high, got {bounds}")
     return lo, hi
+
+
+def input_shape(model: nn.Module, shape: tuple[int, ...] | None) -> tuple[int, ...]:
+    """``shape``, else the image shape ``(C, H, W)`` that ``model``'s card says it takes."""
+    if shape is not None:
+        return tuple(int(d) for d in shape)
+    known = model_io(model).in_shape
+    if known is None:
+        raise AttackInputError("give the image shape (C, H, W): the model has no card that says what images it takes")
+    return known
 
 
 class Attack:

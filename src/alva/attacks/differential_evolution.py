@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from alva.attacks.base import AttackInputError, AttackResult
+from alva.attacks.base import AttackInputError, AttackResult, input_shape
 from alva.attacks.engine import Run
 from alva.attacks.errors import in_interval, positive_int
 from alva.attacks.losses import ClassLoss, Confident
@@ -138,12 +138,12 @@ class DifferentialEvolution(PopulationSearch):
             return self.chunk_size
         return CPU_CHUNK if torch.device(device).type == "cpu" else max(total, 1)
 
-    def generate(self, targets: torch.Tensor, shape: tuple[int, ...] = (1, 28, 28)) -> AttackResult:
-        """Sparse images of the classes ``targets``: k pixels set on a blank image (every entry at the
-        lower bound), a targeted attack on it."""
+    def generate(self, targets: torch.Tensor, shape: tuple[int, ...] | None = None) -> AttackResult:
+        """Sparse images of the classes ``targets``: k pixels set on a blank image of ``shape`` (default: the
+        input shape on the model's card; every entry at the lower bound), a targeted attack on it."""
         if not isinstance(targets, torch.Tensor):
             raise AttackInputError("targets must be a tensor of class labels")
-        return self(blank_images(len(targets), shape, self.bounds[0], device=targets.device), targets, target=targets)
+        return self(blank_images(len(targets), input_shape(self.model, shape), self.bounds[0], device=targets.device), targets, target=targets)
 
     # -- the attack: a population search on the engine -------------------------------------------------
 

@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from alva.attacks.base import AttackInputError, AttackResult
+from alva.attacks.base import AttackInputError, AttackResult, input_shape
 from alva.attacks.engine import LAST_ITERATE, GradientAttack, Rows, Run
 from alva.attacks.errors import finite, in_interval, positive_int
 from alva.attacks.losses import ClassLoss
@@ -159,12 +159,12 @@ class SparseConfident(GradientAttack):
         self.start_from = start
         self.record = bool(record)
 
-    def generate(self, targets: torch.Tensor, shape: tuple[int, ...] = (1, 28, 28)) -> AttackResult:
-        """Generate one image of ``shape`` for each class in ``targets`` (from this attack's ``start``;
-        ``"input"`` starts from blank images)."""
+    def generate(self, targets: torch.Tensor, shape: tuple[int, ...] | None = None) -> AttackResult:
+        """Generate one image of ``shape`` (default: the input shape on the model's card) for each class in
+        ``targets`` (from this attack's ``start``; ``"input"`` starts from blank images)."""
         if not isinstance(targets, torch.Tensor):
             raise AttackInputError("targets must be a tensor of class labels")
-        return self(blank_images(len(targets), shape, self.bounds[0], device=targets.device), targets)
+        return self(blank_images(len(targets), input_shape(self.model, shape), self.bounds[0], device=targets.device), targets)
 
     # -- the attack: a gradient attack on the engine ---------------------------------------------------
 

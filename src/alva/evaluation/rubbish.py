@@ -6,8 +6,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from alva.attacks.base import input_shape
 
-def gaussian_noise(n: int, shape: tuple[int, ...] = (1, 28, 28), mean: float = 0.5, std: float = 0.5,
+
+def gaussian_noise(n: int, shape: tuple[int, ...], mean: float = 0.5, std: float = 0.5,
                    seed: int = 0) -> torch.Tensor:
     """``n`` images of i.i.d. Gaussian pixels ``N(mean, std^2)``, clipped to [0, 1], reproducible from ``seed``."""
     generator = torch.Generator().manual_seed(seed)
@@ -15,13 +17,15 @@ def gaussian_noise(n: int, shape: tuple[int, ...] = (1, 28, 28), mean: float = 0
 
 
 @torch.no_grad()
-def rubbish_rate(model: nn.Module, n: int = 10_000, confidence: float = 0.5, shape: tuple[int, ...] = (1, 28, 28),
+def rubbish_rate(model: nn.Module, n: int = 10_000, confidence: float = 0.5, shape: tuple[int, ...] | None = None,
                  mean: float = 0.5, std: float = 0.5, seed: int = 0, batch_size: int = 1000
                  ) -> dict[str, float | str]:
     """The share of ``n`` Gaussian-noise images that ``model`` puts in some class with softmax probability of at
-    least ``confidence``, and their mean top probability. The model is evaluated in eval mode and restored."""
+    least ``confidence``, and their mean top probability. The images have ``shape`` (default: the input shape on
+    the model's card). The model is evaluated in eval mode and restored."""
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    shape = input_shape(model, shape)
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
