@@ -143,7 +143,8 @@ class DifferentialEvolution(PopulationSearch):
         input shape on the model's card; every entry at the lower bound), a targeted attack on it."""
         if not isinstance(targets, torch.Tensor):
             raise AttackInputError("targets must be a tensor of class labels")
-        return self(blank_images(len(targets), input_shape(self.model, shape), self.bounds[0], device=targets.device), targets, target=targets)
+        blank = blank_images(len(targets), input_shape(self.model, shape), self.bounds[0], device=targets.device)
+        return self(blank, targets, target=targets)
 
     # -- the attack: a population search on the engine -------------------------------------------------
 

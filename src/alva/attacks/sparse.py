@@ -164,7 +164,8 @@ class SparseConfident(GradientAttack):
         ``targets`` (from this attack's ``start``; ``"input"`` starts from blank images)."""
         if not isinstance(targets, torch.Tensor):
             raise AttackInputError("targets must be a tensor of class labels")
-        return self(blank_images(len(targets), input_shape(self.model, shape), self.bounds[0], device=targets.device), targets)
+        blank = blank_images(len(targets), input_shape(self.model, shape), self.bounds[0], device=targets.device)
+        return self(blank, targets)
 
     # -- the attack: a gradient attack on the engine ---------------------------------------------------
 
