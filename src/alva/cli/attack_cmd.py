@@ -4,10 +4,12 @@ eps curve."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from alva import distributed
 from alva.attacks import Attack
 from alva.attacks.registry import REGISTRY, build, describe
 from alva.cli.common import add_common
@@ -20,7 +22,7 @@ from alva.cli.inputs import (
     load_data,
     load_model,
     make_out,
-    subset,
+    samples,
 )
 from alva.evaluation import eps_curve, evaluate_attack
 from alva.report import adversarial_grid, eps_curve_plot
@@ -96,29 +98,35 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.out is None:
         raise ValueError("--out is required: the folder for summary.json and the pictures")
+    args.device = distributed.init_from_env(args.device)  # under torchrun: each process attacks its share
     data = load_data(args)
     if data.task != "multiclass":
         raise ValueError(f"alva attack needs class labels; {args.data!r} has multi-hot labels (use alva attack-label)")
     model = load_model(args, data)
     args.eps = default_eps(data) if args.eps is None else args.eps
     build_attack(model, args, args.eps)  # bad settings fail before anything is written
-    x, y = subset(data, args.n, args.seed)
-    out = make_out(args.out)
-    progress = not args.no_progress
+    x, y = samples(data, args.n, args.seed)  # tensors, or a streamed set read batch by batch
+    main = distributed.is_main()
+    out = make_out(args.out) if main else Path(args.out)
+    progress = not args.no_progress and main
     report, batch = evaluate_attack(build_attack(model, args, args.eps), x, y, name=args.attack,
                                     batch_size=args.batch_size, device=args.device, progress=progress)
     summary: dict[str, Any] = {"model": args.model, "settings": {k: v for k, v in vars(args).items()
                                                                  if k not in ("handler", "func")},
                                "report": report.to_dict()}
     title = f"{args.attack.upper()} {args.norm} eps={args.eps} on {args.model}"
-    adversarial_grid(out / "grid.png", batch, title=title)
+    if main:
+        adversarial_grid(out / "grid.png", batch, title=title)
     has_eps = any(o.name == "eps" for o in REGISTRY[args.attack].options)
     if not args.no_curve and has_eps:
         values = args.curve or (DEFAULT_CURVE if data.shape[0] == 1 else RGB_CURVE)[args.norm]
         curve = eps_curve(lambda e: build_attack(model, args, e), values, x, y, batch_size=args.batch_size,
                           device=args.device, progress=progress)
         summary["eps_curve"] = curve
-        eps_curve_plot(out / "eps_curve.png", {f"{args.attack} ({args.norm})": curve}, title=args.model)
+        if main:
+            eps_curve_plot(out / "eps_curve.png", {f"{args.attack} ({args.norm})": curve}, title=args.model)
+    if not main:
+        return 0
     atomic_write_json(out / "summary.json", summary, kind="attack-summary")
     print(format_report(report))
     curve_file = "" if args.no_curve or not has_eps else f", {out}/eps_curve.png"

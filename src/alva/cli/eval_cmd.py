@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from pathlib import Path
 
 import torch
 
+from alva import distributed
 from alva.cli import inputs
 from alva.cli.common import add_common, paragraph
 from alva.evaluation.strong import MEMBERS, STANDARD, VERSIONS, StrongEvaluation
-from alva.tracking import atomic_write_json
+from alva.evaluation.strong_result import write_result
 
 DESCRIPTION = paragraph("""
 Run APGD-CE, APGD-T and Square (AutoAttack's standard order; each attack only on the points still classified
@@ -58,27 +59,32 @@ def run(args: argparse.Namespace) -> int:
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
+    args.device = distributed.init_from_env(args.device)  # under torchrun: each process attacks its share
     data = inputs.load_data(args)
     if data.task != "multiclass":
         raise ValueError(f"alva eval needs class labels; {args.data!r} has multi-hot labels")
     model = inputs.load_model(args, data)
     args.eps = inputs.default_eps(data) if args.eps is None else args.eps
-    x, y = inputs.subset(data, args.n, args.seed)
+    x, y = inputs.samples(data, args.n, args.seed)  # tensors, or a streamed set read batch by batch
+    # The resumable state needs the images in memory and one process.
+    stateful = isinstance(x, torch.Tensor) and not distributed.is_initialized()
+    if args.resume and not stateful:
+        raise ValueError("--resume needs the images in memory and one process (not torchrun, not a streamed set)")
+    main = distributed.is_main()
     evaluation = StrongEvaluation(model, args.eps, args.norm, version=args.version, attacks=args.attacks,
                                   seed=args.seed, batch_size=args.batch_size, device=args.device,
-                                  progress=not args.no_progress, sanity=not args.no_sanity, warn=False,
+                                  progress=not args.no_progress and main, sanity=not args.no_sanity, warn=False,
                                   log=lambda line: print(line, file=sys.stderr))
-    out = inputs.make_out(args.out)
+    out = inputs.make_out(args.out) if main else Path(args.out)
     try:
-        result = evaluation.run(x, y, state_dir=out, resume=args.resume)
+        result = evaluation.run(x, y, state_dir=out if stateful else None, resume=args.resume)
     except KeyboardInterrupt:
         print(f"\nalva eval: the state in {out} is saved after every batch; add --resume to the same command to go "
               "on", file=sys.stderr)
         raise
-    summary: dict[str, Any] = {"model": args.model,
-                               "arguments": {k: v for k, v in vars(args).items() if k != "handler"},
-                               **result.to_dict()}
-    atomic_write_json(out / "result.json", summary, kind="strong-eval")
+    write_result(result, out, model=args.model, arguments={k: v for k, v in vars(args).items() if k != "handler"})
+    if not main:
+        return 0
     print(f"strong evaluation of {args.model}: {args.norm} eps={args.eps}, {result.n} test images, "
           f"version {args.version}")
     print(result.format_table())

@@ -183,6 +183,16 @@ def subset(data: ImageData, n: int | None, seed: int) -> tuple[torch.Tensor, tor
     return data.tensors(None if n is None or n >= len(data) else n, seed=seed)
 
 
+def samples(data: ImageData, n: int | None, seed: int) -> tuple[torch.Tensor | ImageData, torch.Tensor | None]:
+    """What a command attacks: the fixed subset of :func:`subset` as tensors ``(x, y)`` when ``data`` is in
+    memory, else that subset as a streamed :class:`~alva.data.ImageData` (and None), read batch by batch."""
+    if data.in_memory:
+        return subset(data, n, seed)
+    if n is not None and n < 1:
+        raise ValueError(f"--n must be >= 1, got {n}")
+    return (data if n is None or n >= len(data) else data.subset(data.subset_indices(n, seed=seed))), None
+
+
 __all__ = ["DATA_HELP", "EPS_HELP", "MODEL_HELP", "MNIST_EPS", "RGB_EPS", "add_data_options", "add_model_options",
            "default_eps", "fraction", "image_size", "load_data", "load_model", "make_out",
-           "model_options", "subset"]
+           "model_options", "samples", "subset"]

@@ -99,7 +99,7 @@ def fit(model: nn.Module, train_data: tuple[torch.Tensor, torch.Tensor] | None, 
                         record["stopped"] = "robust accuracy on a training batch collapsed: rolled back this epoch"
                         stopped = True
                 if eval_data is not None:
-                    record["eval"] = steps.evaluate(model, *eval_data)
+                    record["eval"] = _evaluate_once(steps, model, eval_data, main)
                 if settings.monitor:
                     value = _monitored(record, settings.monitor)
                     if best is None or value > best["value"]:
@@ -192,3 +192,14 @@ def _train_epoch(steps: ManualObjective, train_data, settings: TrainSettings, ep
         totals = dict(zip(keys, summed[: len(keys)].tolist(), strict=True))
         weights = dict(zip(keys, summed[len(keys):].tolist(), strict=True))
     return {k: v / weights[k] for k, v in totals.items()}
+
+
+def _evaluate_once(steps: Any, model: nn.Module, eval_data: tuple[torch.Tensor, torch.Tensor], main: bool
+                   ) -> dict[str, float]:
+    """The held-out figures, computed by the main process only and shared with the others under torchrun
+    (every process needs them: early stopping reads them)."""
+    figures = steps.evaluate(model, *eval_data) if main else None
+    if distributed.is_initialized():
+        figures = distributed.all_gather_objects(figures)[0]
+    assert figures is not None
+    return figures

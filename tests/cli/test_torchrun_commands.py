@@ -1,0 +1,44 @@
+"""`alva attack` and `alva eval` under torchrun (two gloo processes): each process attacks its share of the images
+and the written figures are those of one process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from alva.cli.main import main
+
+ATTACK = ["attack", "--model", "mnist/cnn-small", "--attack", "pgd", "--steps", "5", "--n", "200", "--seed", "0",
+          "--no-curve", "--no-progress"]
+EVAL = ["eval", "--model", "mnist/cnn-small", "--eps", "0.1", "--version", "quick", "--n", "120", "--no-sanity",
+        "--no-progress"]
+
+
+def _torchrun(args: list[str]) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("WORLD_SIZE", None)
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "--", "alva.cli.main", *args], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+def _read(folder: Path, name: str) -> dict:
+    return json.loads((folder / name).read_text())
+
+
+def test_attack_and_eval_under_torchrun_write_what_one_process_writes(tmp_path):
+    _torchrun([*ATTACK, "--out", str(tmp_path / "attack-2")])
+    _torchrun([*EVAL, "--out", str(tmp_path / "eval-2")])
+    assert main([*ATTACK, "--out", str(tmp_path / "attack-1")]) == 0
+    assert main([*EVAL, "--out", str(tmp_path / "eval-1")]) == 0
+
+    one, two = _read(tmp_path / "attack-1", "summary.json"), _read(tmp_path / "attack-2", "summary.json")
+    assert two["report"] == one["report"] and one["report"]["n"] == 200
+    assert (tmp_path / "attack-2" / "grid.png").is_file()
+    one, two = _read(tmp_path / "eval-1", "result.json"), _read(tmp_path / "eval-2", "result.json")
+    for key in ("n", "clean_acc", "robust_acc"):
+        assert two[key] == one[key], key
+    assert [row["robust_acc"] for row in two["table"]] == [row["robust_acc"] for row in one["table"]]
