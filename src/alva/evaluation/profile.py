@@ -2,6 +2,7 @@
 PGD-50 with 10 restarts, the strong evaluation, accuracy against eps, and the rubbish-class rate.
 
     python -m alva.evaluation.profile mnist/cnn-small mnist/cnn-small-pgd --n 1000 --out runs/profile
+    python -m alva.evaluation.profile runs/cifar-pgd --trust-code --data cifar10:DIR --eps 8/255 --out runs/p
 
 writes ``profile.json``, ``profile.md`` (one table row per model) and ``accuracy_vs_eps.png``; with
 ``--update-cards`` the figures also go into each model's card (its ``.json`` and the copy in the weights file).
@@ -31,13 +32,16 @@ EPS_GRID = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4)
 def robustness_profile(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 0.3, *,
                        restarts: int = 10, strong: bool = True, eps_grid: tuple[float, ...] = EPS_GRID,
                        seed: int = 0, progress: bool = True) -> dict[str, Any]:
-    """The figures of :mod:`alva.evaluation.profile` for ``model`` on ``(x, y)`` at L-inf radius ``eps``."""
+    """The figures of :mod:`alva.evaluation.profile` for ``model`` on ``(x, y)`` at L-inf radius ``eps``.
+
+    PGD-50 steps by ``eps / 30`` (0.01 at MNIST's 0.3); the rubbish-class noise has the shape of ``x``.
+    """
     started = time.perf_counter()
     figures: dict[str, Any] = {"n": len(x), "eps": eps, "clean_acc": accuracy(model, x, y)}
     fgsm, _ = evaluate_attack(FGSM(model, eps=eps), x, y, progress=progress, name="FGSM")
     figures["fgsm_acc"] = fgsm.robust_acc
-    pgd, _ = evaluate_attack(PGD(model, eps=eps, alpha=0.01, steps=50, restarts=restarts, early_stop=True, seed=seed),
-                             x, y, progress=progress, name=f"PGD-50 x {restarts}")
+    pgd50 = PGD(model, eps=eps, alpha=0.01 * eps / 0.3, steps=50, restarts=restarts, early_stop=True, seed=seed)
+    pgd, _ = evaluate_attack(pgd50, x, y, progress=progress, name=f"PGD-50 x {restarts}")
     figures[f"pgd50x{restarts}_acc"] = pgd.robust_acc
     if strong:
         from alva.evaluation.strong import strong_evaluation
@@ -48,7 +52,7 @@ def robustness_profile(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: 
         figures["sanity_warnings"] = result.warnings
     figures["accuracy_vs_eps"] = eps_curve(lambda e: PGD(model, eps=e, steps=20, seed=seed), eps_grid, x, y,
                                            progress=progress)
-    figures["rubbish"] = rubbish_rate(model)
+    figures["rubbish"] = rubbish_rate(model, shape=tuple(x.shape[1:]))
     figures["eval_time_s"] = round(time.perf_counter() - started, 1)
     return figures
 
@@ -64,18 +68,23 @@ def update_card(name: str, profile: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import alva.data
     import alva.models
-    from alva.data import fixed_subset, load_mnist
     from alva.models import zoo
     from alva.report.figures import eps_curve_plot
+    from alva.units import parse_fraction
 
-    p = argparse.ArgumentParser(prog="python -m alva.evaluation.profile", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m alva.evaluation.profile", description=__doc__, allow_abbrev=False,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("models", nargs="*", help="zoo names or weights files")
+    p.add_argument("models", nargs="*", help="zoo names, weights files with a card or run folders")
+    p.add_argument("--data", default="mnist", help="the data set, any spec of alva.data.load (default: mnist)")
+    p.add_argument("--split", default="test", help="the split of --data (default: test)")
+    p.add_argument("--trust-code", action="store_true", help="load cards that name a factory (this runs its code)")
     p.add_argument("--plot", nargs="+", metavar="PROFILE_JSON", default=None,
                    help="only draw the accuracy-against-eps figure of earlier runs' profile.json files to --out")
     p.add_argument("--n", type=int, default=1000, help="test images (a fixed stratified subset, seed 0)")
-    p.add_argument("--eps", type=float, default=0.3)
+    p.add_argument("--eps", type=parse_fraction, default=None,
+                   help="L-inf radius, e.g. 8/255 (default: 0.3 for 1-channel data, 8/255 otherwise)")
     p.add_argument("--restarts", type=int, default=10)
     p.add_argument("--no-strong", action="store_true", help="skip the strong evaluation")
     p.add_argument("--out", default="runs/profile")
@@ -91,13 +100,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.models:
         p.error("name at least one model (or --plot PROFILE_JSON ...)")
-    x, y = fixed_subset(*load_mnist("test"), args.n, seed=0)
+    data = alva.data.load(args.data, args.split)
+    eps = args.eps if args.eps is not None else (0.3 if data.shape[0] == 1 else 8 / 255)
+    grid = EPS_GRID if eps == 0.3 else tuple(eps * k / 6 for k in range(9))
+    models = {name: alva.models.load(name, trust_code=args.trust_code) for name in args.models}
+    for name, model in models.items():  # every model fits the data before any work starts
+        alva.models.check_fits(model, data.shape, data.num_classes, model_name=name, data_name=args.data)
+    x, y = data.tensors(min(args.n, len(data)), seed=0)
     out = Path(args.out)
     profiles, rows = {}, []
-    for name in args.models:
-        model = alva.models.load(name)
-        profile = robustness_profile(model, x, y, args.eps, restarts=args.restarts, strong=not args.no_strong,
-                                     progress=not args.no_progress)
+    for name, model in models.items():
+        profile = robustness_profile(model, x, y, eps, restarts=args.restarts, strong=not args.no_strong,
+                                     eps_grid=grid, progress=not args.no_progress)
         info = zoo.card(name)
         profile["train_time_s"] = info.get("train_time_s")
         profiles[name] = profile
@@ -109,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.update_cards:
             update_card(name, {**profile, "measured_by": "python -m alva.evaluation.profile " + " ".join(
                 argv if argv is not None else sys.argv[1:])})
-    header = (f"Test images: {args.n} (stratified, seed 0); L-inf eps {args.eps}.\n\n"
+    header = (f"Test images: {len(x)} of {args.data} (stratified, seed 0); L-inf eps {eps:.4g}.\n\n"
               f"| model | clean | FGSM | PGD-50 x {args.restarts} restarts | strong evaluation | "
               "rubbish rate | training s |\n|---|---:|---:|---:|---:|---:|---:|")
     table = header + "\n" + "\n".join(rows) + "\n"
