@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from data_files import write_npz
 
 from alva.data import DataError, export, load
@@ -15,15 +16,26 @@ def mnist():
     return load("mnist", "test")
 
 
-def test_png_export_of_the_mnist_test_set_loads_back_bit_identical(mnist, tmp_path):
+def test_png_export_of_the_mnist_test_set_loads_back_bit_identical_in_order(mnist, tmp_path):
     out = export("mnist", "test", tmp_path / "png", format="png")
     back = load(str(out))
-    order = torch.argsort(mnist.y, stable=True)  # an image folder is read class by class
     assert (back.shape, back.class_names, len(back)) == (mnist.shape, mnist.class_names, 10000)
-    assert torch.equal(back.x, mnist.x[order]) and torch.equal(back.y, mnist.y[order])
-    assert sorted(p.name for p in (out / "3").iterdir())[0] == f"{int(order[mnist.y[order] == 3][0]):04d}.png"
+    assert torch.equal(back.x, mnist.x) and torch.equal(back.y, mnist.y)  # files named by number: source order
+    first_three = int(torch.nonzero(mnist.y == 3)[0])
+    assert sorted(p.name for p in (out / "3").iterdir())[0] == f"{first_three:04d}.png"
     streamed = load(str(out), stream=True)
-    assert streamed.fingerprint == back.fingerprint == mnist.subset(order).fingerprint
+    assert streamed.fingerprint == back.fingerprint == mnist.fingerprint
+    assert torch.equal(back.subset_indices(300, seed=0), mnist.subset_indices(300, seed=0))
+
+
+def test_a_folder_of_names_that_are_not_all_distinct_numbers_is_read_class_by_class(tmp_path):
+    images = torch.randint(0, 256, (4, 1, 8, 8), dtype=torch.uint8)
+    for i, (name, label) in enumerate([("7.png", "a"), ("3.png", "b"), ("7.png", "b"), ("1.png", "a")]):
+        (tmp_path / label).mkdir(exist_ok=True)
+        Image.fromarray(images[i, 0].numpy()).save(tmp_path / label / name)
+    data = load(str(tmp_path))
+    assert data.y.tolist() == [0, 0, 1, 1]  # 7.png repeats: class a (1, 7), then class b (3, 7)
+    assert torch.equal(data.x, images[[3, 0, 1, 2]].float() / 255)
 
 
 def test_npz_export_of_the_mnist_test_set_loads_back_bit_identical_in_order(mnist, tmp_path):
@@ -58,7 +70,7 @@ def test_class_names_that_do_not_sort_in_class_order_get_an_index(tmp_path):
     data = load(str(write_npz(tmp_path / "d.npz", x=x, y=np.array([0, 11, 2]))))  # names "0".."11"
     out = export(data, "test", tmp_path / "png")
     back = load(str(out))
-    assert back.num_classes == 12 and back.y.tolist() == [0, 2, 11]
+    assert back.num_classes == 12 and back.y.tolist() == [0, 11, 2]  # the source order
     assert back.class_names[:3] == ("00-0", "01-1", "02-2")
 
 

@@ -3,9 +3,8 @@ with exactly the same tensors.
 
 PNG is lossless for 8-bit images, which every uint8-stored source is (MNIST, CIFAR, PNG folders, uint8
 arrays); images that are not multiples of 1/255 are refused for PNG (the ``.npz`` then stores float32).
-An image folder is ordered class by class (sorted class folders, then sorted file names), so a PNG export
-holds the source's samples sorted stably by class: file ``{i}.png`` is sample ``i`` of the source. An
-``.npz`` export keeps the source's order.
+File ``{i}.png`` of a PNG export is sample ``i`` of the source, and a folder whose files are all named by distinct
+numbers is read in the order of those numbers: both exports read back in the source's order.
 """
 
 from __future__ import annotations

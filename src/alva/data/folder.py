@@ -104,7 +104,10 @@ def split_root(root: Path, split: str) -> Path:
 
 
 def scan(root: Path) -> tuple[list[Path], torch.Tensor, tuple[str, ...]]:
-    """Every image file under the class folders of ``root``, its class index, and the class names."""
+    """Every image file under the class folders of ``root``, its class index, and the class names.
+
+    Files are in class order, then by name; when every file is named by a number alone and no number repeats,
+    in the order of those numbers."""
     folders = class_folders(root)
     paths: list[Path] = []
     labels: list[int] = []
@@ -114,6 +117,12 @@ def scan(root: Path) -> tuple[list[Path], torch.Tensor, tuple[str, ...]]:
         labels.extend([index] * len(files))
     if not paths:
         raise DataError(f"{root}: the class folders hold no images ({', '.join(EXTENSIONS)})")
+    numbers = [int(p.stem) if p.stem.isdigit() else -1 for p in paths]
+    if min(numbers) >= 0 and len(set(numbers)) == len(numbers):
+        # Files numbered across the whole folder (as alva.data.export writes them: sample i is i.png) are read in
+        # that order, so an exported data set comes back in its source's order.
+        order = sorted(range(len(paths)), key=numbers.__getitem__)
+        paths, labels = [paths[i] for i in order], [labels[i] for i in order]
     return paths, torch.tensor(labels, dtype=torch.int64), tuple(f.name for f in folders)
 
 
