@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from data_files import write_npz
+from PIL import Image
 
 from alva.data import DataError, export, load
 
