@@ -32,6 +32,11 @@ def data(n: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.rand(n, 1, 28, 28, generator=g), torch.randint(0, 10, (n,), generator=g)
 
 
+def heldout(n: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    return torch.rand(n, 1, 28, 28, generator=g), torch.randint(0, 10, (n,), generator=g)
+
+
 def model() -> nn.Module:
     torch.manual_seed(0)
     return create("cnn-small", in_shape=(1, 28, 28))
@@ -39,7 +44,7 @@ def model() -> nn.Module:
 
 def train(objective: str) -> tuple[nn.Module, list[dict]]:
     net = model()
-    history = fit(net, data(), SETTINGS, objective=OBJECTIVES[objective](), progress=False)
+    history = fit(net, data(), SETTINGS, objective=OBJECTIVES[objective](), eval_data=heldout(), progress=False)
     return net, history
 
 
@@ -55,6 +60,8 @@ def main(out: Path) -> None:
             net, history = train(name)
             if distributed.is_main():
                 torch.save({"model": net.state_dict(), "history": history}, out / f"{name}.pt")
+            else:  # evaluated once, by the main process, and shared: every process logs the same figures
+                torch.save({"history": history}, out / f"{name}-rank{distributed.rank()}.pt")
         generate_dataset(*generation_models(), None, out / "generated", GENERATION, progress=False)
         from alva.cli.main import main as alva
 

@@ -41,6 +41,9 @@ def test_distributed_training_matches_one_process(two_processes, objective):
         torch.testing.assert_close(saved["model"][name], weight, atol=1e-5, rtol=0, msg=name)
     for key, value in history[0]["train"].items():
         assert saved["history"][0]["train"][key] == pytest.approx(value, abs=1e-4), key
+    other = torch.load(two_processes / f"{objective}-rank1.pt")
+    assert other["history"][0]["eval"] == saved["history"][0]["eval"]
+    assert saved["history"][0]["eval"]["clean_acc"] == pytest.approx(history[0]["eval"]["clean_acc"], abs=1 / 128)
 
 
 def test_sharded_generation_equals_the_unsharded_one(two_processes, tmp_path):
