@@ -184,7 +184,7 @@ class UnrestrictedGeneratorAttack(Attack):
 
     Args:
         generator: ``G_adv``, a conditional generator (``G(z, y)``) fine-tuned to fool ``classifier``
-            (:func:`alva.training.atgan.finetune_atgan`, or :func:`~alva.training.atgan.approach1`).
+            (:func:`alva.training.atgan.finetune_atgan`, or :func:`~alva.training.atgan.train_against_critic`).
         classifier: the model under attack.
         oracle: an independent classifier that judges validity (``mnist/mlp`` in alva's figures).
         reference: the original generator ``G``, to return ``G(z, y)`` beside ``G_adv(z, y)`` (optional).
