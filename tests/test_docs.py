@@ -19,6 +19,23 @@ def blocks(path: Path, language: str) -> list[str]:
     return [body for lang, body in BLOCK.findall(path.read_text(encoding="utf-8")) if lang == language]
 
 
+def run_example(code: str, path: Path, tmp_path: Path, monkeypatch) -> dict:
+    """Run ``code`` (the python of ``path``) in ``tmp_path`` on one thread; returns its global names."""
+    # MNIST resolves through the package's default root from any working directory (the repository's data/mnist
+    # for an editable install); name it explicitly so that a non-editable install finds it as well.
+    if REPO_MNIST.is_dir() and "ALVA_MNIST_ROOT" not in os.environ:
+        monkeypatch.setenv("ALVA_MNIST_ROOT", str(REPO_MNIST))
+    monkeypatch.chdir(tmp_path)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    scope: dict = {"__name__": f"docs_{path.stem.replace('-', '_')}"}
+    try:
+        exec(compile(code, str(path), "exec"), scope)
+    finally:
+        torch.set_num_threads(before)
+    return scope
+
+
 def test_the_tutorials_are_there():
     names = {p.name for p in TUTORIALS}
     assert {"alva.md", "sparse-and-fake-class.md", "adversarial-training-and-evaluation.md", "multi-label.md",
@@ -33,18 +50,7 @@ def test_tutorial_runs(path: Path, tmp_path, monkeypatch):
     python, shell = blocks(path, "python"), blocks(path, "bash")
     assert python, f"{path.name} has no ```python block"
     assert shell, f"{path.name} has no ```bash block"
-    # MNIST resolves through the package's default root from any working directory (the repository's data/mnist
-    # for an editable install); name it explicitly so that a non-editable install finds it as well.
-    if REPO_MNIST.is_dir() and "ALVA_MNIST_ROOT" not in os.environ:
-        monkeypatch.setenv("ALVA_MNIST_ROOT", str(REPO_MNIST))
-    monkeypatch.chdir(tmp_path)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        code = compile("\n".join(python), str(path), "exec")
-        exec(code, {"__name__": f"docs_{path.stem.replace('-', '_')}"})
-    finally:
-        torch.set_num_threads(before)
+    run_example("\n".join(python), path, tmp_path, monkeypatch)
 
 
 # --- The README and every page of docs/: links, commands and examples -------------------------------------------
@@ -158,16 +164,7 @@ def test_every_python_block_compiles_and_its_alva_imports_resolve():
 def test_the_readme_python_example_runs(tmp_path, monkeypatch):
     example = blocks(ROOT / "README.md", "python")[0]
     assert len([line for line in example.splitlines() if line and not line.startswith(("from ", "import "))]) <= 5
-    if REPO_MNIST.is_dir() and "ALVA_MNIST_ROOT" not in os.environ:
-        monkeypatch.setenv("ALVA_MNIST_ROOT", str(REPO_MNIST))
-    monkeypatch.chdir(tmp_path)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        scope: dict = {}
-        exec(compile(example, "README.md", "exec"), scope)
-    finally:
-        torch.set_num_threads(before)
+    scope = run_example(example, ROOT / "README.md", tmp_path, monkeypatch)
     x, result, report = scope["x"], scope["result"], scope["report"]
     assert (result.x_adv - x).abs().max() <= 0.3 + 1e-6
     assert report.robust_acc < report.clean_acc    # the attack lowers the accuracy of the shipped CNN
