@@ -360,3 +360,10 @@ def test_an_untargeted_perturbation_generator_is_not_shown_with_zero_classes(tmp
     assert sections[0].kind == "trained perturbation generator"
     assert "0 (untargeted: no target-class input)" in Page(text).all_text
     assert "0 classes" not in text and "attacks mnist/cnn-small" in text
+
+
+def test_a_card_of_the_users_own_code_names_its_factory(tmp_path):
+    root = tmp_path / "mine"
+    write(root / "model.json", {"factory": "/home/me/my_models.py:build", "num_classes": 4, "epochs": 12})
+    text, _ = build_report(root)
+    assert "built by /home/me/my_models.py:build" in text and "architecture ?" not in text

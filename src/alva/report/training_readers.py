@@ -32,7 +32,9 @@ def card(section: Section, name: str, data: Mapping[str, Any], folder: Path) -> 
     classes = data.get("num_classes")
     if what == "perturbation generator" and classes == 0:  # its num_classes counts target-class input channels
         figures["num_classes"] = "0 (untargeted: no target-class input)"
-    section.text.append(f"{what.capitalize()} card ({name}): architecture {data.get('architecture', '?')}"
+    built = f"architecture {data['architecture']}" if data.get("architecture") else \
+        f"built by {data['factory']}" if data.get("factory") else "architecture ?"
+    section.text.append(f"{what.capitalize()} card ({name}): {built}"
                         + (f", {classes} classes" if classes else "")
                         + (f", attacks {data['target_model']}" if data.get("target_model") else "")
                         + (f", {data['epochs']} epochs" if data.get("epochs") else "") + ".")
