@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     summary: dict[str, Any] = {"model": args.model, "settings": {k: v for k, v in vars(args).items()
                                                                  if k not in ("handler", "func")},
                                "report": report.to_dict()}
-    title = f"{args.attack.upper()} {args.norm} eps={args.eps} on {args.model}"
+    title = f"{args.attack.upper()} {args.norm} eps={args.eps:.4g} on {args.model}"
     if main:
         adversarial_grid(out / "grid.png", batch, title=title)
     has_eps = any(o.name == "eps" for o in REGISTRY[args.attack].options)

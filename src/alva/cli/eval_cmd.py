@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     write_result(result, out, model=args.model, arguments={k: v for k, v in vars(args).items() if k != "handler"})
     if not main:
         return 0
-    print(f"strong evaluation of {args.model}: {args.norm} eps={args.eps}, {result.n} test images, "
+    print(f"strong evaluation of {args.model}: {args.norm} eps={args.eps:.4g}, {result.n} test images, "
           f"version {args.version}")
     print(result.format_table())
     for message in result.warnings:

@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
         }
         rows.append(row)
         print(f"{name}: {args.substitute_mode} substitute ({queries} training queries, agreement "
-              f"{row['substitute_agreement']:.3f}); {args.attack} eps={args.eps}: transfer success "
+              f"{row['substitute_agreement']:.3f}); {args.attack} eps={args.eps:.4g}: transfer success "
               f"{row['transfer_success']:.3f} (on correctly classified {row['transfer_success_on_correct']:.3f}), "
               f"target robust acc {row['target_robust_acc']:.3f}")
     settings_out = {k: v for k, v in vars(args).items() if k not in ("handler", "func")}
@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     grouped_bars(out / "transfer.png", [r["target"] for r in rows],
                  {"white-box on substitute": [r["white_box_success_on_substitute"] for r in rows],
                   "transfer to target": [r["transfer_success"] for r in rows]},
-                 ylabel="attack success rate", title=f"{args.attack.upper()} eps={args.eps} from a "
+                 ylabel="attack success rate", title=f"{args.attack.upper()} eps={args.eps:.4g} from a "
                                                      f"{args.substitute_arch} substitute ({args.substitute_mode})")
     print(f"wrote {out}/summary.json, {out}/transfer.png")
     return 0
