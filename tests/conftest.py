@@ -5,6 +5,10 @@ The tensors are shared between tests: never modify them in place.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -50,3 +54,16 @@ def test_subset(mnist_test) -> tuple[torch.Tensor, torch.Tensor]:
 def train_subset(mnist_train) -> tuple[torch.Tensor, torch.Tensor]:
     """2000 training images, 200 per class, the same in every session (seed 0)."""
     return fixed_subset(*mnist_train, 2000, seed=0)
+
+
+@pytest.fixture(scope="session")
+def torchrun():
+    """``torchrun(*args, timeout=...)``: run ``torch.distributed.run --standalone --nproc_per_node 2 *args`` (two
+    gloo processes, one thread each) and fail the test with the end of its output if it fails."""
+    def run(*args: str, timeout: int = 600) -> None:
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        env.pop("WORLD_SIZE", None)
+        done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                               *args], env=env, capture_output=True, text=True, timeout=timeout)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return run

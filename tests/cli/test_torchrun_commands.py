@@ -4,9 +4,6 @@ and the written figures are those of one process."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from alva.cli.main import main
@@ -17,21 +14,13 @@ EVAL = ["eval", "--model", "mnist/cnn-small", "--eps", "0.1", "--version", "quic
         "--no-progress"]
 
 
-def _torchrun(args: list[str]) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    env.pop("WORLD_SIZE", None)
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           "-m", "--", "alva.cli.main", *args], env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-
-
 def _read(folder: Path, name: str) -> dict:
     return json.loads((folder / name).read_text())
 
 
-def test_attack_and_eval_under_torchrun_write_what_one_process_writes(tmp_path):
-    _torchrun([*ATTACK, "--out", str(tmp_path / "attack-2")])
-    _torchrun([*EVAL, "--out", str(tmp_path / "eval-2")])
+def test_attack_and_eval_under_torchrun_write_what_one_process_writes(tmp_path, torchrun):
+    torchrun("-m", "--", "alva.cli.main", *ATTACK, "--out", str(tmp_path / "attack-2"), timeout=300)
+    torchrun("-m", "--", "alva.cli.main", *EVAL, "--out", str(tmp_path / "eval-2"), timeout=300)
     assert main([*ATTACK, "--out", str(tmp_path / "attack-1")]) == 0
     assert main([*EVAL, "--out", str(tmp_path / "eval-1")]) == 0
 

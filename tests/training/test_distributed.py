@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,14 +16,9 @@ import distributed_worker as worker  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def two_processes(tmp_path_factory) -> Path:
+def two_processes(tmp_path_factory, torchrun) -> Path:
     out = tmp_path_factory.mktemp("ddp")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    env.pop("WORLD_SIZE", None)
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           str(Path(worker.__file__)), str(out)], env=env, capture_output=True, text=True,
-                          timeout=180)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    torchrun(str(Path(worker.__file__)), str(out), timeout=180)
     return out
 
 
