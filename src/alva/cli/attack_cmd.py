@@ -104,12 +104,12 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"alva attack needs class labels; {args.data!r} has multi-hot labels (use alva attack-label)")
     model = load_model(args, data)
     args.eps = default_eps(data) if args.eps is None else args.eps
-    build_attack(model, args, args.eps)  # bad settings fail before anything is written
+    attack = build_attack(model, args, args.eps)  # bad settings fail before anything is written
     x, y = samples(data, args.n, args.seed)  # tensors, or a streamed set read batch by batch
     main = distributed.is_main()
     out = make_out(args.out) if main else Path(args.out)
     progress = not args.no_progress and main
-    report, batch = evaluate_attack(build_attack(model, args, args.eps), x, y, name=args.attack,
+    report, batch = evaluate_attack(attack, x, y, name=args.attack,
                                     batch_size=args.batch_size, device=args.device, progress=progress)
     summary: dict[str, Any] = {"model": args.model, "settings": {k: v for k, v in vars(args).items()
                                                                  if k not in ("handler", "func")},
