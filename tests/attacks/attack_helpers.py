@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-ORDS = {"linf": math.inf, "l2": 2}
+ORDS = {"linf": math.inf, "l2": 2, "l1": 1}
 
 
 def distance(norm: str, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from alva.attacks import L2, NORMS, Linf, Norm, get_norm
 
-ORDS = {"linf": math.inf, "l2": 2}
+ORDS = {"linf": math.inf, "l2": 2, "l1": 1}
 TOL = 1e-5
 
 shapes = st.tuples(
@@ -48,7 +48,7 @@ def test_registry_and_names():
     assert repr(get_norm("linf")) == "linf"
 
 
-@pytest.mark.parametrize("name", ["l1", "l0", "", "euclid"])
+@pytest.mark.parametrize("name", ["l3", "l0", "", "euclid"])
 def test_unknown_norm_is_a_value_error(name):
     with pytest.raises(ValueError, match="unknown norm"):
         get_norm(name)
@@ -201,9 +201,14 @@ def test_ascent_step_has_size_alpha_and_is_steepest(name, shape, seed, alpha):
     expected = torch.full((shape[0],), alpha, dtype=torch.float64)
     torch.testing.assert_close(reference_norm(name, step), expected, rtol=1e-5, atol=1e-6)
     gain = (step * grad).reshape(shape[0], -1).double().sum(1)
-    # The dual norm of the gradient: L2 for L2, L1 for L-inf.
-    dual = torch.linalg.vector_norm(grad.reshape(shape[0], -1).double(), ord=2 if name == "l2" else 1, dim=1)
-    torch.testing.assert_close(gain, alpha * dual, rtol=1e-4, atol=1e-6)
+    # The dual norm of the gradient: L2 for L2, L1 for L-inf, L-inf for L1.
+    dual = torch.linalg.vector_norm(grad.reshape(shape[0], -1).double(), ord={"l2": 2, "linf": 1, "l1": math.inf}[name],
+                                    dim=1)
+    if name == "l1":
+        # The sparse L1 step spreads alpha over the largest coordinates: at most steepest, never against it.
+        assert (gain <= alpha * dual + 1e-6).all() and (gain > 0).all()
+    else:
+        torch.testing.assert_close(gain, alpha * dual, rtol=1e-4, atol=1e-6)
     g = torch.Generator().manual_seed(seed + 1)
     for _ in range(4):
         other = norm.random_in_ball(grad, alpha, g)

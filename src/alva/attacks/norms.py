@@ -18,7 +18,7 @@ import torch
 from alva.attacks.keyed import Uniform, generator_uniform
 from alva.attacks.square_geometry import corner, pyramid, signs, split_pyramid, window
 
-__all__ = ["L2", "NORMS", "Linf", "Norm", "as_uniform", "get_norm", "per_sample"]
+__all__ = ["L1", "L2", "NORMS", "Linf", "Norm", "as_uniform", "get_norm", "per_sample"]
 
 
 def _flat(t: torch.Tensor) -> torch.Tensor:
@@ -190,15 +190,62 @@ class L2(Norm):
         return (x0 + new).clamp_(*bounds)
 
 
-NORMS: dict[str, Norm] = {"linf": Linf(), "l2": L2()}
+class L1(Norm):
+    """The L1 threat model. Its steepest-ascent step spreads ``alpha`` over the coordinates of largest
+    gradient magnitude (the top ``sparsity`` fraction, the sparse L1 descent of Tramer and Boneh 2019), since the
+    exact steepest step moves a single coordinate; the projection is the sort-based one of Duchi et al. 2008."""
+
+    name = "l1"
+
+    def __init__(self, sparsity: float = 0.01) -> None:
+        self.sparsity = sparsity
+
+    def measure(self, delta: torch.Tensor) -> torch.Tensor:
+        return _flat(delta).abs().sum(dim=1)
+
+    def ascent_step(self, grad: torch.Tensor, alpha: float) -> torch.Tensor:
+        flat = _flat(grad)
+        k = max(1, int(round(self.sparsity * flat.shape[1])))
+        threshold = flat.abs().topk(k, dim=1).values[:, -1:]
+        chosen = (flat.abs() >= threshold) & (flat != 0)
+        count = chosen.sum(dim=1, keepdim=True).clamp_min(1)
+        return (flat.sign() * chosen * (alpha / count)).view_as(grad)
+
+    def project(self, delta: torch.Tensor, eps: float) -> torch.Tensor:
+        flat = _flat(delta)
+        magnitude = flat.abs()
+        outside = magnitude.sum(dim=1) > eps
+        if not outside.any():
+            return delta.clone()
+        # Duchi et al.: the soft threshold theta at which the shrunk magnitudes sum to eps.
+        ordered = magnitude.sort(dim=1, descending=True).values
+        cumulative = ordered.cumsum(dim=1) - eps
+        index = torch.arange(1, flat.shape[1] + 1, device=delta.device, dtype=delta.dtype)
+        count = (ordered * index > cumulative).sum(dim=1, keepdim=True).clamp_min(1)
+        theta = cumulative.gather(1, count - 1) / count
+        shrunk = flat.sign() * (magnitude - theta.clamp_min(0)).clamp_min(0)
+        return torch.where(outside[:, None], shrunk, flat).view_as(delta)
+
+    def random_in_ball(self, like, eps, source):
+        d = like[0].numel()
+        u = as_uniform(source, like)(2 * d + 1)
+        # d + 1 exponentials normalised by their sum: uniform in the simplex {t >= 0, sum t <= 1}; random signs
+        # make it uniform in the L1 ball.
+        spacing = -torch.log1p(-u[:, :d + 1])
+        point = spacing[:, :d] / spacing.sum(dim=1, keepdim=True)
+        sign = torch.where(u[:, d + 1:] < 0.5, -1.0, 1.0)
+        return (point * sign * eps).view_as(like).to(like.dtype)
+
+
+NORMS: dict[str, Norm] = {"linf": Linf(), "l2": L2(), "l1": L1()}
 
 
 def get_norm(name: str | Norm) -> Norm:
-    """The norm called ``name`` (``linf`` or ``l2``)."""
+    """The norm called ``name`` (``linf``, ``l2`` or ``l1``)."""
     if isinstance(name, Norm):
         return name
     key = str(name).lower().replace("-", "").replace("_", "")
-    key = {"inf": "linf", "l_inf": "linf", "2": "l2"}.get(key, key)
+    key = {"inf": "linf", "l_inf": "linf", "2": "l2", "1": "l1"}.get(key, key)
     if key not in NORMS:
         raise ValueError(f"unknown norm {name!r}; choose one of {sorted(NORMS)}")
     return NORMS[key]
