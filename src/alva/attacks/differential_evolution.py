@@ -38,6 +38,7 @@ import torch
 from alva.attacks.base import AttackInputError, AttackResult, input_shape
 from alva.attacks.engine import Run
 from alva.attacks.errors import in_interval, positive_int
+from alva.attacks.keyed import Uniform
 from alva.attacks.losses import ClassLoss, Confident
 from alva.attacks.population import PopulationRows, PopulationSearch
 from alva.attacks.sparse import blank_images
@@ -156,10 +157,31 @@ class DifferentialEvolution(PopulationSearch):
         return self.finish(run)
 
     def start(self, run: Run, rows: PopulationRows) -> torch.Tensor:
-        return self._random_params(rows.n, self.popsize, _Layout(rows.x0), run.generator)
+        return self._random_params(run.uniform(rows, rows.stream), self.popsize, _Layout(rows.x0))
 
     def propose(self, run: Run, rows: PopulationRows, members: int) -> torch.Tensor:
-        return self._trials(rows.population, rows.objective, members, _Layout(rows.x0), run.generator)
+        """Trial vectors for the first ``members`` members of each image's population: DE/rand/1 or DE/best/1
+        mutation, binomial crossover, repair; every random number keyed per image (stream ``rows.stream``)."""
+        pop, layout = rows.population, _Layout(rows.x0)
+        n = len(pop)
+
+        def uniform(part: int, k: int) -> torch.Tensor:
+            return run.uniform(rows, (*rows.stream, part))(k).to(pop.dtype)
+
+        others = _distinct_others(lambda k: uniform(0, k), pop.shape[1], members, 3)  # n x members x 3
+        image = torch.arange(n, device=pop.device)[:, None]
+        a, b, c = (pop[image, others[..., j]] for j in range(3))
+        if self.strategy == "best1":
+            a = pop[image[:, 0], rows.objective.argmax(dim=1)][:, None].expand_as(b)
+        lo_f, hi_f = self.mutation
+        mutant = a + (lo_f + (hi_f - lo_f) * uniform(1, 1)).view(n, 1, 1, 1) * (b - c)
+        if self.crossover < 1.0:
+            flat = mutant.flatten(2)
+            size = flat.shape[2]
+            take = (uniform(2, members * size) < self.crossover).view(flat.shape)
+            take.scatter_(2, _integers(uniform(3, members), size).view(n, members, 1), True)
+            mutant = torch.where(take, flat, pop[:, :members].flatten(2)).view_as(mutant)
+        return self._repair(mutant, layout, uniform(4, members * self.pixels * 2))
 
     def candidate_logits(self, rows: PopulationRows, candidates: torch.Tensor) -> torch.Tensor:
         """One forward pass over all candidates, in chunks of ``chunk_size`` images."""
@@ -193,47 +215,23 @@ class DifferentialEvolution(PopulationSearch):
             "prob": run.best_logits.softmax(dim=1).gather(1, labels[:, None]).squeeze(1),
         })
 
-    def _random_params(self, n: int, m: int, layout: _Layout, generator: torch.Generator | None) -> torch.Tensor:
+    def _random_params(self, uniform: Uniform, m: int, layout: _Layout) -> torch.Tensor:
         """n x m x k x (2 + C) uniform candidates: rows in [0, H), columns in [0, W), values in the bounds."""
         lo, hi = self.bounds
-        u = torch.rand((n, m, self.pixels, 2 + layout.channels), generator=generator, device=layout.device,
-                       dtype=layout.dtype)
+        u = uniform(m * self.pixels * (2 + layout.channels)).to(layout.dtype)
         scale = torch.tensor([layout.height, layout.width] + [hi - lo] * layout.channels, device=layout.device,
                              dtype=layout.dtype)
         shift = torch.tensor([0.0, 0.0] + [lo] * layout.channels, device=layout.device, dtype=layout.dtype)
-        return u * scale + shift
+        return u.view(len(u), m, self.pixels, 2 + layout.channels) * scale + shift
 
-    def _trials(self, pop: torch.Tensor, objective: torch.Tensor, members: int, layout: _Layout,
-                generator: torch.Generator | None) -> torch.Tensor:
-        """Trial vectors for the first ``members`` members of each image's population."""
-        n, size = pop.shape[:2]
-        device = pop.device
-        others = _distinct_others(n, size, members, 3, generator, device)  # n x members x 3
-        rows = torch.arange(n, device=device)[:, None]
-        a, b, c = (pop[rows, others[..., j]] for j in range(3))
-        if self.strategy == "best1":
-            a = pop[torch.arange(n, device=device), objective.argmax(dim=1)][:, None].expand_as(b)
-        lo_f, hi_f = self.mutation
-        scale = lo_f + (hi_f - lo_f) * torch.rand((n, 1, 1, 1), generator=generator, device=device, dtype=pop.dtype)
-        mutant = a + scale * (b - c)
-        if self.crossover < 1.0:
-            flat = mutant.flatten(2)
-            parent = pop[:, :members].flatten(2)
-            take = torch.rand(flat.shape, generator=generator, device=device) < self.crossover
-            forced = torch.randint(0, flat.shape[2], (n, members, 1), generator=generator, device=device)
-            take.scatter_(2, forced, True)
-            mutant = torch.where(take, flat, parent).view_as(mutant)
-        return self._repair(mutant, layout, generator)
-
-    def _repair(self, params: torch.Tensor, layout: _Layout, generator: torch.Generator | None) -> torch.Tensor:
-        """Rows and columns outside the image drawn again uniformly; values clipped to the bounds."""
-        lo, hi = self.bounds
-        fresh = self._random_params(params.shape[0], params.shape[1], layout, generator)
-        pos = params[..., :2]
+    def _repair(self, params: torch.Tensor, layout: _Layout, u: torch.Tensor) -> torch.Tensor:
+        """Rows and columns outside the image drawn again uniformly from ``u`` (``n x (m * k * 2)`` numbers in
+        [0, 1)); values clipped to the bounds."""
         limits = torch.tensor([layout.height, layout.width], device=params.device, dtype=params.dtype)
+        pos = params[..., :2]
         outside = (pos < 0) | (pos >= limits)
-        pos = torch.where(outside, fresh[..., :2], pos)
-        return torch.cat([pos, params[..., 2:].clamp(lo, hi)], dim=-1)
+        pos = torch.where(outside, u.view_as(pos) * limits, pos)
+        return torch.cat([pos, params[..., 2:].clamp(*self.bounds)], dim=-1)
 
 
 class OnePixel(DifferentialEvolution):
@@ -286,12 +284,18 @@ def _changed_pixels(x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
     return diff.reshape(len(x), -1).sum(dim=1)
 
 
-def _distinct_others(n: int, size: int, members: int, count: int, generator: torch.Generator | None,
-                     device: torch.device) -> torch.Tensor:
-    """``n x members x count`` indices in ``[0, size)``: for member i, ``count`` distinct indices other than i."""
-    excluded = torch.arange(members, device=device).expand(n, members)[..., None]
-    for j in range(count):
-        r = torch.randint(0, size - 1 - j, (n, members), generator=generator, device=device)
+def _integers(u: torch.Tensor, high: int) -> torch.Tensor:
+    """Integers uniform in ``[0, high)`` from numbers ``u`` uniform in [0, 1)."""
+    return (u * high).long().clamp_(max=high - 1)
+
+
+def _distinct_others(uniform: Uniform, size: int, members: int, count: int) -> torch.Tensor:
+    """``n x members x count`` indices in ``[0, size)`` (``n``: the rows of ``uniform``): for member i, ``count``
+    distinct indices other than i."""
+    u = uniform(members * count)
+    excluded = torch.arange(members, device=u.device).expand(len(u), members)[..., None]
+    for j, part in enumerate(u.view(len(u), count, members).unbind(1)):
+        r = _integers(part, size - 1 - j)
         for e in excluded.sort(dim=-1).values.unbind(-1):
             r = r + (r >= e).long()
         excluded = torch.cat([excluded, r[..., None]], dim=-1)

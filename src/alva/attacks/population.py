@@ -56,11 +56,13 @@ class PopulationSearch(EngineAttack):
         return 1 + self.popsize * (1 + self.generations)
 
     def start(self, run: Run, rows: PopulationRows) -> torch.Tensor:
-        """The first population: ``rows.n x popsize x ...`` candidates."""
+        """The first population: ``rows.n x popsize x ...`` candidates (keyed random numbers:
+        ``run.uniform(rows, rows.stream)``)."""
         raise NotImplementedError
 
     def propose(self, run: Run, rows: PopulationRows, members: int) -> torch.Tensor:
-        """Trials for the first ``members`` members of ``rows.population`` (objectives: ``rows.objective``)."""
+        """Trials for the first ``members`` members of ``rows.population`` (objectives: ``rows.objective``); the
+        keyed random numbers of the generation are those of ``rows.stream``."""
         raise NotImplementedError
 
     def candidate_logits(self, rows: PopulationRows, candidates: torch.Tensor) -> torch.Tensor:
@@ -80,15 +82,17 @@ class PopulationSearch(EngineAttack):
         assert isinstance(rows, PopulationRows)
         if rows.n == 0:
             return
+        rows.stream = (restart, 0)
         rows.population = self.start(run, rows)
         rows.objective, rows.logits, rows.success = self._evaluate(run, rows, rows.population)
         left = self.budget - 1 - self.popsize
         if self.early_stop:
             self._stop_broken(run, rows, rows.population, rows.objective, rows.logits, rows.success)
-        for _ in range(self.generations):
+        for generation in range(1, self.generations + 1):
             members = min(self.popsize, left)
             if members <= 0 or rows.n == 0:
                 break
+            rows.stream = (restart, generation)
             rows.trials = self.propose(run, rows, members)
             rows.t_objective, rows.t_logits, rows.t_success = self._evaluate(run, rows, rows.trials)
             run.count_steps(rows)

@@ -36,6 +36,7 @@ import torch
 from alva.attacks.base import AttackInputError, AttackResult, input_shape
 from alva.attacks.engine import LAST_ITERATE, GradientAttack, Rows, Run
 from alva.attacks.errors import finite, in_interval, positive_int
+from alva.attacks.keyed import Uniform
 from alva.attacks.losses import ClassLoss
 
 __all__ = ["SparseConfident", "SparseRows", "blank_images", "pixel_l0", "pixel_l1", "pixel_mask_shape",
@@ -107,8 +108,8 @@ class SparseConfident(GradientAttack):
         steps: largest number of update steps per sample (default 1000; budgets of 10,000 are fine).
         lr: step size (default 0.01 for ``"adam"``; for ``"ista"`` choose about 0.1 to 1).
         optimizer: ``"adam"`` or ``"ista"`` (see the module docstring).
-        start: ``"zeros"`` (every pixel at the lower bound), ``"uniform"`` (uniform noise in the bounds,
-            drawn from the attack's generator) or ``"input"`` (``x`` itself).
+        start: ``"zeros"`` (every pixel at the lower bound), ``"uniform"`` (uniform noise in the bounds, keyed
+            per sample) or ``"input"`` (``x`` itself).
         mask_fraction: fraction of pixels (in [0, 1)) held at exactly the lower bound with no gradient,
             chosen at random for each sample (exactly ``floor(mask_fraction * pixels)`` of them); the
             result's ``extras["mask"]`` holds them (True = masked).
@@ -183,15 +184,16 @@ class SparseConfident(GradientAttack):
 
     def start(self, run: Run, rows: Rows) -> torch.Tensor:
         """The start image with the masked pixels at the lower bound; the mask and the uniform start are
-        drawn from the attack's generator (identical blank images must get different masks and starts)."""
+        keyed random numbers (identical blank images of a batch get different ones)."""
         rows = _sparse_rows(rows)
         lo, hi = self.bounds
         x = rows.x0
-        mask = self._mask(x, run.generator)
+        mask = self._mask(x, run.uniform(rows, (*rows.stream, 0)))
         if self.start_from == "zeros":
             start = torch.full_like(x, lo)
         elif self.start_from == "uniform":
-            start = lo + (hi - lo) * torch.rand(x.shape, generator=run.generator, device=x.device, dtype=x.dtype)
+            u = run.uniform(rows, (*rows.stream, 1))(x[0].numel()).view_as(x)
+            start = lo + (hi - lo) * u.to(x.dtype)
         else:
             start = x.clone()
         if mask is not None:
@@ -203,14 +205,14 @@ class SparseConfident(GradientAttack):
         rows.v = torch.zeros_like(start) if adam else None
         return start
 
-    def _mask(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor | None:
+    def _mask(self, x: torch.Tensor, uniform: Uniform) -> torch.Tensor | None:
         """Per-pixel bool mask (True = held at the lower bound) of exactly floor(fraction * pixels) pixels."""
         shape = pixel_mask_shape(x)
         n_pixels = math.prod(shape[1:])
         count = int(self.mask_fraction * n_pixels)
         if count == 0:
             return None
-        order = torch.rand((len(x), n_pixels), generator=generator, device=x.device).argsort(dim=1)
+        order = uniform(n_pixels).argsort(dim=1, stable=True)
         mask = torch.zeros((len(x), n_pixels), dtype=torch.bool, device=x.device)
         mask.scatter_(1, order[:, :count], True)
         return mask.reshape(shape)
