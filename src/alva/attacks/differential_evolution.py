@@ -35,13 +35,13 @@ from typing import Any
 
 import torch
 
-from alva.attacks.base import AttackInputError, AttackResult, input_shape
+from alva.attacks.base import AttackInputError, AttackResult
 from alva.attacks.engine import Run
-from alva.attacks.errors import in_interval, positive_int
+from alva.attacks.errors import in_interval, integer_at_least, positive_int
 from alva.attacks.keyed import Uniform
 from alva.attacks.losses import ClassLoss, Confident
 from alva.attacks.population import PopulationRows, PopulationSearch
-from alva.attacks.sparse import blank_images
+from alva.attacks.sparse import blank_starts, pixel_l0
 
 __all__ = ["DifferentialEvolution", "OnePixel"]
 
@@ -103,9 +103,7 @@ class DifferentialEvolution(PopulationSearch):
         self.popsize = positive_int("popsize", popsize)
         if self.popsize < 4:
             raise AttackInputError(f"popsize must be >= 4 (DE/rand/1 draws three other members), got {popsize}")
-        if isinstance(generations, bool) or not isinstance(generations, int) or generations < 0:
-            raise AttackInputError(f"generations must be an integer >= 0, got {generations!r}")
-        self.generations = int(generations)
+        self.generations = integer_at_least("generations", generations, 0)
         if max_queries is not None:
             max_queries = positive_int("max_queries", max_queries)
             if max_queries < 1 + self.popsize:
@@ -142,10 +140,7 @@ class DifferentialEvolution(PopulationSearch):
     def generate(self, targets: torch.Tensor, shape: tuple[int, ...] | None = None) -> AttackResult:
         """Sparse images of the classes ``targets``: k pixels set on a blank image of ``shape`` (default: the
         input shape on the model's card; every entry at the lower bound), a targeted attack on it."""
-        if not isinstance(targets, torch.Tensor):
-            raise AttackInputError("targets must be a tensor of class labels")
-        blank = blank_images(len(targets), input_shape(self.model, shape), self.bounds[0], device=targets.device)
-        return self(blank, targets, target=targets)
+        return self(blank_starts(self, targets, shape), targets, target=targets)
 
     # -- the attack: a population search on the engine -------------------------------------------------
 
@@ -189,14 +184,9 @@ class DifferentialEvolution(PopulationSearch):
         flat = candidates.flatten(0, 1)
         owner = torch.arange(n, device=flat.device).repeat_interleave(m)
         labels = rows.y.repeat_interleave(m)
-        layout = _Layout(rows.x0)
-        base = layout.flat(rows.x0)
-        chunk = self.chunk_for(base.device, n * m)
-        outs = []
-        for begin in range(0, n * m, chunk):
-            end = min(begin + chunk, n * m)
-            outs.append(self.predict(layout.apply(base, owner[begin:end], flat[begin:end]), labels[begin:end]))
-        return torch.cat(outs)
+        chunk = self.chunk_for(flat.device, n * m)
+        return torch.cat([self.predict(self.images(rows, owner[i:i + chunk], flat[i:i + chunk]), labels[i:i + chunk])
+                          for i in range(0, n * m, chunk)])
 
     def images(self, rows: PopulationRows, local: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         layout = _Layout(rows.x0)
@@ -211,7 +201,7 @@ class DifferentialEvolution(PopulationSearch):
         return run.result({
             "pixels": pixels,
             "values": params[..., 2:].clamp(*self.bounds),
-            "changed_pixels": _changed_pixels(run.x, run.best_x),
+            "changed_pixels": pixel_l0(run.best_x - run.x, 0.0, 0.0),
             "prob": run.best_logits.softmax(dim=1).gather(1, labels[:, None]).squeeze(1),
         })
 
@@ -275,13 +265,6 @@ class _Layout:
         for j in range(pos.shape[1]):  # a later tuple on the same pixel wins
             images[rows, :, pos[:, j]] = lo_hi[:, j].to(images.dtype)
         return images.view(len(images), *self.shape)
-
-
-def _changed_pixels(x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
-    diff = x_adv != x
-    if diff.ndim >= 4:
-        diff = diff.any(dim=1)
-    return diff.reshape(len(x), -1).sum(dim=1)
 
 
 def _integers(u: torch.Tensor, high: int) -> torch.Tensor:
