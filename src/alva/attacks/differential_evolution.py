@@ -1,30 +1,26 @@
 """Differential evolution on k pixels: the one-pixel attack of Su, Vargas and Sakurai (2019, "One pixel
 attack for fooling deep neural networks"), with the DE/rand/1 scheme of Storn and Price (1997).
 
-Black-box: only the model's output probabilities are used (no gradients; every forward pass runs under
-``torch.no_grad``), and every forward pass is counted as a query of the image it belongs to.
+Black-box: only the model's outputs are used (every forward pass runs under ``torch.no_grad``) and every
+forward pass is counted as a query of the image it belongs to.
 
 A candidate is ``k`` tuples ``(row, col, value_1, ..., value_C)``: it sets the ``C`` channels of ``k``
-pixels of the base image (``x``) to the given values, so the result differs from ``x`` in at most ``k``
-pixels. A population of ``popsize`` candidates per image evolves for up to ``generations`` generations;
-the populations of all images still attacked evolve together, each generation costing one batched
-forward pass (on the CPU split into chunks of 512 images, which run faster; see ``chunk_size``), with no
-loop over images. The search's bookkeeping (the images still attacked, the query budget, early stop, the
-choice of each image's result, the counters) is the engine's
-(:class:`~alva.attacks.population.PopulationSearch`); this module supplies the candidates and their images.
+pixels of ``x``, so the result differs from ``x`` in at most ``k`` pixels. The populations of all images
+still attacked evolve together, one batched forward pass per generation, with no loop over images; the
+bookkeeping (the images still attacked, the query budget, early stop, each image's result, the counters) is
+the engine's (:class:`~alva.attacks.population.PopulationSearch`). Random numbers are keyed per image
+(:mod:`alva.attacks.keyed`): an image's attack does not depend on its batch.
 
-Fitness (minimised): minus the attack loss, so by default (``loss="ce"``) the log-probability of the true
-class (untargeted) or minus that of the target class (targeted), computed from the logits (log-softmax).
-Su et al. minimise the probability itself; the log ranks candidates in the same order but does not
-saturate: on the shipped MNIST models the true-class probability of almost every one-pixel candidate is
-1.0 in float32, and ties would leave selection blind. ``loss="margin"`` uses the logit margin instead.
-A candidate *succeeds* when the attack loss says so: it is misclassified (untargeted) or classified as the
-target (targeted) and, with ``confidence`` set, that class has at least that probability
-(:class:`~alva.attacks.losses.Confident`).
+Fitness (minimised): minus the attack loss, by default (``loss="ce"``) the log-probability of the true
+class (untargeted) or minus that of the target class (targeted). Su et al. minimise the probability itself;
+the log ranks candidates in the same order but does not saturate: on the shipped MNIST models the
+true-class probability of almost every one-pixel candidate is 1.0 in float32, and ties would leave
+selection blind. A candidate *succeeds* when the attack loss says so (with ``confidence``, that class also
+needs at least that probability: :class:`~alva.attacks.losses.Confident`).
 
-Two uses: attacks on real images (``attack(x, y)``, ``attack(x, y, target=t)``), and, as a black-box
-"different process" for the fake-class training metrics, generation of sparse images of a class from a
-blank image (:meth:`DifferentialEvolution.generate`, e.g. ``pixels=30, confidence=0.9``).
+Two uses: attacks on real images (``attack(x, y)``, ``attack(x, y, target=t)``), and generation of sparse
+images of a class from a blank image (:meth:`DifferentialEvolution.generate`, e.g. ``pixels=30,
+confidence=0.9``), the black-box "different process" of the fake-class training metrics.
 """
 
 from __future__ import annotations
@@ -41,7 +37,7 @@ from alva.attacks.errors import in_interval, integer_at_least, positive_int
 from alva.attacks.keyed import Uniform
 from alva.attacks.losses import ClassLoss, Confident
 from alva.attacks.population import PopulationRows, PopulationSearch
-from alva.attacks.sparse import blank_starts, pixel_l0
+from alva.attacks.sparse import blank_starts, class_probability, pixel_l0
 
 __all__ = ["DifferentialEvolution", "OnePixel"]
 
@@ -128,8 +124,7 @@ class DifferentialEvolution(PopulationSearch):
     @property
     def budget(self) -> int:
         """Most queries per image: the forward pass on ``x`` and every candidate evaluation."""
-        full = 1 + self.popsize * (1 + self.generations)
-        return full if self.max_queries is None else min(full, self.max_queries)
+        return super().budget if self.max_queries is None else min(super().budget, self.max_queries)
 
     def chunk_for(self, device: torch.device, total: int) -> int:
         """Candidate images per forward pass on ``device`` for a generation of ``total`` candidates."""
@@ -197,12 +192,11 @@ class DifferentialEvolution(PopulationSearch):
         pixels = layout.positions(params)
         pixels = torch.stack([pixels // layout.width, pixels % layout.width], dim=-1)
         pixels[params[:, 0, 0] < 0] = -1  # x itself is the result
-        labels = run.y if run.target is None else run.target
         return run.result({
             "pixels": pixels,
             "values": params[..., 2:].clamp(*self.bounds),
             "changed_pixels": pixel_l0(run.best_x - run.x, 0.0, 0.0),
-            "prob": run.best_logits.softmax(dim=1).gather(1, labels[:, None]).squeeze(1),
+            "prob": class_probability(run.best_logits, run.y if run.target is None else run.target),
         })
 
     def _random_params(self, uniform: Uniform, m: int, layout: _Layout) -> torch.Tensor:
@@ -225,11 +219,8 @@ class DifferentialEvolution(PopulationSearch):
 
 
 class OnePixel(DifferentialEvolution):
-    """:class:`DifferentialEvolution` with ``pixels=1`` by default: the one-pixel attack (Su et al. 2019)."""
-
-    def __init__(self, model: torch.nn.Module, pixels: int = 1, popsize: int = 400, generations: int = 100,
-                 **kwargs: Any) -> None:
-        super().__init__(model, pixels, popsize, generations, **kwargs)
+    """:class:`DifferentialEvolution` under the name of the one-pixel attack (Su et al. 2019): ``pixels=1`` by
+    default."""
 
 
 class _Layout:

@@ -158,15 +158,13 @@ class AdvGANAttack(Attack):
     def run(self, x, y, target, clean_logits, generator) -> AttackResult:
         if (target is not None) != self.targeted_generator:
             raise AttackInputError("a targeted generator needs targets and an untargeted one takes none")
+        b = self.batch_size
         with attack_mode(self.generator), torch.no_grad():
-            parts = []
-            for i in range(0, len(x), self.batch_size):
-                t = None if target is None else target[i:i + self.batch_size]
-                parts.append(bounded_perturbation(self.generator, x[i:i + self.batch_size], self.eps, self.bounds, t))
-            x_adv = torch.cat(parts)
+            x_adv = torch.cat([bounded_perturbation(self.generator, x[i:i + b], self.eps, self.bounds,
+                                                    None if target is None else target[i:i + b])
+                               for i in range(0, len(x), b)])
             adv_logits = self.model(x_adv)
-        n = len(x)
-        ones = torch.ones(n, dtype=torch.long, device=x.device)
+        ones = torch.ones(len(x), dtype=torch.long, device=x.device)
         return AttackResult(x_adv, self.loss.success(adv_logits, y, target), ones, ones.clone(), adv_logits,
                             clean_logits, target)
 

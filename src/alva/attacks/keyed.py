@@ -1,15 +1,13 @@
 """The one source of random numbers of the attacks: numbers keyed per sample.
 
 A sample's numbers depend only on a seed, its key and a stream label (a tuple of ints such as ``(restart,)``
-or ``(1, step)``), never on the other samples of its batch, the batch size or the row's position: a sample
-gets the same attack whatever batch it is attacked in. The numbers come from a counter-based hash (the
-"lowbias32" integer hash of C. Wellons) rather than a stateful generator.
+or ``(1, step)``), never on the other samples of its batch, the batch size or the row's position. They come
+from a counter-based hash (the "lowbias32" integer hash of C. Wellons) rather than a stateful generator.
 
-A sample's key is a hash of its pixels. Samples with the same pixels in one batch (the blank starts of
-sparse generation) would draw the same numbers and end as one image, so their keys also mix in their
-labels (class, target) and their occurrence among the copies with the same labels: a blank image for class
-3 is told apart from one for class 5, and the second copy for class 3 from the first. A sample whose pixels
-are unique in its batch keeps the key of its pixels alone.
+A sample's key is a hash of its pixels. Identical samples of one batch (the blank starts of sparse
+generation) would draw the same numbers and end as one image, so their keys also mix in their labels (class,
+target) and their occurrence among the copies with the same labels. A sample whose pixels are unique in its
+batch keeps the key of its pixels alone.
 """
 
 from __future__ import annotations
@@ -68,13 +66,9 @@ def _row_keys(t: torch.Tensor) -> torch.Tensor:
 def _occurrence(keys: torch.Tensor) -> torch.Tensor:
     """For each entry, the number of earlier entries with the same key."""
     order = torch.argsort(keys, stable=True)
-    ordered = keys[order]
-    position = torch.arange(len(keys), device=keys.device)
-    first = torch.ones_like(ordered, dtype=torch.bool)
-    first[1:] = ordered[1:] != ordered[:-1]
-    group_start = torch.cummax(torch.where(first, position, 0), dim=0).values
-    rank = torch.empty_like(position)
-    rank[order] = position - group_start
+    _, counts = torch.unique_consecutive(keys[order], return_counts=True)
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(len(keys), device=keys.device) - (counts.cumsum(0) - counts).repeat_interleave(counts)
     return rank
 
 

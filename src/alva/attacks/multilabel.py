@@ -29,12 +29,6 @@ def _label_at(t: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return t.gather(1, index[:, None]).squeeze(1)
 
 
-def _flip_target(target: torch.Tensor | None) -> torch.Tensor:
-    if target is None:
-        raise AttackInputError("SingleLabelFlip needs the label to flip: pass target= or a target rule")
-    return target
-
-
 class MultiLabelLoss(AttackLoss):
     """Label checks, targets and the flip test shared by multi-label losses."""
 
@@ -101,7 +95,8 @@ class SingleLabelFlip(MultiLabelLoss):
         self.hold = finite("hold", hold)
 
     def __call__(self, logits, y, target):
-        target = _flip_target(target)
+        if target is None:
+            raise AttackInputError("SingleLabelFlip needs the label to flip: pass target= or a target rule")
         wanted = y.clone()
         wanted.scatter_(1, target[:, None], 1 - _label_at(y, target)[:, None])
         per_label = F.binary_cross_entropy_with_logits(logits, wanted, reduction="none")
@@ -110,7 +105,8 @@ class SingleLabelFlip(MultiLabelLoss):
         return -flip_term - self.hold * hold_term
 
     def success(self, logits, y, target):
-        target = _flip_target(target)
+        if target is None:
+            raise AttackInputError("SingleLabelFlip needs the label to flip: pass target= or a target rule")
         changed = predicted_labels(logits) != y
         others_changed = changed.sum(1) - _label_at(changed, target).int()
         return self.flipped(logits, y, target) & (others_changed == 0)

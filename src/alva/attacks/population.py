@@ -104,8 +104,7 @@ class PopulationSearch(EngineAttack):
                               (rows.logits, rows.t_logits), (rows.success, rows.t_success)):
                 kept[:, :members][better] = new[better]
         if rows.n:
-            everyone = torch.ones(rows.n, dtype=torch.bool, device=rows.objective.device)
-            self._offer_best(run, rows, everyone, rows.population, rows.objective, rows.logits, rows.success)
+            self._offer_best(run, rows, None, rows.population, rows.objective, rows.logits, rows.success)
 
     def _evaluate(self, run: Run, rows: PopulationRows, candidates: torch.Tensor
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -127,10 +126,10 @@ class PopulationSearch(EngineAttack):
             self._offer_best(run, rows, broken, candidates, objective, logits, success)
             rows.keep(~broken)
 
-    def _offer_best(self, run: Run, rows: PopulationRows, which: torch.Tensor, candidates: torch.Tensor,
+    def _offer_best(self, run: Run, rows: PopulationRows, which: torch.Tensor | None, candidates: torch.Tensor,
                     objective: torch.Tensor, logits: torch.Tensor, success: torch.Tensor) -> None:
-        """For the rows ``which``: the successful candidate of highest objective, else the highest."""
-        local = which.nonzero().squeeze(1)
+        """For the rows ``which`` (None: all): the successful candidate of highest objective, else the highest."""
+        local = torch.arange(rows.n, device=objective.device) if which is None else which.nonzero().squeeze(1)
         ok, objective = success[local], objective[local]
         best_ok = torch.where(ok, objective, torch.full_like(objective, -math.inf)).argmax(dim=1)
         pick = torch.where(ok.any(dim=1), best_ok, objective.argmax(dim=1))

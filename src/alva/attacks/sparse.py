@@ -39,8 +39,8 @@ from alva.attacks.errors import finite, in_interval, integer_at_least, positive_
 from alva.attacks.keyed import Uniform
 from alva.attacks.losses import ClassLoss
 
-__all__ = ["SparseConfident", "SparseRows", "blank_images", "blank_starts", "pixel_l0", "pixel_l1", "pixel_mask_shape",
-           "sparse_summary"]
+__all__ = ["SparseConfident", "SparseRows", "blank_images", "blank_starts", "class_probability", "pixel_l0", "pixel_l1",
+           "pixel_mask_shape", "sparse_summary"]
 
 STARTS = ("zeros", "uniform", "input")
 OPTIMIZERS = ("adam", "ista")
@@ -53,6 +53,11 @@ def _pixels(mask: torch.Tensor) -> torch.Tensor:
     if mask.ndim >= 4:
         mask = mask.any(dim=1)
     return mask.reshape(len(mask), -1)
+
+
+def class_probability(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The softmax probability of class ``labels`` per sample."""
+    return logits.softmax(dim=1).gather(1, labels[:, None]).squeeze(1)
 
 
 def pixel_l0(x: torch.Tensor, low: float = 0.0, zero_tol: float = 1e-3) -> torch.Tensor:
@@ -238,7 +243,7 @@ class SparseConfident(GradientAttack):
     def is_success(self, x: torch.Tensor, logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
                    ) -> torch.Tensor:
         """Both thresholds hold: the target probability and the number of non-zero pixels."""
-        prob = logits.softmax(dim=1).gather(1, (y if target is None else target)[:, None]).squeeze(1)
+        prob = class_probability(logits, y if target is None else target)
         return (prob >= self.confidence) & (pixel_l0(x, self.bounds[0], self.zero_tol) <= self.max_pixels)
 
     def checked(self, run: Run, rows: Rows, k: int, logits: torch.Tensor, success: torch.Tensor) -> None:
@@ -250,7 +255,7 @@ class SparseConfident(GradientAttack):
         history = run.extras.get("history")
         if history is not None:
             target = rows.target if rows.target is not None else rows.y
-            history["target_prob"][k, index] = logits.softmax(dim=1).gather(1, target[:, None]).squeeze(1).float()
+            history["target_prob"][k, index] = class_probability(logits, target).float()
             history["l0"][k, index] = pixel_l0(rows.x, self.bounds[0], self.zero_tol)
 
     def finish(self, run: Run) -> AttackResult:
@@ -258,7 +263,7 @@ class SparseConfident(GradientAttack):
         target = run.target
         assert target is not None  # run() always sets the classes generated
         extras = {
-            "target_prob": run.best_logits.softmax(dim=1).gather(1, target[:, None]).squeeze(1),
+            "target_prob": class_probability(run.best_logits, target),
             "l0": pixel_l0(run.best_x, lo, self.zero_tol),
             "l1": pixel_l1(run.best_x, lo),
             "first_success": run.extras["first_success"],
@@ -301,7 +306,7 @@ def sparse_summary(result: AttackResult, *, zero_tol: float | None = None, low: 
     target = result.target.cpu()
     x_adv = result.x_adv.detach().cpu()
     columns = {"success_rate": result.success.cpu(),
-               "target_prob": result.adv_logits.detach().cpu().softmax(dim=1).gather(1, target[:, None]).squeeze(1),
+               "target_prob": class_probability(result.adv_logits.detach().cpu(), target),
                "l0": pixel_l0(x_adv, low, zero_tol), "l1": pixel_l1(x_adv, low),
                "steps": result.steps.cpu(), "queries": result.queries.cpu()}
     per_class = {int(c): _stats(columns, (target == c).nonzero().squeeze(1)) for c in torch.unique(target).tolist()}
