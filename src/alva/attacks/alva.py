@@ -49,8 +49,8 @@ class ALVA(PGD):
         norm: ``"linf"`` (sign steps) or ``"l2"``.
         oracle: an independent classifier that judges validity, and labels ``G(z)`` for an
             unconditional generator when ``y`` is not given.
-        loss: ``"ce"`` or ``"margin"`` (what the step ascends); target: ``None``, ``"random"`` or
-            ``"least-likely"`` (a tensor passed to ``__call__`` overrides it).
+        loss: ``"ce"`` or ``"margin"`` (what the step ascends).
+        target: ``None``, ``"random"`` or ``"least-likely"`` (a tensor passed to ``__call__`` overrides it).
         early_stop: stop moving each latent vector once it fools the classifier.
         seed: seeds the random targets.
 

@@ -184,8 +184,7 @@ class DifferentialEvolution(PopulationSearch):
                           for i in range(0, n * m, chunk)])
 
     def images(self, rows: PopulationRows, local: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-        layout = _Layout(rows.x0)
-        return layout.apply(layout.flat(rows.x0), local, candidates)
+        return _Layout(rows.x0).apply(rows.x0, local, candidates)
 
     def finish(self, run: Run) -> AttackResult:
         layout, params = _Layout(run.x), run.carried["candidate"]
@@ -238,18 +237,15 @@ class _Layout:
         self.shape = tuple(shape)
         self.device, self.dtype = x.device, x.dtype
 
-    def flat(self, x: torch.Tensor) -> torch.Tensor:
-        return x.reshape(len(x), self.channels, self.height * self.width)
-
     def positions(self, params: torch.Tensor) -> torch.Tensor:
         """Flat pixel index (row * W + col) of each tuple, rows and columns floored and kept in the image."""
         row = params[..., 0].floor().clamp(0, self.height - 1).long()
         col = params[..., 1].floor().clamp(0, self.width - 1).long()
         return row * self.width + col
 
-    def apply(self, base: torch.Tensor, owner: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
-        """Images ``base[owner]`` with the pixels of ``params`` (M x k x D) set: M x shape."""
-        images = base.index_select(0, owner)  # M x C x P, a copy
+    def apply(self, x: torch.Tensor, owner: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        """Images ``x[owner]`` with the pixels of ``params`` (M x k x D) set: M x shape."""
+        images = x.reshape(len(x), self.channels, -1).index_select(0, owner)  # M x C x P, a copy
         pos = self.positions(params)
         lo_hi = params[..., 2:]
         rows = torch.arange(len(images), device=images.device)
