@@ -21,7 +21,7 @@ FAST = {
     "sparse": {"steps": 20},
 }
 # Attacks whose random numbers are keyed per sample (or that draw none): a sample's result is the same in any batch.
-BATCH_INDEPENDENT = {"fgsm", "pgd", "apgd", "apgd-t", "square", "sparse"}
+BATCH_INDEPENDENT = {"fgsm", "pgd", "apgd", "apgd-t", "square", "one-pixel", "sparse"}
 
 
 def make(name: str, model: torch.nn.Module, **settings):

@@ -14,6 +14,7 @@ from torch import nn
 
 from alva.attacks import AttackInputError
 from alva.attacks.differential_evolution import DifferentialEvolution, OnePixel, _distinct_others
+from alva.attacks.keyed import generator_uniform
 from alva.attacks.population import PopulationSearch
 from alva.attacks.sparse import pixel_l0, sparse_summary
 from alva.cli.main import main
@@ -160,7 +161,7 @@ class NoisyCopies(PopulationSearch):
         self.eps, self.popsize, self.generations = eps, popsize, generations
 
     def _noisy(self, run, rows, m):
-        noise = torch.rand((rows.n, m, *rows.x0.shape[1:]), generator=run.generator) * 2 - 1
+        noise = run.uniform(rows, rows.stream)(m * rows.x0[0].numel()).view(rows.n, m, *rows.x0.shape[1:]) * 2 - 1
         return (rows.x0[:, None] + self.eps * noise).clamp(*self.bounds)
 
     def start(self, run, rows):
@@ -194,11 +195,34 @@ def test_a_population_search_on_the_engine_gets_budget_early_stop_and_its_result
 
 
 def test_identical_blank_images_get_different_candidates(cnn_small):
-    """The population is drawn from the attack's generator row by row, so identical starts (sparse
-    generation from blank images) evolve differently."""
-    r = DifferentialEvolution(cnn_small, pixels=10, popsize=12, generations=3, seed=0).generate(
-        torch.tensor([4, 4, 4]))
+    """Identical starts (sparse generation from blank images) are keyed by their class and their rank among
+    the copies of that class: they evolve differently, and a copy's image does not depend on the other classes
+    of its batch."""
+    de = DifferentialEvolution(cnn_small, pixels=10, popsize=12, generations=3, seed=0)
+    r = de.generate(torch.tensor([4, 4, 4]))
     assert len({tuple(p.flatten().tolist()) for p in r.extras["pixels"]}) == 3
+    mixed = de.generate(torch.tensor([7, 4, 2, 4, 4]))
+    assert torch.equal(mixed.x_adv[[1, 3, 4]], r.x_adv)
+
+
+def test_a_sample_gets_the_same_result_in_any_batch(cnn_small, attack_batch):
+    """Every random number is keyed per sample: the result of a sample alone or in another batch order is
+    the one it gets in the whole batch (every kind of draw: population, best1 mutation with dither,
+    crossover, repair)."""
+    x, y = attack_batch[0][::20], attack_batch[1][::20]
+
+    def attack(rows):
+        return DifferentialEvolution(cnn_small, pixels=3, popsize=12, generations=6, mutation=(0.5, 1.0),
+                                     crossover=0.7, strategy="best1", seed=1)(x[rows], y[rows])
+
+    full = attack(torch.arange(len(x)))
+    order = torch.tensor([7, 2, 9, 0, 4])
+    for rows in (order, order[:1]):
+        part = attack(rows)
+        assert torch.equal(part.x_adv, full.x_adv[rows])
+        for name in ("success", "steps", "queries"):
+            assert torch.equal(getattr(part, name), getattr(full, name)[rows]), name
+        assert torch.equal(part.extras["pixels"], full.extras["pixels"][rows])
 
 
 def test_seed_repeats_exactly(cnn_small, attack_batch):
@@ -229,8 +253,7 @@ def test_evolution_improves_the_fitness(cnn_small, attack_batch):
 @given(st.integers(1, 4), st.integers(4, 12), st.integers(1, 3), st.integers(0, 1000))
 def test_distinct_others_are_distinct_and_not_the_member(n, size, count, seed):
     members = size - 1 if seed % 2 else size
-    g = torch.Generator().manual_seed(seed)
-    idx = _distinct_others(n, size, members, count, g, torch.device("cpu"))
+    idx = _distinct_others(generator_uniform(n, torch.Generator().manual_seed(seed)), size, members, count)
     assert idx.shape == (n, members, count)
     assert idx.min() >= 0 and idx.max() < size
     own = torch.arange(members)[None, :, None]

@@ -165,13 +165,28 @@ def test_seed_repeats_exactly_and_other_seeds_differ(cnn_small):
 
 
 def test_identical_blank_images_get_different_masks_and_starts(cnn_small):
-    """Masks and uniform starts come from the attack's generator row by row: identical blank images (what
-    generate starts from) still get different ones."""
-    r = SparseConfident(cnn_small, start="uniform", mask_fraction=0.5, steps=3, early_stop=False,
-                        seed=0).generate(torch.tensor([2, 2, 2]))
+    """Masks and uniform starts are keyed per sample, identical blank images (what generate starts from) by
+    their class and their rank among the copies of that class: they get different ones, and a copy's image
+    does not depend on the other classes of its batch."""
+    attack = SparseConfident(cnn_small, start="uniform", mask_fraction=0.5, steps=3, early_stop=False, seed=0)
+    r = attack.generate(torch.tensor([2, 2, 2]))
     masks = r.extras["mask"].flatten(1)
     assert not torch.equal(masks[0], masks[1]) and not torch.equal(masks[1], masks[2])
     assert not torch.equal(r.x_adv[0], r.x_adv[1])
+    mixed = attack.generate(torch.tensor([2, 6, 2, 2]))
+    assert torch.equal(mixed.extras["mask"][[0, 2, 3]], r.extras["mask"])
+    torch.testing.assert_close(mixed.x_adv[[0, 2, 3]], r.x_adv, rtol=0, atol=1e-5)  # batched convolutions round
+
+
+def test_a_sample_gets_the_same_start_mask_and_result_in_any_batch(cnn_small, attack_batch):
+    x, targets = attack_batch[0][::25], (attack_batch[1][::25] + 1) % 10
+    attack = SparseConfident(cnn_small, start="uniform", mask_fraction=0.3, steps=20, seed=2)
+    full = attack(x, targets)
+    rows = torch.tensor([6, 1, 3])
+    part = attack(x[rows], targets[rows])
+    torch.testing.assert_close(part.x_adv, full.x_adv[rows], rtol=0, atol=1e-5)
+    assert torch.equal(part.extras["mask"], full.extras["mask"][rows])
+    assert torch.equal(part.steps, full.steps[rows]) and torch.equal(part.success, full.success[rows])
 
 
 def test_success_is_both_thresholds_at_the_returned_image(cnn_small):

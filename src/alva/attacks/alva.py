@@ -21,7 +21,7 @@ from torch import nn
 from alva.attacks.base import UNBOUNDED, LatentResult, attack_mode
 from alva.attacks.engine import LAST_ITERATE
 from alva.attacks.errors import AttackInputError, check_label_range
-from alva.attacks.losses import Objective
+from alva.attacks.losses import AttackLoss, Objective
 from alva.attacks.norms import Norm
 from alva.attacks.pgd import PGD
 from alva.models.generative import class_count, is_conditional
@@ -49,8 +49,8 @@ class ALVA(PGD):
         norm: ``"linf"`` (sign steps) or ``"l2"``.
         oracle: an independent classifier that judges validity, and labels ``G(z)`` for an
             unconditional generator when ``y`` is not given.
-        loss: ``"ce"`` or ``"margin"`` (what the step ascends); target: ``None``, ``"random"`` or
-            ``"least-likely"`` (a tensor passed to ``__call__`` overrides it).
+        loss: ``"ce"`` or ``"margin"`` (what the step ascends).
+        target: ``None``, ``"random"`` or ``"least-likely"`` (a tensor passed to ``__call__`` overrides it).
         early_stop: stop moving each latent vector once it fools the classifier.
         seed: seeds the random targets.
 
@@ -84,14 +84,9 @@ class ALVA(PGD):
                  ) -> ALVAResult:
         """Attack the latent batch ``z``; ``y`` is the condition (conditional generator) or the class of
         ``G(z)`` (default for an unconditional one: the oracle's label)."""
-        if not isinstance(z, torch.Tensor) or not z.is_floating_point() or z.ndim < 2 or len(z) == 0:
-            raise AttackInputError(f"z must be a non-empty floating-point batch of latent vectors, got "
-                                   f"{type(z).__name__} {tuple(getattr(z, 'shape', ()))}")
-        if not torch.isfinite(z).all():
-            raise AttackInputError("z contains NaN or infinite values")
+        check_latent(z)
         result = super().__call__(z, self._labels(z, y), target)
-        if not isinstance(result, ALVAResult):
-            raise TypeError(f"ALVA.run returned {type(result).__name__}, not ALVAResult")
+        assert isinstance(result, ALVAResult)
         return result
 
     def run(self, x, y, target, clean_logits, generator) -> ALVAResult:
@@ -105,12 +100,7 @@ class ALVA(PGD):
 
     def _labels(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         if y is not None:
-            if not isinstance(y, torch.Tensor) or y.shape != (len(z),):
-                raise AttackInputError(f"y must be a tensor of {len(z)} class labels")
-            y = self.loss.check_labels(y.to(z.device), None)
-            if self.conditional:
-                check_label_range(y, class_count(self.generator), "labels")
-            return y
+            return latent_labels(self.loss, z, y, self.generator if self.conditional else None)
         if self.conditional:
             raise AttackInputError("a conditional generator needs y, the class to generate (G.get_labels(n))")
         if self.oracle is None:
@@ -122,22 +112,44 @@ class ALVA(PGD):
                 return self.oracle(self.generator(z)).argmax(1)
 
 
+def check_latent(z: torch.Tensor) -> None:
+    """Raise :class:`AttackInputError` unless ``z`` is a non-empty, finite, floating-point batch of latent vectors."""
+    if not isinstance(z, torch.Tensor) or not z.is_floating_point() or z.ndim < 2 or len(z) == 0:
+        raise AttackInputError(f"z must be a non-empty floating-point batch of latent vectors, got "
+                               f"{type(z).__name__} {tuple(getattr(z, 'shape', ()))}")
+    if not torch.isfinite(z).all():
+        raise AttackInputError("z contains NaN or infinite values")
+
+
+def latent_labels(loss: AttackLoss, z: torch.Tensor, y: torch.Tensor, generator: nn.Module | None) -> torch.Tensor:
+    """``y`` checked as the class labels of the latent batch ``z`` (by ``loss``, and within the classes of a
+    conditional ``generator`` when given), on ``z``'s device."""
+    if not isinstance(y, torch.Tensor) or y.shape != (len(z),):
+        raise AttackInputError(f"y must be a tensor of {len(z)} class labels")
+    y = loss.check_labels(y.to(z.device), None)
+    if generator is not None:
+        check_label_range(y, class_count(generator), "labels")
+    return y
+
+
+def validity_summary(result: LatentResult) -> dict[str, float]:
+    """The share of samples the oracle still labels ``y`` and of valid successes (empty without an oracle)."""
+    if result.valid is None:
+        return {}
+    return {"validity": result.valid.float().mean().item(),
+            "valid_adversarial": result.valid_adversarial.float().mean().item()}
+
+
+def distance_summary(name: str, delta: torch.Tensor) -> dict[str, float]:
+    """Mean L-inf and L2 size of the per-sample differences ``delta``, as ``{name}_linf`` and ``{name}_l2``."""
+    delta = delta.flatten(1)
+    return {f"{name}_linf": delta.abs().amax(1).mean().item(), f"{name}_l2": delta.norm(dim=1).mean().item()}
+
+
 def alva_summary(result: ALVAResult) -> dict[str, float]:
     """Success, validity, valid adversarial rate, and mean latent and pixel distances."""
     if result.z is None or result.z_adv is None or result.x is None:
         raise ValueError("an ALVA summary needs the result's z, z_adv and x")
-    dz = (result.z_adv - result.z).flatten(1)
-    dx = (result.x_adv - result.x).flatten(1)
-    summary = {
-        "n": len(result),
-        "success": result.success.float().mean().item(),
-        "latent_linf": dz.abs().amax(1).mean().item(),
-        "latent_l2": dz.norm(dim=1).mean().item(),
-        "pixel_linf": dx.abs().amax(1).mean().item(),
-        "pixel_l2": dx.norm(dim=1).mean().item(),
-        "mean_steps": result.steps.float().mean().item(),
-    }
-    if result.valid is not None:
-        summary["validity"] = result.valid.float().mean().item()
-        summary["valid_adversarial"] = result.valid_adversarial.float().mean().item()
-    return summary
+    return {"n": len(result), "success": result.success.float().mean().item(),
+            **distance_summary("latent", result.z_adv - result.z), **distance_summary("pixel", result.x_adv - result.x),
+            "mean_steps": result.steps.float().mean().item(), **validity_summary(result)}

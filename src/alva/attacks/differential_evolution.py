@@ -1,30 +1,26 @@
 """Differential evolution on k pixels: the one-pixel attack of Su, Vargas and Sakurai (2019, "One pixel
 attack for fooling deep neural networks"), with the DE/rand/1 scheme of Storn and Price (1997).
 
-Black-box: only the model's output probabilities are used (no gradients; every forward pass runs under
-``torch.no_grad``), and every forward pass is counted as a query of the image it belongs to.
+Black-box: only the model's outputs are used (every forward pass runs under ``torch.no_grad``) and every
+forward pass is counted as a query of the image it belongs to.
 
 A candidate is ``k`` tuples ``(row, col, value_1, ..., value_C)``: it sets the ``C`` channels of ``k``
-pixels of the base image (``x``) to the given values, so the result differs from ``x`` in at most ``k``
-pixels. A population of ``popsize`` candidates per image evolves for up to ``generations`` generations;
-the populations of all images still attacked evolve together, each generation costing one batched
-forward pass (on the CPU split into chunks of 512 images, which run faster; see ``chunk_size``), with no
-loop over images. The search's bookkeeping (the images still attacked, the query budget, early stop, the
-choice of each image's result, the counters) is the engine's
-(:class:`~alva.attacks.population.PopulationSearch`); this module supplies the candidates and their images.
+pixels of ``x``, so the result differs from ``x`` in at most ``k`` pixels. The populations of all images
+still attacked evolve together, one batched forward pass per generation, with no loop over images; the
+bookkeeping (the images still attacked, the query budget, early stop, each image's result, the counters) is
+the engine's (:class:`~alva.attacks.population.PopulationSearch`). Random numbers are keyed per image
+(:mod:`alva.attacks.keyed`): an image's attack does not depend on its batch.
 
-Fitness (minimised): minus the attack loss, so by default (``loss="ce"``) the log-probability of the true
-class (untargeted) or minus that of the target class (targeted), computed from the logits (log-softmax).
-Su et al. minimise the probability itself; the log ranks candidates in the same order but does not
-saturate: on the shipped MNIST models the true-class probability of almost every one-pixel candidate is
-1.0 in float32, and ties would leave selection blind. ``loss="margin"`` uses the logit margin instead.
-A candidate *succeeds* when the attack loss says so: it is misclassified (untargeted) or classified as the
-target (targeted) and, with ``confidence`` set, that class has at least that probability
-(:class:`~alva.attacks.losses.Confident`).
+Fitness (minimised): minus the attack loss, by default (``loss="ce"``) the log-probability of the true
+class (untargeted) or minus that of the target class (targeted). Su et al. minimise the probability itself;
+the log ranks candidates in the same order but does not saturate: on the shipped MNIST models the
+true-class probability of almost every one-pixel candidate is 1.0 in float32, and ties would leave
+selection blind. A candidate *succeeds* when the attack loss says so (with ``confidence``, that class also
+needs at least that probability: :class:`~alva.attacks.losses.Confident`).
 
-Two uses: attacks on real images (``attack(x, y)``, ``attack(x, y, target=t)``), and, as a black-box
-"different process" for the fake-class training metrics, generation of sparse images of a class from a
-blank image (:meth:`DifferentialEvolution.generate`, e.g. ``pixels=30, confidence=0.9``).
+Two uses: attacks on real images (``attack(x, y)``, ``attack(x, y, target=t)``), and generation of sparse
+images of a class from a blank image (:meth:`DifferentialEvolution.generate`, e.g. ``pixels=30,
+confidence=0.9``), the black-box "different process" of the fake-class training metrics.
 """
 
 from __future__ import annotations
@@ -35,12 +31,13 @@ from typing import Any
 
 import torch
 
-from alva.attacks.base import AttackInputError, AttackResult, input_shape
+from alva.attacks.base import AttackInputError, AttackResult
 from alva.attacks.engine import Run
-from alva.attacks.errors import in_interval, positive_int
+from alva.attacks.errors import in_interval, integer_at_least, positive_int
+from alva.attacks.keyed import Uniform
 from alva.attacks.losses import ClassLoss, Confident
 from alva.attacks.population import PopulationRows, PopulationSearch
-from alva.attacks.sparse import blank_images
+from alva.attacks.sparse import blank_starts, class_probability, pixel_l0
 
 __all__ = ["DifferentialEvolution", "OnePixel"]
 
@@ -102,9 +99,7 @@ class DifferentialEvolution(PopulationSearch):
         self.popsize = positive_int("popsize", popsize)
         if self.popsize < 4:
             raise AttackInputError(f"popsize must be >= 4 (DE/rand/1 draws three other members), got {popsize}")
-        if isinstance(generations, bool) or not isinstance(generations, int) or generations < 0:
-            raise AttackInputError(f"generations must be an integer >= 0, got {generations!r}")
-        self.generations = int(generations)
+        self.generations = integer_at_least("generations", generations, 0)
         if max_queries is not None:
             max_queries = positive_int("max_queries", max_queries)
             if max_queries < 1 + self.popsize:
@@ -129,8 +124,7 @@ class DifferentialEvolution(PopulationSearch):
     @property
     def budget(self) -> int:
         """Most queries per image: the forward pass on ``x`` and every candidate evaluation."""
-        full = 1 + self.popsize * (1 + self.generations)
-        return full if self.max_queries is None else min(full, self.max_queries)
+        return super().budget if self.max_queries is None else min(super().budget, self.max_queries)
 
     def chunk_for(self, device: torch.device, total: int) -> int:
         """Candidate images per forward pass on ``device`` for a generation of ``total`` candidates."""
@@ -141,10 +135,7 @@ class DifferentialEvolution(PopulationSearch):
     def generate(self, targets: torch.Tensor, shape: tuple[int, ...] | None = None) -> AttackResult:
         """Sparse images of the classes ``targets``: k pixels set on a blank image of ``shape`` (default: the
         input shape on the model's card; every entry at the lower bound), a targeted attack on it."""
-        if not isinstance(targets, torch.Tensor):
-            raise AttackInputError("targets must be a tensor of class labels")
-        blank = blank_images(len(targets), input_shape(self.model, shape), self.bounds[0], device=targets.device)
-        return self(blank, targets, target=targets)
+        return self(blank_starts(self, targets, shape), targets, target=targets)
 
     # -- the attack: a population search on the engine -------------------------------------------------
 
@@ -156,10 +147,31 @@ class DifferentialEvolution(PopulationSearch):
         return self.finish(run)
 
     def start(self, run: Run, rows: PopulationRows) -> torch.Tensor:
-        return self._random_params(rows.n, self.popsize, _Layout(rows.x0), run.generator)
+        return self._random_params(run.uniform(rows, rows.stream), self.popsize, _Layout(rows.x0))
 
     def propose(self, run: Run, rows: PopulationRows, members: int) -> torch.Tensor:
-        return self._trials(rows.population, rows.objective, members, _Layout(rows.x0), run.generator)
+        """Trial vectors for the first ``members`` members of each image's population: DE/rand/1 or DE/best/1
+        mutation, binomial crossover, repair; every random number keyed per image (stream ``rows.stream``)."""
+        pop, layout = rows.population, _Layout(rows.x0)
+        n = len(pop)
+
+        def uniform(part: int, k: int) -> torch.Tensor:
+            return run.uniform(rows, (*rows.stream, part))(k).to(pop.dtype)
+
+        others = _distinct_others(lambda k: uniform(0, k), pop.shape[1], members, 3)  # n x members x 3
+        image = torch.arange(n, device=pop.device)[:, None]
+        a, b, c = (pop[image, others[..., j]] for j in range(3))
+        if self.strategy == "best1":
+            a = pop[image[:, 0], rows.objective.argmax(dim=1)][:, None].expand_as(b)
+        lo_f, hi_f = self.mutation
+        mutant = a + (lo_f + (hi_f - lo_f) * uniform(1, 1)).view(n, 1, 1, 1) * (b - c)
+        if self.crossover < 1.0:
+            flat = mutant.flatten(2)
+            size = flat.shape[2]
+            take = (uniform(2, members * size) < self.crossover).view(flat.shape)
+            take.scatter_(2, _integers(uniform(3, members), size).view(n, members, 1), True)
+            mutant = torch.where(take, flat, pop[:, :members].flatten(2)).view_as(mutant)
+        return self._repair(mutant, layout, uniform(4, members * self.pixels * 2))
 
     def candidate_logits(self, rows: PopulationRows, candidates: torch.Tensor) -> torch.Tensor:
         """One forward pass over all candidates, in chunks of ``chunk_size`` images."""
@@ -167,81 +179,47 @@ class DifferentialEvolution(PopulationSearch):
         flat = candidates.flatten(0, 1)
         owner = torch.arange(n, device=flat.device).repeat_interleave(m)
         labels = rows.y.repeat_interleave(m)
-        layout = _Layout(rows.x0)
-        base = layout.flat(rows.x0)
-        chunk = self.chunk_for(base.device, n * m)
-        outs = []
-        for begin in range(0, n * m, chunk):
-            end = min(begin + chunk, n * m)
-            outs.append(self.predict(layout.apply(base, owner[begin:end], flat[begin:end]), labels[begin:end]))
-        return torch.cat(outs)
+        chunk = self.chunk_for(flat.device, n * m)
+        return torch.cat([self.predict(self.images(rows, owner[i:i + chunk], flat[i:i + chunk]), labels[i:i + chunk])
+                          for i in range(0, n * m, chunk)])
 
     def images(self, rows: PopulationRows, local: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-        layout = _Layout(rows.x0)
-        return layout.apply(layout.flat(rows.x0), local, candidates)
+        return _Layout(rows.x0).apply(rows.x0, local, candidates)
 
     def finish(self, run: Run) -> AttackResult:
         layout, params = _Layout(run.x), run.carried["candidate"]
         pixels = layout.positions(params)
         pixels = torch.stack([pixels // layout.width, pixels % layout.width], dim=-1)
         pixels[params[:, 0, 0] < 0] = -1  # x itself is the result
-        labels = run.y if run.target is None else run.target
         return run.result({
             "pixels": pixels,
             "values": params[..., 2:].clamp(*self.bounds),
-            "changed_pixels": _changed_pixels(run.x, run.best_x),
-            "prob": run.best_logits.softmax(dim=1).gather(1, labels[:, None]).squeeze(1),
+            "changed_pixels": pixel_l0(run.best_x - run.x, 0.0, 0.0),
+            "prob": class_probability(run.best_logits, run.y if run.target is None else run.target),
         })
 
-    def _random_params(self, n: int, m: int, layout: _Layout, generator: torch.Generator | None) -> torch.Tensor:
+    def _random_params(self, uniform: Uniform, m: int, layout: _Layout) -> torch.Tensor:
         """n x m x k x (2 + C) uniform candidates: rows in [0, H), columns in [0, W), values in the bounds."""
         lo, hi = self.bounds
-        u = torch.rand((n, m, self.pixels, 2 + layout.channels), generator=generator, device=layout.device,
-                       dtype=layout.dtype)
+        u = uniform(m * self.pixels * (2 + layout.channels)).to(layout.dtype)
         scale = torch.tensor([layout.height, layout.width] + [hi - lo] * layout.channels, device=layout.device,
                              dtype=layout.dtype)
         shift = torch.tensor([0.0, 0.0] + [lo] * layout.channels, device=layout.device, dtype=layout.dtype)
-        return u * scale + shift
+        return u.view(len(u), m, self.pixels, 2 + layout.channels) * scale + shift
 
-    def _trials(self, pop: torch.Tensor, objective: torch.Tensor, members: int, layout: _Layout,
-                generator: torch.Generator | None) -> torch.Tensor:
-        """Trial vectors for the first ``members`` members of each image's population."""
-        n, size = pop.shape[:2]
-        device = pop.device
-        others = _distinct_others(n, size, members, 3, generator, device)  # n x members x 3
-        rows = torch.arange(n, device=device)[:, None]
-        a, b, c = (pop[rows, others[..., j]] for j in range(3))
-        if self.strategy == "best1":
-            a = pop[torch.arange(n, device=device), objective.argmax(dim=1)][:, None].expand_as(b)
-        lo_f, hi_f = self.mutation
-        scale = lo_f + (hi_f - lo_f) * torch.rand((n, 1, 1, 1), generator=generator, device=device, dtype=pop.dtype)
-        mutant = a + scale * (b - c)
-        if self.crossover < 1.0:
-            flat = mutant.flatten(2)
-            parent = pop[:, :members].flatten(2)
-            take = torch.rand(flat.shape, generator=generator, device=device) < self.crossover
-            forced = torch.randint(0, flat.shape[2], (n, members, 1), generator=generator, device=device)
-            take.scatter_(2, forced, True)
-            mutant = torch.where(take, flat, parent).view_as(mutant)
-        return self._repair(mutant, layout, generator)
-
-    def _repair(self, params: torch.Tensor, layout: _Layout, generator: torch.Generator | None) -> torch.Tensor:
-        """Rows and columns outside the image drawn again uniformly; values clipped to the bounds."""
-        lo, hi = self.bounds
-        fresh = self._random_params(params.shape[0], params.shape[1], layout, generator)
-        pos = params[..., :2]
+    def _repair(self, params: torch.Tensor, layout: _Layout, u: torch.Tensor) -> torch.Tensor:
+        """Rows and columns outside the image drawn again uniformly from ``u`` (``n x (m * k * 2)`` numbers in
+        [0, 1)); values clipped to the bounds."""
         limits = torch.tensor([layout.height, layout.width], device=params.device, dtype=params.dtype)
+        pos = params[..., :2]
         outside = (pos < 0) | (pos >= limits)
-        pos = torch.where(outside, fresh[..., :2], pos)
-        return torch.cat([pos, params[..., 2:].clamp(lo, hi)], dim=-1)
+        pos = torch.where(outside, u.view_as(pos) * limits, pos)
+        return torch.cat([pos, params[..., 2:].clamp(*self.bounds)], dim=-1)
 
 
 class OnePixel(DifferentialEvolution):
-    """:class:`DifferentialEvolution` with ``pixels=1`` by default: the one-pixel attack (Su et al. 2019)."""
-
-    def __init__(self, model: torch.nn.Module, pixels: int = 1, popsize: int = 400, generations: int = 100,
-                 **kwargs: Any) -> None:
-        super().__init__(model, pixels, popsize, generations, **kwargs)
+    """:class:`DifferentialEvolution` under the name of the one-pixel attack (Su et al. 2019): ``pixels=1`` by
+    default."""
 
 
 class _Layout:
@@ -259,18 +237,15 @@ class _Layout:
         self.shape = tuple(shape)
         self.device, self.dtype = x.device, x.dtype
 
-    def flat(self, x: torch.Tensor) -> torch.Tensor:
-        return x.reshape(len(x), self.channels, self.height * self.width)
-
     def positions(self, params: torch.Tensor) -> torch.Tensor:
         """Flat pixel index (row * W + col) of each tuple, rows and columns floored and kept in the image."""
         row = params[..., 0].floor().clamp(0, self.height - 1).long()
         col = params[..., 1].floor().clamp(0, self.width - 1).long()
         return row * self.width + col
 
-    def apply(self, base: torch.Tensor, owner: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
-        """Images ``base[owner]`` with the pixels of ``params`` (M x k x D) set: M x shape."""
-        images = base.index_select(0, owner)  # M x C x P, a copy
+    def apply(self, x: torch.Tensor, owner: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        """Images ``x[owner]`` with the pixels of ``params`` (M x k x D) set: M x shape."""
+        images = x.reshape(len(x), self.channels, -1).index_select(0, owner)  # M x C x P, a copy
         pos = self.positions(params)
         lo_hi = params[..., 2:]
         rows = torch.arange(len(images), device=images.device)
@@ -279,19 +254,18 @@ class _Layout:
         return images.view(len(images), *self.shape)
 
 
-def _changed_pixels(x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
-    diff = x_adv != x
-    if diff.ndim >= 4:
-        diff = diff.any(dim=1)
-    return diff.reshape(len(x), -1).sum(dim=1)
+def _integers(u: torch.Tensor, high: int) -> torch.Tensor:
+    """Integers uniform in ``[0, high)`` from numbers ``u`` uniform in [0, 1)."""
+    return (u * high).long().clamp_(max=high - 1)
 
 
-def _distinct_others(n: int, size: int, members: int, count: int, generator: torch.Generator | None,
-                     device: torch.device) -> torch.Tensor:
-    """``n x members x count`` indices in ``[0, size)``: for member i, ``count`` distinct indices other than i."""
-    excluded = torch.arange(members, device=device).expand(n, members)[..., None]
-    for j in range(count):
-        r = torch.randint(0, size - 1 - j, (n, members), generator=generator, device=device)
+def _distinct_others(uniform: Uniform, size: int, members: int, count: int) -> torch.Tensor:
+    """``n x members x count`` indices in ``[0, size)`` (``n``: the rows of ``uniform``): for member i, ``count``
+    distinct indices other than i."""
+    u = uniform(members * count)
+    excluded = torch.arange(members, device=u.device).expand(len(u), members)[..., None]
+    for j, part in enumerate(u.view(len(u), count, members).unbind(1)):
+        r = _integers(part, size - 1 - j)
         for e in excluded.sort(dim=-1).values.unbind(-1):
             r = r + (r >= e).long()
         excluded = torch.cat([excluded, r[..., None]], dim=-1)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 
 from alva.attacks.errors import AttackInputError
-from alva.attacks.losses import ClassLoss
+from alva.attacks.losses import ClassLoss, margin
 
 __all__ = ["DLRLoss", "dlr", "dlr_targeted"]
 
@@ -29,9 +29,7 @@ __all__ = ["DLRLoss", "dlr", "dlr_targeted"]
 def dlr(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Untargeted DLR per sample (needs at least 3 classes)."""
     top = logits.sort(dim=1, descending=True).values
-    own = logits.gather(1, labels[:, None]).squeeze(1)
-    other = logits.scatter(1, labels[:, None], float("-inf")).amax(dim=1)
-    return -(own - other) / (top[:, 0] - top[:, 2] + 1e-12)
+    return margin(logits, labels, False) / (top[:, 0] - top[:, 2] + 1e-12)
 
 
 def dlr_targeted(logits: torch.Tensor, labels: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

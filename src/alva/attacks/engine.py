@@ -110,7 +110,7 @@ class Run:
     @property
     def random(self) -> KeyedRandom:
         if self._random is None:
-            self._random = KeyedRandom(self.x, self.generator)
+            self._random = KeyedRandom(self.x, self.generator, self.y, self.target)
         return self._random
 
     def uniform(self, rows: Rows, stream: tuple[int, ...]) -> Uniform:

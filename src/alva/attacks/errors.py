@@ -49,9 +49,14 @@ def in_interval(name: str, value, interval: str) -> float:
     return float(value)
 
 
+def integer_at_least(name: str, value, low: int) -> int:
+    """``value`` as an int, or :class:`AttackInputError` unless it is a whole number >= ``low``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or not low <= value < 2**62 \
+            or int(value) != value:
+        raise AttackInputError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
 def positive_int(name: str, value) -> int:
     """``value`` as an int, or :class:`AttackInputError` unless it is a whole number >= 1."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or not 1 <= value < 2**62 \
-            or int(value) != value:
-        raise AttackInputError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
+    return integer_at_least(name, value, 1)

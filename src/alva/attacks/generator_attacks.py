@@ -21,10 +21,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from alva.attacks.alva import check_latent, distance_summary, latent_labels, validity_summary
 from alva.attacks.base import UNBOUNDED, Attack, AttackResult, LatentResult, attack_mode
-from alva.attacks.errors import AttackInputError, check_label_range, finite, positive_int
+from alva.attacks.errors import AttackInputError, finite, positive_int
 from alva.attacks.norms import NORMS
-from alva.models.generative import class_count, draw_labels, draw_noise, is_conditional
+from alva.models.generative import draw_labels, draw_noise, is_conditional
 from alva.models.zoo import read_weights, stored_card, write_weights
 
 PERTURBATION_KIND = "perturbation-generator"
@@ -157,15 +158,13 @@ class AdvGANAttack(Attack):
     def run(self, x, y, target, clean_logits, generator) -> AttackResult:
         if (target is not None) != self.targeted_generator:
             raise AttackInputError("a targeted generator needs targets and an untargeted one takes none")
+        b = self.batch_size
         with attack_mode(self.generator), torch.no_grad():
-            parts = []
-            for i in range(0, len(x), self.batch_size):
-                t = None if target is None else target[i:i + self.batch_size]
-                parts.append(bounded_perturbation(self.generator, x[i:i + self.batch_size], self.eps, self.bounds, t))
-            x_adv = torch.cat(parts)
+            x_adv = torch.cat([bounded_perturbation(self.generator, x[i:i + b], self.eps, self.bounds,
+                                                    None if target is None else target[i:i + b])
+                               for i in range(0, len(x), b)])
             adv_logits = self.model(x_adv)
-        n = len(x)
-        ones = torch.ones(n, dtype=torch.long, device=x.device)
+        ones = torch.ones(len(x), dtype=torch.long, device=x.device)
         return AttackResult(x_adv, self.loss.success(adv_logits, y, target), ones, ones.clone(), adv_logits,
                             clean_logits, target)
 
@@ -213,15 +212,9 @@ class UnrestrictedGeneratorAttack(Attack):
                           for zb, yb in zip(x.split(self.batch_size), y.split(self.batch_size), strict=True)])
 
     def __call__(self, z: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None) -> GeneratorAttackResult:
-        if not isinstance(z, torch.Tensor) or not z.is_floating_point() or z.ndim < 2 or len(z) == 0:
-            raise AttackInputError("z must be a non-empty floating-point batch of latent vectors")
-        if not isinstance(y, torch.Tensor) or y.shape != (len(z),):
-            raise AttackInputError(f"y must be a tensor of {len(z)} class labels")
-        y = self.loss.check_labels(y.to(z.device), None)
-        check_label_range(y, class_count(self.generator), "labels")
-        result = super().__call__(z, y, target)
-        if not isinstance(result, GeneratorAttackResult):
-            raise TypeError(f"{type(self).__name__}.run returned {type(result).__name__}, not GeneratorAttackResult")
+        check_latent(z)
+        result = super().__call__(z, latent_labels(self.loss, z, y, self.generator), target)
+        assert isinstance(result, GeneratorAttackResult)
         return result
 
     def run(self, x, y, target, clean_logits, generator) -> GeneratorAttackResult:
@@ -240,15 +233,8 @@ class UnrestrictedGeneratorAttack(Attack):
 
 def generator_attack_summary(result: GeneratorAttackResult) -> dict[str, float]:
     """Success, validity, valid adversarial rate and, with a reference generator, mean pixel distances."""
-    summary: dict[str, float] = {"n": len(result), "success": result.success.float().mean().item()}
-    if result.valid is not None:
-        summary["validity"] = result.valid.float().mean().item()
-        summary["valid_adversarial"] = result.valid_adversarial.float().mean().item()
-    if result.x is not None:
-        dx = (result.x_adv - result.x).flatten(1)
-        summary["pixel_linf"] = dx.abs().amax(1).mean().item()
-        summary["pixel_l2"] = dx.norm(dim=1).mean().item()
-    return summary
+    summary = {"n": len(result), "success": result.success.float().mean().item(), **validity_summary(result)}
+    return summary if result.x is None else {**summary, **distance_summary("pixel", result.x_adv - result.x)}
 
 
 def advgan_summary(result: AttackResult, x: torch.Tensor, y: torch.Tensor, oracle: nn.Module | None = None

@@ -1,9 +1,13 @@
 """The one source of random numbers of the attacks: numbers keyed per sample.
 
-A sample's numbers depend only on a seed, the sample's pixels and a stream label (a tuple of ints such as
-``(restart,)`` or ``(1, step)``), never on the other samples of its batch, the batch size or the row's
-position: a sample gets the same attack whatever batch it is attacked in. The numbers come from a
-counter-based hash (the "lowbias32" integer hash of C. Wellons) rather than a stateful generator.
+A sample's numbers depend only on a seed, its key and a stream label (a tuple of ints such as ``(restart,)``
+or ``(1, step)``), never on the other samples of its batch, the batch size or the row's position. They come
+from a counter-based hash (the "lowbias32" integer hash of C. Wellons) rather than a stateful generator.
+
+A sample's key is a hash of its pixels. Identical samples of one batch (the blank starts of sparse
+generation) would draw the same numbers and end as one image, so their keys also mix in their labels (class,
+target) and their occurrence among the copies with the same labels. A sample whose pixels are unique in its
+batch keeps the key of its pixels alone.
 """
 
 from __future__ import annotations
@@ -51,26 +55,53 @@ def _hash_ints(values: tuple[int, ...]) -> int:
     return h
 
 
-def sample_keys(x: torch.Tensor) -> torch.Tensor:
-    """A 32-bit key per sample computed from its pixels (as float32 bits, each mixed with its position)."""
-    flat = x.detach().reshape(len(x), -1).to(torch.float32).contiguous()
+def _row_keys(t: torch.Tensor) -> torch.Tensor:
+    """A 32-bit key per row of ``t`` from its entries (as float32 bits, each mixed with its position)."""
+    flat = t.detach().reshape(len(t), -1).to(torch.float32).contiguous()
     bits = flat.view(torch.int32).to(torch.int64) & _MASK32
-    position = _hash32(torch.arange(flat.shape[1], dtype=torch.int64, device=x.device) ^ 0x9E3779B9)
+    position = _hash32(torch.arange(flat.shape[1], dtype=torch.int64, device=t.device) ^ 0x9E3779B9)
     return _hash32(_hash32(bits ^ position).sum(dim=1) & _MASK32)
 
 
+def _occurrence(keys: torch.Tensor) -> torch.Tensor:
+    """For each entry, the number of earlier entries with the same key."""
+    order = torch.argsort(keys, stable=True)
+    _, counts = torch.unique_consecutive(keys[order], return_counts=True)
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(len(keys), device=keys.device) - (counts.cumsum(0) - counts).repeat_interleave(counts)
+    return rank
+
+
+def sample_keys(x: torch.Tensor, *labels: torch.Tensor | None) -> torch.Tensor:
+    """A 32-bit key per sample: the hash of its pixels; for samples whose pixels repeat in the batch, mixed with
+    their ``labels`` (per-sample tensors; None ones are skipped) and their occurrence among the copies with the
+    same labels, so that no two samples of a batch share a key unless their hashes collide."""
+    keys = _row_keys(x)
+    _, inverse, counts = torch.unique(keys, return_inverse=True, return_counts=True)
+    twins = (counts[inverse] > 1).nonzero().squeeze(1)
+    if len(twins) == 0:
+        return keys
+    mixed = keys[twins]
+    for label in labels:
+        if label is not None:
+            mixed = _hash32(mixed ^ _row_keys(label[twins]))
+    keys[twins] = _hash32(mixed ^ _hash32(_occurrence(mixed) ^ 0x5BD1E995))
+    return keys
+
+
 class KeyedRandom:
-    """Random numbers that depend only on a seed, a sample's pixels and a stream label.
+    """Random numbers that depend only on a seed, a sample's key (:func:`sample_keys`) and a stream label.
 
     ``uniform(rows, stream, k)`` gives ``k`` numbers in [0, 1) for each row of the batch: the same numbers
     for the same sample whatever the other samples of its batch, the batch size or the row's position.
-    The seed is the first draw of ``generator`` (the attack's seeded generator, or torch's global one).
+    The seed is the first draw of ``generator`` (the attack's seeded generator, or torch's global one);
+    ``labels`` (the batch's labels and targets) tell apart the samples with the same pixels.
     """
 
-    def __init__(self, x: torch.Tensor, generator: torch.Generator | None) -> None:
+    def __init__(self, x: torch.Tensor, generator: torch.Generator | None, *labels: torch.Tensor | None) -> None:
         gen_device = generator.device if generator is not None else torch.device("cpu")
         self.seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=gen_device).item())
-        self.keys = sample_keys(x)
+        self.keys = sample_keys(x, *labels)
         self._slots: dict[int, torch.Tensor] = {}
 
     def uniform(self, rows: torch.Tensor, stream: tuple[int, ...], k: int) -> torch.Tensor:

@@ -108,7 +108,7 @@ class SingleLabelFlip(MultiLabelLoss):
         if target is None:
             raise AttackInputError("SingleLabelFlip needs the label to flip: pass target= or a target rule")
         changed = predicted_labels(logits) != y
-        others_changed = changed.sum(1) - changed.gather(1, target[:, None]).squeeze(1).int()
+        others_changed = changed.sum(1) - _label_at(changed, target).int()
         return self.flipped(logits, y, target) & (others_changed == 0)
 
     def __repr__(self) -> str:

@@ -56,11 +56,13 @@ class PopulationSearch(EngineAttack):
         return 1 + self.popsize * (1 + self.generations)
 
     def start(self, run: Run, rows: PopulationRows) -> torch.Tensor:
-        """The first population: ``rows.n x popsize x ...`` candidates."""
+        """The first population: ``rows.n x popsize x ...`` candidates (keyed random numbers:
+        ``run.uniform(rows, rows.stream)``)."""
         raise NotImplementedError
 
     def propose(self, run: Run, rows: PopulationRows, members: int) -> torch.Tensor:
-        """Trials for the first ``members`` members of ``rows.population`` (objectives: ``rows.objective``)."""
+        """Trials for the first ``members`` members of ``rows.population`` (objectives: ``rows.objective``); the
+        keyed random numbers of the generation are those of ``rows.stream``."""
         raise NotImplementedError
 
     def candidate_logits(self, rows: PopulationRows, candidates: torch.Tensor) -> torch.Tensor:
@@ -80,15 +82,17 @@ class PopulationSearch(EngineAttack):
         assert isinstance(rows, PopulationRows)
         if rows.n == 0:
             return
+        rows.stream = (restart, 0)
         rows.population = self.start(run, rows)
         rows.objective, rows.logits, rows.success = self._evaluate(run, rows, rows.population)
         left = self.budget - 1 - self.popsize
         if self.early_stop:
             self._stop_broken(run, rows, rows.population, rows.objective, rows.logits, rows.success)
-        for _ in range(self.generations):
+        for generation in range(1, self.generations + 1):
             members = min(self.popsize, left)
             if members <= 0 or rows.n == 0:
                 break
+            rows.stream = (restart, generation)
             rows.trials = self.propose(run, rows, members)
             rows.t_objective, rows.t_logits, rows.t_success = self._evaluate(run, rows, rows.trials)
             run.count_steps(rows)
@@ -100,8 +104,7 @@ class PopulationSearch(EngineAttack):
                               (rows.logits, rows.t_logits), (rows.success, rows.t_success)):
                 kept[:, :members][better] = new[better]
         if rows.n:
-            everyone = torch.ones(rows.n, dtype=torch.bool, device=rows.objective.device)
-            self._offer_best(run, rows, everyone, rows.population, rows.objective, rows.logits, rows.success)
+            self._offer_best(run, rows, None, rows.population, rows.objective, rows.logits, rows.success)
 
     def _evaluate(self, run: Run, rows: PopulationRows, candidates: torch.Tensor
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -123,10 +126,10 @@ class PopulationSearch(EngineAttack):
             self._offer_best(run, rows, broken, candidates, objective, logits, success)
             rows.keep(~broken)
 
-    def _offer_best(self, run: Run, rows: PopulationRows, which: torch.Tensor, candidates: torch.Tensor,
+    def _offer_best(self, run: Run, rows: PopulationRows, which: torch.Tensor | None, candidates: torch.Tensor,
                     objective: torch.Tensor, logits: torch.Tensor, success: torch.Tensor) -> None:
-        """For the rows ``which``: the successful candidate of highest objective, else the highest."""
-        local = which.nonzero().squeeze(1)
+        """For the rows ``which`` (None: all): the successful candidate of highest objective, else the highest."""
+        local = torch.arange(rows.n, device=objective.device) if which is None else which.nonzero().squeeze(1)
         ok, objective = success[local], objective[local]
         best_ok = torch.where(ok, objective, torch.full_like(objective, -math.inf)).argmax(dim=1)
         pick = torch.where(ok.any(dim=1), best_ok, objective.argmax(dim=1))

@@ -33,13 +33,14 @@ from typing import Any
 
 import torch
 
-from alva.attacks.base import AttackInputError, AttackResult, input_shape
+from alva.attacks.base import Attack, AttackInputError, AttackResult, input_shape
 from alva.attacks.engine import LAST_ITERATE, GradientAttack, Rows, Run
-from alva.attacks.errors import finite, in_interval, positive_int
+from alva.attacks.errors import finite, in_interval, integer_at_least, positive_int
+from alva.attacks.keyed import Uniform
 from alva.attacks.losses import ClassLoss
 
-__all__ = ["SparseConfident", "SparseRows", "blank_images", "pixel_l0", "pixel_l1", "pixel_mask_shape",
-           "sparse_summary"]
+__all__ = ["SparseConfident", "SparseRows", "blank_images", "blank_starts", "class_probability", "pixel_l0", "pixel_l1",
+           "pixel_mask_shape", "sparse_summary"]
 
 STARTS = ("zeros", "uniform", "input")
 OPTIMIZERS = ("adam", "ista")
@@ -52,6 +53,11 @@ def _pixels(mask: torch.Tensor) -> torch.Tensor:
     if mask.ndim >= 4:
         mask = mask.any(dim=1)
     return mask.reshape(len(mask), -1)
+
+
+def class_probability(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The softmax probability of class ``labels`` per sample."""
+    return logits.softmax(dim=1).gather(1, labels[:, None]).squeeze(1)
 
 
 def pixel_l0(x: torch.Tensor, low: float = 0.0, zero_tol: float = 1e-3) -> torch.Tensor:
@@ -77,18 +83,20 @@ def blank_images(n: int, shape: tuple[int, ...], low: float = 0.0, *, device: st
     return torch.full((n, *shape), float(low), device=device, dtype=dtype)
 
 
+def blank_starts(attack: Attack, targets: torch.Tensor, shape: tuple[int, ...] | None) -> torch.Tensor:
+    """One blank image (every entry at the attack's lower bound) per class of ``targets``, of ``shape`` (default:
+    the input shape on the model's card): where sparse generation starts."""
+    if not isinstance(targets, torch.Tensor):
+        raise AttackInputError("targets must be a tensor of class labels")
+    return blank_images(len(targets), input_shape(attack.model, shape), attack.bounds[0], device=targets.device)
+
+
 class SparseRows(Rows):
     """The per-row state of a sparse search: the pixels free to change and Adam's moments."""
 
     free: torch.Tensor | None
     m: torch.Tensor | None
     v: torch.Tensor | None
-
-
-def _sparse_rows(rows: Rows) -> SparseRows:
-    if not isinstance(rows, SparseRows):
-        raise TypeError(f"SparseConfident searches on SparseRows, got {type(rows).__name__}")
-    return rows
 
 
 class SparseConfident(GradientAttack):
@@ -107,8 +115,8 @@ class SparseConfident(GradientAttack):
         steps: largest number of update steps per sample (default 1000; budgets of 10,000 are fine).
         lr: step size (default 0.01 for ``"adam"``; for ``"ista"`` choose about 0.1 to 1).
         optimizer: ``"adam"`` or ``"ista"`` (see the module docstring).
-        start: ``"zeros"`` (every pixel at the lower bound), ``"uniform"`` (uniform noise in the bounds,
-            drawn from the attack's generator) or ``"input"`` (``x`` itself).
+        start: ``"zeros"`` (every pixel at the lower bound), ``"uniform"`` (uniform noise in the bounds, keyed
+            per sample) or ``"input"`` (``x`` itself).
         mask_fraction: fraction of pixels (in [0, 1)) held at exactly the lower bound with no gradient,
             chosen at random for each sample (exactly ``floor(mask_fraction * pixels)`` of them); the
             result's ``extras["mask"]`` holds them (True = masked).
@@ -141,8 +149,6 @@ class SparseConfident(GradientAttack):
         if not isinstance(self.loss, ClassLoss):
             raise AttackInputError("SparseConfident needs a classifier with class labels (loss 'ce' or 'margin')")
         self.confidence = in_interval("confidence", confidence, "[0, 1]")
-        if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 0:
-            raise AttackInputError(f"max_pixels must be an integer >= 0, got {max_pixels!r}")
         self.lam = finite("lam", lam)
         if optimizer not in OPTIMIZERS:
             raise AttackInputError(f"unknown optimizer {optimizer!r}; choose one of {OPTIMIZERS}")
@@ -153,7 +159,7 @@ class SparseConfident(GradientAttack):
             raise AttackInputError(f"unknown start {start!r}; choose one of {STARTS}")
         self.mask_fraction = in_interval("mask_fraction", mask_fraction, "[0, 1)")
         self.zero_tol = finite("zero_tol", zero_tol)
-        self.max_pixels = int(max_pixels)
+        self.max_pixels = integer_at_least("max_pixels", max_pixels, 0)
         self.steps = positive_int("steps", steps)
         self.optimizer = optimizer
         self.start_from = start
@@ -162,10 +168,7 @@ class SparseConfident(GradientAttack):
     def generate(self, targets: torch.Tensor, shape: tuple[int, ...] | None = None) -> AttackResult:
         """Generate one image of ``shape`` (default: the input shape on the model's card) for each class in
         ``targets`` (from this attack's ``start``; ``"input"`` starts from blank images)."""
-        if not isinstance(targets, torch.Tensor):
-            raise AttackInputError("targets must be a tensor of class labels")
-        blank = blank_images(len(targets), input_shape(self.model, shape), self.bounds[0], device=targets.device)
-        return self(blank, targets)
+        return self(blank_starts(self, targets, shape), targets)
 
     # -- the attack: a gradient attack on the engine ---------------------------------------------------
 
@@ -183,15 +186,16 @@ class SparseConfident(GradientAttack):
 
     def start(self, run: Run, rows: Rows) -> torch.Tensor:
         """The start image with the masked pixels at the lower bound; the mask and the uniform start are
-        drawn from the attack's generator (identical blank images must get different masks and starts)."""
-        rows = _sparse_rows(rows)
+        keyed random numbers (identical blank images of a batch get different ones)."""
+        assert isinstance(rows, SparseRows)
         lo, hi = self.bounds
         x = rows.x0
-        mask = self._mask(x, run.generator)
+        mask = self._mask(x, run.uniform(rows, (*rows.stream, 0)))
         if self.start_from == "zeros":
             start = torch.full_like(x, lo)
         elif self.start_from == "uniform":
-            start = lo + (hi - lo) * torch.rand(x.shape, generator=run.generator, device=x.device, dtype=x.dtype)
+            u = run.uniform(rows, (*rows.stream, 1))(x[0].numel()).view_as(x)
+            start = lo + (hi - lo) * u.to(x.dtype)
         else:
             start = x.clone()
         if mask is not None:
@@ -203,27 +207,43 @@ class SparseConfident(GradientAttack):
         rows.v = torch.zeros_like(start) if adam else None
         return start
 
-    def _mask(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor | None:
+    def _mask(self, x: torch.Tensor, uniform: Uniform) -> torch.Tensor | None:
         """Per-pixel bool mask (True = held at the lower bound) of exactly floor(fraction * pixels) pixels."""
         shape = pixel_mask_shape(x)
         n_pixels = math.prod(shape[1:])
         count = int(self.mask_fraction * n_pixels)
         if count == 0:
             return None
-        order = torch.rand((len(x), n_pixels), generator=generator, device=x.device).argsort(dim=1)
+        order = uniform(n_pixels).argsort(dim=1, stable=True)
         mask = torch.zeros((len(x), n_pixels), dtype=torch.bool, device=x.device)
         mask.scatter_(1, order[:, :count], True)
         return mask.reshape(shape)
 
     def step(self, rows: Rows, grad: torch.Tensor, k: int) -> torch.Tensor:
-        rows = _sparse_rows(rows)
-        moments = None if rows.m is None or rows.v is None else (rows.m, rows.v)
-        return self._update(rows.x, grad, rows.free, moments, k + 1)
+        """One step down ``-objective + lam * L1``, clamped to the bounds; masked pixels stay at ``lo``.
+
+        ``grad`` is the gradient of the objective (to ascend; overwritten); the L1 term's gradient is ``lam``
+        on every pixel above ``lo``. Adam's moments are updated in place.
+        """
+        assert isinstance(rows, SparseRows)
+        lo, hi = self.bounds
+        g = grad.neg_().add_(self.lam)
+        if rows.free is not None:
+            g.mul_(rows.free)
+        if rows.m is not None and rows.v is not None:
+            t = k + 1
+            b1, b2 = ADAM_BETAS
+            rows.m.mul_(b1).add_(g, alpha=1 - b1)
+            rows.v.mul_(b2).addcmul_(g, g, value=1 - b2)
+            denom = (rows.v / (1 - b2 ** t)).sqrt_().add_(ADAM_EPS)
+            g = (rows.m / (1 - b1 ** t)).div_(denom)
+        x = rows.x.sub_(g, alpha=self.lr).clamp_(lo, hi)
+        return x if rows.free is None else x.masked_fill_(~rows.free, lo)
 
     def is_success(self, x: torch.Tensor, logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
                    ) -> torch.Tensor:
         """Both thresholds hold: the target probability and the number of non-zero pixels."""
-        prob = logits.softmax(dim=1).gather(1, (y if target is None else target)[:, None]).squeeze(1)
+        prob = class_probability(logits, y if target is None else target)
         return (prob >= self.confidence) & (pixel_l0(x, self.bounds[0], self.zero_tol) <= self.max_pixels)
 
     def checked(self, run: Run, rows: Rows, k: int, logits: torch.Tensor, success: torch.Tensor) -> None:
@@ -235,7 +255,7 @@ class SparseConfident(GradientAttack):
         history = run.extras.get("history")
         if history is not None:
             target = rows.target if rows.target is not None else rows.y
-            history["target_prob"][k, index] = logits.softmax(dim=1).gather(1, target[:, None]).squeeze(1).float()
+            history["target_prob"][k, index] = class_probability(logits, target).float()
             history["l0"][k, index] = pixel_l0(rows.x, self.bounds[0], self.zero_tol)
 
     def finish(self, run: Run) -> AttackResult:
@@ -243,7 +263,7 @@ class SparseConfident(GradientAttack):
         target = run.target
         assert target is not None  # run() always sets the classes generated
         extras = {
-            "target_prob": run.best_logits.softmax(dim=1).gather(1, target[:, None]).squeeze(1),
+            "target_prob": class_probability(run.best_logits, target),
             "l0": pixel_l0(run.best_x, lo, self.zero_tol),
             "l1": pixel_l1(run.best_x, lo),
             "first_success": run.extras["first_success"],
@@ -255,49 +275,18 @@ class SparseConfident(GradientAttack):
             extras["history"] = run.extras["history"]
         return run.result(extras)
 
-    def _update(self, cur: torch.Tensor, grad: torch.Tensor, free: torch.Tensor | None,
-                moments: tuple[torch.Tensor, torch.Tensor] | None, t: int) -> torch.Tensor:
-        """One step down ``-objective + lam * L1``, clamped to the bounds; masked pixels stay at ``lo``.
 
-        ``grad`` is the gradient of the objective (to ascend); the L1 term's gradient is ``lam`` on every
-        pixel above ``lo``. Overwrites ``grad``; updates the Adam ``moments`` in place.
-        """
-        lo, hi = self.bounds
-        g = grad.neg_().add_(self.lam)
-        if free is not None:
-            g.mul_(free)
-        if moments is not None:
-            m, v = moments
-            b1, b2 = ADAM_BETAS
-            m.mul_(b1).add_(g, alpha=1 - b1)
-            v.mul_(b2).addcmul_(g, g, value=1 - b2)
-            denom = (v / (1 - b2 ** t)).sqrt_().add_(ADAM_EPS)
-            g = (m / (1 - b1 ** t)).div_(denom)
-        cur = cur.sub_(g, alpha=self.lr).clamp_(lo, hi)
-        if free is not None:
-            cur = cur.masked_fill_(~free, lo)
-        return cur
-
-
-def _stats(result: AttackResult, rows: torch.Tensor | None, prob: torch.Tensor, l0: torch.Tensor,
-           l1: torch.Tensor) -> dict[str, float]:
-    def pick(t: torch.Tensor) -> torch.Tensor:
-        return t if rows is None else t[rows]
-
-    success = pick(result.success)
-    n = len(success)
-    if n == 0:
-        return {"n": 0}
-    return {
-        "n": n,
-        "success_rate": success.float().mean().item(),
-        "target_prob": pick(prob).float().mean().item(),
-        "l0": pick(l0).float().mean().item(),
-        "l0_median": pick(l0).float().median().item(),
-        "l1": pick(l1).float().mean().item(),
-        "steps": pick(result.steps).float().mean().item(),
-        "queries": pick(result.queries).float().mean().item(),
-    }
+def _stats(columns: dict[str, torch.Tensor], rows: torch.Tensor | None) -> dict[str, float]:
+    """Means of ``columns`` over ``rows`` (None: all), with the median of ``l0`` beside its mean."""
+    picked = {name: (t if rows is None else t[rows]).float() for name, t in columns.items()}
+    stats: dict[str, float] = {"n": len(picked["success_rate"])}
+    if stats["n"] == 0:
+        return stats
+    for name, values in picked.items():
+        stats[name] = values.mean().item()
+        if name == "l0":
+            stats["l0_median"] = values.median().item()
+    return stats
 
 
 def sparse_summary(result: AttackResult, *, zero_tol: float | None = None, low: float | None = None
@@ -315,11 +304,10 @@ def sparse_summary(result: AttackResult, *, zero_tol: float | None = None, low: 
     zero_tol = result.extras.get("zero_tol", 1e-3) if zero_tol is None else zero_tol
     low = result.extras.get("low", 0.0) if low is None else low
     target = result.target.cpu()
-    prob = result.adv_logits.detach().cpu().softmax(dim=1).gather(1, target[:, None]).squeeze(1)
     x_adv = result.x_adv.detach().cpu()
-    l0, l1 = pixel_l0(x_adv, low, zero_tol), pixel_l1(x_adv, low)
-    cpu = AttackResult(x_adv, result.success.cpu(), result.steps.cpu(), result.queries.cpu(),
-                       result.adv_logits.cpu(), result.clean_logits.cpu(), target)
-    per_class = {int(c): _stats(cpu, (target == c).nonzero().squeeze(1), prob, l0, l1)
-                 for c in torch.unique(target).tolist()}
-    return {"overall": _stats(cpu, None, prob, l0, l1), "per_class": per_class}
+    columns = {"success_rate": result.success.cpu(),
+               "target_prob": class_probability(result.adv_logits.detach().cpu(), target),
+               "l0": pixel_l0(x_adv, low, zero_tol), "l1": pixel_l1(x_adv, low),
+               "steps": result.steps.cpu(), "queries": result.queries.cpu()}
+    per_class = {int(c): _stats(columns, (target == c).nonzero().squeeze(1)) for c in torch.unique(target).tolist()}
+    return {"overall": _stats(columns, None), "per_class": per_class}

@@ -95,8 +95,7 @@ class TransferAttack(Attack):
         x_adv = inner.x_adv.detach()
         with torch.no_grad():
             adv_logits = self.model(x_adv)  # the one final query per sample
-        n = len(x)
-        queries = torch.full((n,), 2, dtype=torch.long, device=x.device)  # clean logits + final check
+        queries = torch.full((len(x),), 2, dtype=torch.long, device=x.device)  # clean logits + final check
         success = self.loss.success(adv_logits, y, target)
         extras = {"substitute_success": inner.success, "substitute_queries": inner.queries,
                   "substitute_logits": inner.adv_logits}
