@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import fields
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
@@ -31,3 +35,23 @@ def csv_floats(text: str) -> list[float]:
 def paragraph(text: str) -> str:
     """``text``, written over several source lines, as one paragraph for argparse (the help keeps it as given)."""
     return " ".join(text.split())
+
+
+def add_numbers(parser: Any, **defaults: int | float) -> None:
+    """Options of ``parser`` (or of an argument group) without help text, one per keyword (``batch_size=64``
+    gives ``--batch-size``), of the type of their default (``int`` or ``float``)."""
+    for name, default in defaults.items():
+        parser.add_argument("--" + name.replace("_", "-"), type=type(default), default=default)
+
+
+def settings_from(cls: type[T], args: argparse.Namespace, prefix: str = "", **given: Any) -> T:
+    """The settings dataclass ``cls`` built from the options named ``prefix`` + one of its fields, then from
+    ``given``."""
+    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    picked = {k[len(prefix):]: v for k, v in vars(args).items() if k.startswith(prefix) and k[len(prefix):] in names}
+    return cls(**{**picked, **given})
+
+
+def recorded(args: argparse.Namespace) -> dict[str, Any]:
+    """The options of a command as a result file records them."""
+    return {k: v for k, v in vars(args).items() if k not in ("handler", "func")}

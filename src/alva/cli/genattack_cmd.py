@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from alva.cli import inputs
-from alva.cli.common import add_common
+from alva.cli.common import add_common, add_numbers, settings_from
 from alva.cli.model_inputs import (
     GENERATOR_HELP,
     MNIST_SHAPE,
@@ -22,6 +22,7 @@ from alva.cli.model_inputs import (
     mnist_default,
 )
 from alva.data import ImageData
+from alva.results import Batch
 from alva.tracking.files import atomic_write_json
 
 ORACLE_HELP = ("independent classifier that judges validity (default: mnist/mlp for 1x28x28 data, none for other "
@@ -39,16 +40,12 @@ def register(commands) -> None:
     inputs.add_model_options(t)
     inputs.add_data_options(t, splits=True)
     t.add_argument("--eps", type=inputs.fraction, default=None, help=f"L-inf bound, e.g. 8/255 ({inputs.EPS_HELP})")
-    t.add_argument("--epochs", type=int, default=2)
-    t.add_argument("--batch-size", type=int, default=64)
-    t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--gan-weight", type=float, default=0.1)
-    t.add_argument("--hinge-weight", type=float, default=0.05)
+    add_numbers(t, epochs=2, batch_size=64, lr=1e-3, gan_weight=0.1, hinge_weight=0.05)
     t.add_argument("--hinge-bound", type=float, default=3.0, help="L2 size above which the hinge term acts")
     t.add_argument("--width", type=int, default=32, help="generator width (cost grows with its square)")
     t.add_argument("--targeted", action="store_true", help="train a targeted generator (random targets)")
     t.add_argument("--train-size", type=int, default=10000, help="training images (fixed stratified subset)")
-    t.add_argument("--seed", type=int, default=0)
+    add_numbers(t, seed=0)
     _add_eval(t)
     t.add_argument("--resume", action="store_true")
     t.add_argument("--out", required=True)
@@ -112,11 +109,9 @@ def _add_atgan(p: argparse.ArgumentParser) -> None:
     inputs.add_model_options(p, name="--classifier")
     inputs.add_model_options(p, default="mnist/mlp", name="--oracle")
     inputs.add_data_options(p)
-    p.add_argument("--epochs", type=int, default=2)
+    add_numbers(p, epochs=2)
     p.add_argument("--steps", type=int, default=200, help="generator steps per epoch")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--seed", type=int, default=0)
+    add_numbers(p, batch_size=64, lr=1e-4, seed=0)
     p.add_argument("--n-eval", type=int, default=2000, help="samples to measure")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--out", required=True)
@@ -141,7 +136,6 @@ def _oracle(args: argparse.Namespace, data: ImageData):
 
 def _advgan_eval(model, generator, args, out: Path, eps, target, test: ImageData, oracle) -> dict:
     from alva.attacks.generator_attacks import AdvGANAttack, advgan_summary
-    from alva.evaluation.robustness import Batch
     from alva.report.figures import adversarial_grid
 
     x, y = inputs.subset(test, args.n_eval, 0)
@@ -150,9 +144,7 @@ def _advgan_eval(model, generator, args, out: Path, eps, target, test: ImageData
     result = attack(x, y)
     summary = {"model": args.model, "eps": attack.eps, "oracle": args.oracle, **advgan_summary(result, x, y, oracle),
                "images_per_s": throughput(lambda: attack(x, y), len(x))}
-    probs = result.adv_logits.softmax(1)
-    batch = Batch(x.cpu(), result.x_adv.cpu(), y.cpu(), result.clean_logits.argmax(1).cpu(), result.adv_pred.cpu(),
-                  probs.amax(1).cpu(), result.success.cpu())
+    batch = Batch.from_logits(x, result.x_adv, y, result.clean_logits, result.adv_logits, result.success)
     adversarial_grid(out / "grid.png", batch, title=f"AdvGAN eps={attack.eps} vs {args.model}: success "
                      f"{summary['success']:.1%}, oracle validity {summary.get('validity', float('nan')):.1%}")
     atomic_write_json(out / "summary.json", summary, kind="advgan-summary")
@@ -160,20 +152,13 @@ def _advgan_eval(model, generator, args, out: Path, eps, target, test: ImageData
 
 
 def run_advgan_train(args: argparse.Namespace) -> int:
-    from alva.models import check_fits
     from alva.training.advgan import AdvGANSettings, train_advgan
     from alva.training.classifier import current_command
 
-    settings = AdvGANSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, gan_weight=args.gan_weight,
-                              hinge_weight=args.hinge_weight, hinge_bound=args.hinge_bound, targeted=args.targeted,
-                              width=args.width, seed=args.seed)
-    test = inputs.load_data(args, args.test_split)
-    model = inputs.load_model(args, test)
+    settings = settings_from(AdvGANSettings, args)
+    test, train, model = inputs.load_splits(args)
     oracle = _oracle(args, test)
     args.eps = args.eps if args.eps is not None else inputs.default_eps(test)
-    train = inputs.load_data(args, args.train_split)
-    check_fits(model, train.shape, train.num_classes, model_name=args.model,
-               data_name=f"the data {args.data!r} ({args.train_split})")
     data = inputs.subset(train, args.train_size, args.seed)
     out = inputs.make_out(args.out)
     generator, _ = train_advgan(model, data, args.eps, settings, out=out, resume=args.resume, device=args.device,
@@ -236,7 +221,6 @@ def _atgan_eval(g_adv, original, args, out: Path, loaded: tuple[ImageData, torch
                 ) -> dict:
     from alva.attacks.generator_attacks import UnrestrictedGeneratorAttack, generator_attack_summary
     from alva.evaluation.generative import generator_frechet
-    from alva.evaluation.robustness import Batch
     from alva.report.figures import adversarial_grid
 
     data, classifier, oracle = loaded
@@ -269,19 +253,12 @@ def _atgan_eval(g_adv, original, args, out: Path, loaded: tuple[ImageData, torch
     return summary
 
 
-def _atgan_settings(args, distance: str, dist_weight: float, critic_weight: float):
-    from alva.training.atgan import ATGANSettings
-
-    return ATGANSettings(epochs=args.epochs, steps_per_epoch=args.steps, batch_size=args.batch_size, lr=args.lr,
-                         distance=distance, dist_weight=dist_weight, critic_weight=critic_weight, seed=args.seed)
-
-
 def run_atgan_finetune(args: argparse.Namespace) -> int:
-    from alva.training.atgan import finetune_atgan, load_critic
+    from alva.training.atgan import ATGANSettings, finetune_atgan, load_critic
     from alva.training.classifier import current_command
 
     weight = args.dist_weight if args.dist_weight is not None else {"l2": 0.5, "frechet": 0.01}[args.distance]
-    settings = _atgan_settings(args, args.distance, weight, args.critic_weight)
+    settings = settings_from(ATGANSettings, args, steps_per_epoch=args.steps, dist_weight=weight)
     original = load_user_generator(args.generator, device=args.device)
     loaded = _atgan_inputs(args, original)
     reference = load_model_as(args, loaded[0], "--reference", args.reference)
@@ -299,14 +276,14 @@ def run_atgan_finetune(args: argparse.Namespace) -> int:
 
 def run_atgan_critic(args: argparse.Namespace) -> int:
     from alva.models import load_generator
-    from alva.training.atgan import SHIPPED_CRITIC, load_critic, train_against_critic
+    from alva.training.atgan import SHIPPED_CRITIC, ATGANSettings, load_critic, train_against_critic
     from alva.training.classifier import current_command
 
     args.critic = args.critic or str(SHIPPED_CRITIC)
     if not Path(args.critic).exists():
         raise FileNotFoundError(f"no critic checkpoint at {args.critic}: train one with alva gan train --out DIR "
                                 "and pass --critic DIR/checkpoint.safetensors")
-    settings = _atgan_settings(args, "l2", 0.0, 0.0)
+    settings = settings_from(ATGANSettings, args, steps_per_epoch=args.steps, dist_weight=0.0)
     loaded = _atgan_inputs(args, None)
     critic = load_critic(args.critic).to(args.device)
     out = inputs.make_out(args.out)

@@ -121,7 +121,9 @@ def _floats(text: str | None, option: str, *, count: int | None = None) -> tuple
         raise ValueError(f"{option}: {err}") from None
 
 
-def _kwargs(text: str | None, option: str) -> dict | None:
+def json_object(text: str | None, option: str) -> dict | None:
+    """The JSON object ``text`` given to ``option`` (None when not given); a ValueError naming the option
+    otherwise."""
     if text is None:
         return None
     try:
@@ -142,7 +144,7 @@ def model_options(args: argparse.Namespace, *, name: str = "--model") -> dict:
         "mean": _floats(given["mean"], flags["mean"]),
         "std": _floats(given["std"], flags["std"]),
         "bounds": _floats(given["bounds"], flags["bounds"], count=2),
-        "kwargs": _kwargs(given["kwargs"], flags["kwargs"]),
+        "kwargs": json_object(given["kwargs"], flags["kwargs"]),
     }
     return {k: v for k, v in options.items() if v is not None}
 
@@ -159,6 +161,16 @@ def load_model(args: argparse.Namespace, data: ImageData, *, name: str = "--mode
     check_fits(model, data.shape, data.num_classes, model_name=str(spec),
                data_name=f"the data {data.source!r} ({data.split})")
     return model
+
+
+def load_splits(args: argparse.Namespace, *, name: str = "--model") -> tuple[ImageData, ImageData, nn.Module]:
+    """The test and train splits of ``args.data`` and the model of option ``name``, checked to fit both."""
+    test = load_data(args, args.test_split)
+    model = load_model(args, test, name=name)
+    train = load_data(args, args.train_split)
+    check_fits(model, train.shape, train.num_classes, model_name=str(getattr(args, _dest(name))),
+               data_name=f"the data {args.data!r} ({args.train_split})")
+    return test, train, model
 
 
 def default_eps(data: ImageData) -> float:
@@ -194,5 +206,5 @@ def samples(data: ImageData, n: int | None, seed: int) -> tuple[torch.Tensor | I
 
 
 __all__ = ["DATA_HELP", "EPS_HELP", "MODEL_HELP", "MNIST_EPS", "RGB_EPS", "add_data_options", "add_model_options",
-           "default_eps", "fraction", "image_size", "load_data", "load_model", "make_out",
+           "default_eps", "fraction", "image_size", "json_object", "load_data", "load_model", "load_splits", "make_out",
            "model_options", "samples", "subset"]

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from alva.tracking.logger import read_metrics
+
 __all__ = ["PNG_SIGNATURE", "Image", "Section", "Table", "flatten", "fmt", "is_number", "kv_table", "label",
            "load_json", "load_jsonl", "settings_text", "slug", "subsample"]
 
@@ -73,18 +75,9 @@ def load_json(path: Path) -> Any:
 def load_jsonl(path: Path) -> list[dict[str, Any]]:
     """The JSON objects of a JSON-lines file; a line cut by a stop is skipped (the rest is still useful)."""
     try:
-        lines = path.read_text().splitlines()
+        return [r for r in read_metrics(path) if isinstance(r, dict)]
     except OSError:
         return []
-    records = []
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
 
 
 def is_number(v: Any) -> bool:

@@ -8,14 +8,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import torch
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-
-from alva.report.training_figures import save_figure  # noqa: E402
+from alva.report.figures import plt, save_figure
 
 # (label, metric key, figure inside it) of the detection panel: held-out and trained-on generated images
 DETECTION = (
@@ -103,7 +99,7 @@ def fakeclass_metrics_plot(path: str | os.PathLike, rounds: Sequence[Mapping[str
             a.legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    return save_figure(fig, path, dpi=110, bbox_inches="tight")
+    return save_figure(fig, path)
 
 
 def image_rows_grid(path: str | os.PathLike, rows: Sequence[tuple[str, Sequence[torch.Tensor | None] | None,
@@ -138,7 +134,7 @@ def image_rows_grid(path: str | os.PathLike, rows: Sequence[tuple[str, Sequence[
         spine.set_visible(False)
     if title:
         ax.set_title(title, fontsize=9)
-    return save_figure(fig, path, dpi=110, bbox_inches="tight")
+    return save_figure(fig, path)
 
 
 def round_grid(path: str | os.PathLike, r: int, result, de, reference_pred: torch.Tensor, *, num_classes: int,

@@ -1,10 +1,8 @@
 """Train a WGAN-GP (Gulrajani et al. 2017) or an AC-WGAN-GP (with the auxiliary classifier of Odena et al.
 2017, "Conditional Image Synthesis with Auxiliary Classifier GANs") on in-memory images.
 
-The training is :class:`WassersteinGAN`, an objective of the one training loop :func:`alva.training.loop.fit`
-that owns the critic and both optimisers: the loop seeds every ``(seed, epoch)``, writes a checkpoint after every
-epoch (generator, critic, both optimisers), resumes to the same weights as an uninterrupted run, logs to
-``out/metrics.jsonl`` and TensorBoard and saves a grid of samples after every epoch.
+The training is :class:`WassersteinGAN`, an objective of :func:`alva.training.loop.fit` that owns the critic and
+both optimisers (all four in the checkpoint).
 """
 
 from __future__ import annotations
