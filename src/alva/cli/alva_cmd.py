@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from alva import distributed
-from alva.cli.common import add_common, add_numbers, paragraph, settings_from
+from alva.cli.common import add_common, add_numbers, finish, paragraph, settings_from
 from alva.cli.inputs import add_data_options, add_model_options, fraction, load_splits, make_out, subset
 from alva.cli.model_inputs import (
     add_generator_options,
@@ -50,9 +50,7 @@ def register(commands) -> None:
     _add_generation(g, 10000)
     g.add_argument("--keep", default="valid", choices=KEEP,
                    help="valid adversarial samples only (default), all successful ones, or all")
-    g.add_argument("--out", required=True)
-    add_common(g)
-    g.set_defaults(handler=run_generate)
+    add_common(g, run_generate, out="output folder")
 
     c = commands.add_parser("converge", help="convergence training: generate with ALVA, retrain, repeat",
                             description=CONVERGE_DESCRIPTION)
@@ -65,9 +63,7 @@ def register(commands) -> None:
     add_numbers(c, lr=5e-4)
     c.add_argument("--train-size", type=int, default=None, help="real training images (default: all 60000)")
     c.add_argument("--pgd-eps", type=fraction, default=0.1, help="pixel PGD eps measured each round")
-    c.add_argument("--out", required=True)
-    add_common(c)
-    c.set_defaults(handler=run_converge)
+    add_common(c, run_converge, out="run folder")
 
 
 def run_generate(args: argparse.Namespace) -> int:
@@ -85,9 +81,7 @@ def run_generate(args: argparse.Namespace) -> int:
                                device=args.device, progress=not args.no_progress)
     if not distributed.is_main():
         return 0
-    print(", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items()))
-    print(f"wrote {args.out}/dataset.safetensors, summary.json, grid.png")
-    return 0
+    return finish(summary, f"{args.out}/dataset.safetensors, summary.json, grid.png")
 
 
 def run_converge(args: argparse.Namespace) -> int:

@@ -26,8 +26,7 @@ def register(commands) -> None:
     p.add_argument("--train-size", type=int, default=None, help="train on a fixed subset (default: all 60000)")
     p.add_argument("--quick", action="store_true",
                    help="tiny budgets for the parts after softmax-fgsm: a smoke test in seconds, not results")
-    add_common(p)
-    p.set_defaults(handler=run)
+    add_common(p, run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -11,13 +11,14 @@ import torch
 
 from alva.attacks import FGSM, PGD, SparseConfident
 from alva.attacks.alva import ALVA
-from alva.cli.common import add_common, add_numbers, csv_floats, paragraph, recorded
+from alva.cli.common import add_common, add_numbers, paragraph, recorded
 from alva.cli.inputs import (
     EPS_HELP,
     add_data_options,
     add_model_options,
     default_eps,
     fraction,
+    fractions,
     load_splits,
     make_out,
     subset,
@@ -79,7 +80,7 @@ def register(commands) -> None:
     p.add_argument("--advgan", default=None,
                    help="a trained untargeted perturbation generator (run folder or .safetensors of "
                         "alva.training.advgan) for an AdvGAN row (unseen generator attack)")
-    p.add_argument("--c", type=csv_floats, default=[1.0],
+    p.add_argument("--c", type=fractions, default=[1.0],
                    help="adaptive attack: weight(s) of the detector logit, comma-separated (one row each)")
     p.add_argument("--adaptive", default="hinge", choices=["hinge", "plain", "both"],
                    help="adaptive loss: hinge = min(margin, 2) - c * max(detector - threshold + 1, 0); plain = "
@@ -87,9 +88,7 @@ def register(commands) -> None:
     p.add_argument("--fpr", type=float, default=0.05, help="flagging threshold: this fraction of clean test "
                                                             "images is flagged")
     add_numbers(p, batch_size=500, seed=0)
-    p.add_argument("--out", required=True, help="output folder")
-    add_common(p)
-    p.set_defaults(handler=run)
+    add_common(p, run, out="output folder")
 
 
 def _attack(name: str, model: torch.nn.Module, args: argparse.Namespace):

@@ -9,6 +9,7 @@ from alva.cli.common import add_common, add_numbers, settings_from
 from alva.cli.inputs import add_data_options, add_model_options, load_splits, make_out
 from alva.cli.model_inputs import MNIST_SHAPE
 from alva.cli.sparse_cmd import max_pixels, pixel_count
+from alva.report.fakeclass import metric_value
 from alva.training.fakeclass import DESettings, FakeClassSettings, ReferenceSettings, SparseSettings, fakeclass_train
 
 DEFAULTS = FakeClassSettings()
@@ -73,11 +74,8 @@ def register(commands) -> None:
     p.add_argument("--nn-pool-size", type=int, default=DEFAULTS.nn_pool_size,
                    help="training images searched for the nearest neighbour (metric 1)")
     add_numbers(p, seed=DEFAULTS.seed)
-    p.add_argument("--out", required=True, help="run folder")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the run in --out after its last finished round (else start over)")
-    add_common(p)
-    p.set_defaults(handler=run)
+    add_common(p, run, out="run folder",
+               resume="continue the run in --out after its last finished round (else start over)")
 
 
 def settings_from_args(args: argparse.Namespace, num_classes: int = DEFAULTS.num_classes,
@@ -89,15 +87,6 @@ def settings_from_args(args: argparse.Namespace, num_classes: int = DEFAULTS.num
                               max_pixels=max_pixels(args.max_pixels, shape), mask_fraction=args.mask_fraction),
         de=settings_from(DESettings, args, "de_"),
         reference=settings_from(ReferenceSettings, args, "reference_", outputs=args.reference_outputs or num_classes))
-
-
-def _cell(metrics: dict[str, Any], path: str) -> str:
-    node: Any = metrics
-    for part in path.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return "-"
-        node = node[part]
-    return f"{node:.3f}" if isinstance(node, float) else str(node)
 
 
 COLUMNS = (
@@ -116,7 +105,8 @@ def table(state: dict[str, Any]) -> str:
     rows = [[name for name, _ in COLUMNS]]
     for record in state["rounds"]:
         rows.append([str(record["round"]) + ("*" if record.get("final") else "")]
-                    + [_cell(record["metrics"], path) for _, path in COLUMNS[1:]])
+                    + ["-" if (v := metric_value(record["metrics"], path)) is None else f"{v:.3f}"
+                       for _, path in COLUMNS[1:]])
     widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
 

@@ -46,10 +46,7 @@ def register(commands) -> None:
                    help="weight of the critic's auxiliary loss on generated images (Odena et al.: 1; default 0 "
                         "trains that head on real images only)")
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    t.add_argument("--out", required=True, help="run folder")
-    t.add_argument("--resume", action="store_true", help="continue the run in --out from its last finished epoch")
-    add_common(t)
-    t.set_defaults(handler=run)
+    add_common(t, run, out="run folder", resume="continue the run in --out from its last finished epoch")
 
 
 def run(args: argparse.Namespace) -> int:

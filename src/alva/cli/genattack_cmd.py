@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from alva.cli import inputs
-from alva.cli.common import add_common, add_numbers, settings_from
+from alva.cli.common import add_common, add_numbers, finish, paragraph, settings_from
 from alva.cli.model_inputs import (
     GENERATOR_HELP,
     MNIST_SHAPE,
@@ -25,6 +25,11 @@ from alva.data import ImageData
 from alva.results import Batch
 from alva.tracking.files import atomic_write_json
 
+ADVGAN_TRAIN_DESCRIPTION = paragraph("""
+Train an AdvGAN perturbation generator (Xiao et al. 2018) against --model; checkpoint after every epoch (--resume
+goes on), metrics.jsonl, samples/epoch_NNN.png, generator.safetensors, then evaluate on test images (summary.json,
+grid.png).
+""")
 ORACLE_HELP = ("independent classifier that judges validity (default: mnist/mlp for 1x28x28 data, none for other "
                "data; 'none': no validity)")
 
@@ -33,10 +38,7 @@ def register(commands) -> None:
     p = commands.add_parser("advgan", help="AdvGAN: train a perturbation generator, attack with it")
     sub = p.add_subparsers(dest="advgan_command", required=True, metavar="ACTION")
     t = sub.add_parser("train", help="train a perturbation generator against a classifier",
-                       description="Train an AdvGAN perturbation generator (Xiao et al. 2018) against --model; "
-                                   "checkpoint after every epoch (--resume goes on), metrics.jsonl, "
-                                   "samples/epoch_NNN.png, generator.safetensors, then evaluate on test images "
-                                   "(summary.json, grid.png).")
+                       description=ADVGAN_TRAIN_DESCRIPTION)
     inputs.add_model_options(t)
     inputs.add_data_options(t, splits=True)
     t.add_argument("--eps", type=inputs.fraction, default=None, help=f"L-inf bound, e.g. 8/255 ({inputs.EPS_HELP})")
@@ -47,10 +49,7 @@ def register(commands) -> None:
     t.add_argument("--train-size", type=int, default=10000, help="training images (fixed stratified subset)")
     add_numbers(t, seed=0)
     _add_eval(t)
-    t.add_argument("--resume", action="store_true")
-    t.add_argument("--out", required=True)
-    add_common(t)
-    t.set_defaults(handler=run_advgan_train)
+    add_common(t, run_advgan_train, out="run folder", resume="continue the run in --out from its last finished epoch")
 
     a = sub.add_parser("attack", help="attack test images with a trained perturbation generator")
     inputs.add_model_options(a)
@@ -59,9 +58,7 @@ def register(commands) -> None:
     a.add_argument("--eps", type=inputs.fraction, default=None, help="L-inf bound (default: the generator's eps)")
     a.add_argument("--target", default=None, choices=["random", "least-likely"], help="for a targeted generator")
     _add_eval(a)
-    a.add_argument("--out", required=True)
-    add_common(a)
-    a.set_defaults(handler=run_advgan_attack)
+    add_common(a, run_advgan_attack, out="output folder")
 
     f = sub.add_parser("figure", help="bar chart of success and validity from summary.json files")
     f.add_argument("summaries", nargs="+", help="LABEL=PATH/summary.json")
@@ -83,8 +80,7 @@ def register(commands) -> None:
     ft.add_argument("--reference", default="mnist/cnn-small-fast", help="classifier whose features frechet uses")
     ft.add_argument("--critic", default=None, help="train_gan checkpoint whose critic keeps images realistic")
     ft.add_argument("--critic-weight", type=float, default=0.0)
-    _add_atgan(ft)
-    ft.set_defaults(handler=run_atgan_finetune)
+    _add_atgan(ft, run_atgan_finetune)
 
     cr = gsub.add_parser("critic", help="train a fresh generator against a frozen, trained critic and the classifier",
                          description="Train a fresh conditional generator against a frozen AC-WGAN-GP critic (its "
@@ -95,8 +91,7 @@ def register(commands) -> None:
                     help="train_gan checkpoint holding the trained critic (default: the critic shipped with "
                          "mnist/acwgan-gp)")
     cr.add_argument("--adv-weight", type=float, default=1.0)
-    _add_atgan(cr)
-    cr.set_defaults(handler=run_atgan_critic)
+    _add_atgan(cr, run_atgan_critic)
 
 
 def _add_eval(p: argparse.ArgumentParser) -> None:
@@ -105,7 +100,7 @@ def _add_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-eval", type=int, default=1000, help="test images to attack (fixed stratified subset)")
 
 
-def _add_atgan(p: argparse.ArgumentParser) -> None:
+def _add_atgan(p: argparse.ArgumentParser, handler) -> None:
     inputs.add_model_options(p, name="--classifier")
     inputs.add_model_options(p, default="mnist/mlp", name="--oracle")
     inputs.add_data_options(p)
@@ -113,9 +108,7 @@ def _add_atgan(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=200, help="generator steps per epoch")
     add_numbers(p, batch_size=64, lr=1e-4, seed=0)
     p.add_argument("--n-eval", type=int, default=2000, help="samples to measure")
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("--out", required=True)
-    add_common(p)
+    add_common(p, handler, out="run folder", resume="continue the run in --out from its last finished epoch")
 
 
 def throughput(fn, n: int, repeats: int = 3) -> float:
@@ -165,9 +158,7 @@ def run_advgan_train(args: argparse.Namespace) -> int:
                                 progress=not args.no_progress, num_classes=test.num_classes,
                                 card={"target_model": args.model, "command": current_command()})
     summary = _advgan_eval(model, generator, args, out, args.eps, "random" if args.targeted else None, test, oracle)
-    print(_line(summary))
-    print(f"wrote {args.out}/generator.safetensors, summary.json, grid.png")
-    return 0
+    return finish(summary, f"{args.out}/generator.safetensors, summary.json, grid.png")
 
 
 def run_advgan_attack(args: argparse.Namespace) -> int:
@@ -184,9 +175,7 @@ def run_advgan_attack(args: argparse.Namespace) -> int:
         raise ValueError(f"the targeted generator {args.generator} knows {generator.num_classes} target classes but "
                          f"{args.data} has {test.num_classes}")
     summary = _advgan_eval(model, generator, args, inputs.make_out(args.out), args.eps, args.target, test, oracle)
-    print(_line(summary))
-    print(f"wrote {args.out}/summary.json, grid.png")
-    return 0
+    return finish(summary, f"{args.out}/summary.json, grid.png")
 
 
 def run_figure(args: argparse.Namespace) -> int:
@@ -232,19 +221,15 @@ def _atgan_eval(g_adv, original, args, out: Path, loaded: tuple[ImageData, torch
                "frechet_of": f"Frechet distance on {args.oracle} penultimate features to {args.n_eval} real test "
                              "images",
                "images_per_s": throughput(lambda: attack.sample(args.n_eval, seed=10_000), args.n_eval)}
-    if original is not None:
-        summary["frechet_to_real_original"] = generator_frechet(original, oracle, real, args.n_eval, seed=10_000)
-        with torch.no_grad():
-            summary["original_success"] = (classifier(result.x).argmax(1) != result.y).float().mean().item()
-            summary["original_validity"] = (oracle(result.x).argmax(1) == result.y).float().mean().item()
-    if result.y is None or result.oracle_pred is None:
-        raise RuntimeError("a generator attack with an oracle gives the classes and the oracle's labels")
+    if result.x is None or result.y is None or result.oracle_pred is None:
+        raise RuntimeError("a generator attack with a reference generator and an oracle gives G(z, y), the classes "
+                           "and the oracle's labels")
+    summary["frechet_to_real_original"] = generator_frechet(original, oracle, real, args.n_eval, seed=10_000)
     with torch.no_grad():
-        clean = classifier(result.x).argmax(1) if result.x is not None else result.y
-    probs = result.adv_logits.softmax(1)
-    x = result.x if result.x is not None else result.x_adv
-    batch = Batch(x.cpu(), result.x_adv.cpu(), result.y.cpu(), clean.cpu(), result.adv_logits.argmax(1).cpu(),
-                  probs.amax(1).cpu(), result.success.cpu())
+        clean_logits = classifier(result.x)
+        summary["original_success"] = (clean_logits.argmax(1) != result.y).float().mean().item()
+        summary["original_validity"] = (oracle(result.x).argmax(1) == result.y).float().mean().item()
+    batch = Batch.from_logits(result.x, result.x_adv, result.y, clean_logits, result.adv_logits, result.success)
     notes = [f"oracle={int(p)}" for p in result.oracle_pred.tolist()]
     adversarial_grid(out / "grid.png", batch, notes=notes,
                      title=f"{g_adv.card.get('method')} vs {args.classifier}: top G(z,y), middle G_adv(z,y); "
@@ -269,9 +254,7 @@ def run_atgan_finetune(args: argparse.Namespace) -> int:
                               card={"classifier": args.classifier, "base_generator": args.generator,
                                     "reference": args.reference, "command": current_command()})
     summary = _atgan_eval(g_adv, original, args, out, loaded)
-    print(_line(summary))
-    print(f"wrote {args.out}/generator.safetensors, summary.json, grid.png")
-    return 0
+    return finish(summary, f"{args.out}/generator.safetensors, summary.json, grid.png")
 
 
 def run_atgan_critic(args: argparse.Namespace) -> int:
@@ -292,10 +275,4 @@ def run_atgan_critic(args: argparse.Namespace) -> int:
                                 card={"classifier": args.classifier, "critic": args.critic,
                                       "command": current_command()})
     summary = _atgan_eval(g, load_generator("mnist/acwgan-gp", device=args.device), args, out, loaded)
-    print(_line(summary))
-    print(f"wrote {args.out}/generator.safetensors, summary.json, grid.png")
-    return 0
-
-
-def _line(summary: dict) -> str:
-    return ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items())
+    return finish(summary, f"{args.out}/generator.safetensors, summary.json, grid.png")

@@ -36,6 +36,11 @@ def fraction(text: str) -> float:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+def fractions(text: str) -> list[float]:
+    """argparse type of comma-separated budgets or weights: ``0.05,8/255``."""
+    return [fraction(v.strip()) for v in text.split(",") if v.strip()]
+
+
 def image_size(text: str) -> tuple[int, int]:
     """argparse type of ``--resize``: ``HxW`` (``224x224``) or one number for square images."""
     parts = text.lower().split("x")
@@ -206,5 +211,5 @@ def samples(data: ImageData, n: int | None, seed: int) -> tuple[torch.Tensor | I
 
 
 __all__ = ["DATA_HELP", "EPS_HELP", "MODEL_HELP", "MNIST_EPS", "RGB_EPS", "add_data_options", "add_model_options",
-           "default_eps", "fraction", "image_size", "json_object", "load_data", "load_model", "load_splits", "make_out",
-           "model_options", "samples", "subset"]
+           "default_eps", "fraction", "fractions", "image_size", "json_object", "load_data", "load_model",
+           "load_splits", "make_out", "model_options", "samples", "subset"]

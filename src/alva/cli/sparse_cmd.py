@@ -115,9 +115,7 @@ def register(commands) -> None:
     _add_de(p, 30, 100, 100, "best1")  # rand1 reaches few classes with 30 pixels
     add_numbers(p, seed=0)
     _add_threads(p)
-    p.add_argument("--out", required=True, help="output folder")
-    add_common(p)
-    p.set_defaults(handler=run_sparse)
+    add_common(p, run_sparse, out="output folder")
 
     q = commands.add_parser("one-pixel", help="k-pixel black-box attack by differential evolution",
                             description=ONE_PIXEL_DESCRIPTION)
@@ -131,9 +129,7 @@ def register(commands) -> None:
     q.add_argument("--batch-size", type=int, default=100, help="images attacked together")
     add_numbers(q, seed=0)
     _add_threads(q)
-    q.add_argument("--out", required=True, help="output folder")
-    add_common(q)
-    q.set_defaults(handler=run_one_pixel)
+    add_common(q, run_one_pixel, out="output folder")
 
 
 def _targets(text: str, num_classes: int) -> list[int]:

@@ -76,10 +76,7 @@ def register(commands) -> None:
     p.add_argument("--test-size", type=int, default=None,
                    help="evaluate on a fixed stratified test subset of this size (default: all); mnist-multilabel: "
                         "generate this many test images (default 5000)")
-    p.add_argument("--out", required=True, help="run folder")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last finished epoch")
-    add_common(p)
-    p.set_defaults(handler=run)
+    add_common(p, run, out="run folder", resume="continue the run in --out from its last finished epoch")
 
 
 # flag -> (keyword of the objective, the objectives that take it)
@@ -108,11 +105,9 @@ def objective_settings(args: argparse.Namespace, objective: str) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    # Under torchrun: join the process group (gloo on CPU, NCCL on GPUs); a plain run is left as it is.
     args.device = distributed.init_from_env(args.device)
     settings = settings_from(TrainSettings, args)
-    known = DATASETS.get(args.data)
-    objective = args.objective or (known.objective if known else None)  # None: by the data's labels
+    objective = args.objective or DATASETS.get(args.data)  # None: by the data's labels
     chosen = objective_settings(args, objective or "standard")
     job = ClassifierRun(model=args.model, out=args.out, settings=settings, objective=objective,
                         objective_settings=chosen, train_size=args.train_size, test_size=args.test_size,

@@ -52,9 +52,7 @@ def register(commands) -> None:
     add_numbers(p, batch_size=500)
     p.add_argument("--seed", type=int, default=0, help="seeds the attack and the test subset")
     p.add_argument("--substitute-seed", type=int, default=1, help="seeds the substitute's data and weights")
-    p.add_argument("--out", required=True, help="output folder")
-    add_common(p)
-    p.set_defaults(handler=run)
+    add_common(p, run, out="output folder")
 
 
 def _joined(parts: list[AttackResult], field: str) -> torch.Tensor:

@@ -63,6 +63,14 @@ class Section:
     def empty(self) -> bool:
         return not (self.tables or self.images)
 
+    def add_figures(self, caption: str, mapping: Mapping[str, Any], *, settings: bool = False,
+                    folded: bool = False) -> None:
+        """Append the :func:`kv_table` of ``mapping`` (closed when ``folded``), unless nothing is left of it."""
+        table = kv_table(caption, mapping, settings=settings)
+        if table:
+            table.folded = table.folded or folded
+            self.tables.append(table)
+
 
 def load_json(path: Path) -> Any:
     """The JSON value of ``path``, or None when it cannot be read or parsed."""

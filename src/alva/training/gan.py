@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from alva.attacks.base import attack_mode
 from alva.models.gan import ACCritic, ACGenerator, Generator
 from alva.report.training_figures import tile
 from alva.training.loop import fit
@@ -107,12 +108,8 @@ def sample_grid(generator: Generator | ACGenerator, seed: int, conditional: bool
     device = next(generator.parameters()).device
     z = torch.randn(rows * cols, *generator.latent_shape, generator=torch.Generator().manual_seed(seed)).to(device)
     labels = torch.arange(rows, device=device).repeat_interleave(cols) % generator.num_classes if conditional else None
-    was_training = generator.training
-    generator.eval()
-    with torch.no_grad():
-        images = sample(generator, z, labels).cpu()
-    generator.train(was_training)
-    return tile(images, rows, cols)
+    with attack_mode(generator), torch.no_grad():
+        return tile(sample(generator, z, labels).cpu(), rows, cols)
 
 
 def make_models(conditional: bool, latent_dim: int = 64, num_classes: int = 10
