@@ -1,11 +1,5 @@
-"""The main job: every capability of alva in one run, with results and pictures per part.
-
-Parts, in order: ``train`` (cnn-small on MNIST), ``fgsm`` and ``pgd`` (eps curves and grids), ``softmax-fgsm``
-(the FGSM paper's linear result), ``strong-eval`` (the APGD/Square ensemble on the robust shipped
-``mnist/cnn-small-pgd``), ``sparse`` (sparse confident images), ``de`` (a 3-pixel attack by differential
-evolution), ``alva`` (ALVA through the shipped generator), ``converge`` (one round of convergence training),
-``advgan`` (train a small perturbation generator, then attack with it), ``label-flip`` (one label of the
-multi-label model) and ``adv-train`` (a short adversarial training run, FGSM with random start).
+"""The main job: every capability of alva in one run, with results and pictures per part (:data:`PARTS`, in
+order; :func:`capability_rows` says what each does).
 
 Every part writes ``OUT/<part>/result.json`` when it finishes; a rerun skips finished parts (and the long ones
 go on from their own saved state), so stopping the demo loses at most the part under way. The run ends with
@@ -109,11 +103,9 @@ def demo_command(*, out: str | Path = "runs/demo", epochs: int = 2, n_eval: int 
                  data_root: str | None = None, device: str = "cpu") -> str:
     """The ``alva demo`` command line that runs the demo with these settings: the options that differ from the
     defaults, as a user types them (``alva demo`` alone for the defaults)."""
-    options = {"--out": str(out), "--epochs": epochs, "--n": n_eval, "--seed": seed, "--train-size": train_size,
-               "--device": device, "--data-root": data_root}
-    defaults = {"--out": "runs/demo", "--epochs": 2, "--n": 1000, "--seed": 0, "--train-size": None,
-                "--device": "cpu", "--data-root": None}
-    words = ["alva", "demo"] + [f"{k} {shlex.quote(str(v))}" for k, v in options.items() if v != defaults[k]]
+    given = {"--out": (str(out), "runs/demo"), "--epochs": (epochs, 2), "--n": (n_eval, 1000), "--seed": (seed, 0),
+             "--train-size": (train_size, None), "--device": (device, "cpu"), "--data-root": (data_root, None)}
+    words = ["alva", "demo"] + [f"{k} {shlex.quote(str(v))}" for k, (v, default) in given.items() if v != default]
     return " ".join(words + ["--quick"] * quick + ["--no-progress"] * (not progress))
 
 

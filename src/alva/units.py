@@ -18,9 +18,6 @@ def parse_fraction(text: str | float, *, negative: bool = False) -> float:
             or int is checked and returned as a float.
         negative: Whether negative values are accepted (bounds such as ``-1``); budgets are never negative.
 
-    Returns:
-        The value as a float.
-
     Raises:
         ValueError: For text that is not a number or a fraction, a zero denominator, NaN, infinity or (unless
             ``negative``) a negative value; the message quotes ``text``.
@@ -46,9 +43,6 @@ def parse_floats(text: str, *, count: int | None = None, negative: bool = False)
             ``"0,1"``.
         count: How many numbers are required; None accepts any number of at least one.
         negative: Whether negative values are accepted.
-
-    Returns:
-        The numbers, in order.
 
     Raises:
         ValueError: For an empty list, the wrong count, or any item :func:`parse_fraction` refuses.

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from alva import distributed
-from alva.cli.common import add_common, paragraph
-from alva.cli.inputs import add_data_options, add_model_options, fraction, load_data, make_out, subset
+from alva.cli.common import add_common, add_numbers, finish, paragraph, settings_from
+from alva.cli.inputs import add_data_options, add_model_options, fraction, load_splits, make_out, subset
 from alva.cli.model_inputs import (
     add_generator_options,
     check_generator_fits,
@@ -14,7 +14,6 @@ from alva.cli.model_inputs import (
     load_model_as,
     load_user_generator,
 )
-from alva.models import check_fits
 from alva.training.augment import KEEP, GenerationSettings, generate_dataset
 from alva.training.convergence import ConvergenceSettings, converge
 from alva.training.loop import TrainSettings
@@ -39,13 +38,7 @@ def _add_generation(p: argparse.ArgumentParser, n: int) -> None:
     p.add_argument("--eps", type=fraction, default=0.5, help="latent L-inf (or L2) radius")
     p.add_argument("--steps", type=int, default=1, help="1: the one-step ALVA formula; more: iterative")
     p.add_argument("--norm", default="linf", choices=["linf", "l2"])
-    p.add_argument("--chunk-size", type=int, default=500)
-    p.add_argument("--seed", type=int, default=0)
-
-
-def _generation(args: argparse.Namespace, keep: str) -> GenerationSettings:
-    return GenerationSettings(n=args.n, eps=args.eps, steps=args.steps, norm=args.norm, chunk_size=args.chunk_size,
-                              seed=args.seed, keep=keep)
+    add_numbers(p, chunk_size=500, seed=0)
 
 
 def register(commands) -> None:
@@ -57,25 +50,20 @@ def register(commands) -> None:
     _add_generation(g, 10000)
     g.add_argument("--keep", default="valid", choices=KEEP,
                    help="valid adversarial samples only (default), all successful ones, or all")
-    g.add_argument("--out", required=True)
-    add_common(g)
-    g.set_defaults(handler=run_generate)
+    add_common(g, run_generate, out="output folder")
 
     c = commands.add_parser("converge", help="convergence training: generate with ALVA, retrain, repeat",
                             description=CONVERGE_DESCRIPTION)
     add_model_options(c, name="--classifier")
     add_data_options(c, splits=True)
     _add_generation(c, 2000)
-    c.add_argument("--rounds", type=int, default=3)
-    c.add_argument("--threshold", type=float, default=0.05)
+    add_numbers(c, rounds=3, threshold=0.05)
     c.add_argument("--n-eval", type=int, default=1000, help="unseen latent vectors to measure each round")
     c.add_argument("--epochs", type=int, default=1, help="training epochs per round")
-    c.add_argument("--lr", type=float, default=5e-4)
+    add_numbers(c, lr=5e-4)
     c.add_argument("--train-size", type=int, default=None, help="real training images (default: all 60000)")
     c.add_argument("--pgd-eps", type=fraction, default=0.1, help="pixel PGD eps measured each round")
-    c.add_argument("--out", required=True)
-    add_common(c)
-    c.set_defaults(handler=run_converge)
+    add_common(c, run_converge, out="run folder")
 
 
 def run_generate(args: argparse.Namespace) -> int:
@@ -89,28 +77,22 @@ def run_generate(args: argparse.Namespace) -> int:
     classifier = load_model_as(args, images, "--classifier", args.classifier)
     oracle = load_model_as(args, images, "--oracle", args.oracle) if args.oracle not in (None, "", "none") else None
     out = make_out(args.out) if distributed.is_main() else args.out
-    summary = generate_dataset(generator, classifier, oracle, out, _generation(args, args.keep), device=args.device,
-                               progress=not args.no_progress)
+    summary = generate_dataset(generator, classifier, oracle, out, settings_from(GenerationSettings, args),
+                               device=args.device, progress=not args.no_progress)
     if not distributed.is_main():
         return 0
-    print(", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items()))
-    print(f"wrote {args.out}/dataset.safetensors, summary.json, grid.png")
-    return 0
+    return finish(summary, f"{args.out}/dataset.safetensors, summary.json, grid.png")
 
 
 def run_converge(args: argparse.Namespace) -> int:
-    test_data = load_data(args, args.test_split)
-    train_data = load_data(args, args.train_split)
+    test_data, train_data, classifier = load_splits(args, name="--classifier")
     generator = load_user_generator(args.generator, kwargs=args.generator_kwargs)
     check_generator_fits(generator_images(generator, args.generator), test_data, f"the data {args.data!r}")
-    classifier = load_model_as(args, test_data, "--classifier", args.classifier)
     oracle = load_model_as(args, test_data, "--oracle", args.oracle)
-    check_fits(classifier, train_data.shape, train_data.num_classes, model_name=args.classifier,
-               data_name=f"the data {args.data!r} ({args.train_split})")
     train = subset(train_data, args.train_size or None, args.seed)
     test = test_data.tensors()
     settings = ConvergenceSettings(rounds=args.rounds, threshold=args.threshold, n_eval=args.n_eval,
-                                   generation=_generation(args, "valid"),
+                                   generation=settings_from(GenerationSettings, args, keep="valid"),
                                    training=TrainSettings(epochs=args.epochs, lr=args.lr, seed=args.seed),
                                    pgd_eps=args.pgd_eps)
     converge(classifier, generator, oracle, train, test, subset(test_data, 500, args.seed), make_out(args.out),

@@ -3,9 +3,23 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from dataclasses import fields
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
-def add_common(parser: argparse.ArgumentParser) -> None:
+def add_common(parser: argparse.ArgumentParser, handler: Callable[[argparse.Namespace], int] | None = None, *,
+               out: str | None = None, resume: str | None = None) -> None:
+    """``--device``, ``--no-progress``, ``--data-root`` and ``--debug``; with ``handler``, the function that runs
+    the command; with ``out`` (its help), a required ``--out``; with ``resume`` (its help), a ``--resume`` flag."""
+    if handler is not None:
+        parser.set_defaults(handler=handler)
+    if out is not None:
+        parser.add_argument("--out", required=True, help=out)
+    if resume is not None:
+        parser.add_argument("--resume", action="store_true", help=resume)
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     add_once(parser, "--data-root", default=None,
@@ -21,13 +35,33 @@ def add_once(parser: argparse.ArgumentParser, flag: str, **kwargs) -> None:
         pass
 
 
-def csv_floats(text: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from err
-
-
 def paragraph(text: str) -> str:
     """``text``, written over several source lines, as one paragraph for argparse (the help keeps it as given)."""
     return " ".join(text.split())
+
+
+def add_numbers(parser: Any, **defaults: int | float) -> None:
+    """Options of ``parser`` (or of an argument group) without help text, one per keyword (``batch_size=64``
+    gives ``--batch-size``), of the type of their default (``int`` or ``float``)."""
+    for name, default in defaults.items():
+        parser.add_argument("--" + name.replace("_", "-"), type=type(default), default=default)
+
+
+def settings_from(cls: type[T], args: argparse.Namespace, prefix: str = "", **given: Any) -> T:
+    """The settings dataclass ``cls`` built from the options named ``prefix`` + one of its fields, then from
+    ``given``."""
+    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    picked = {k[len(prefix):]: v for k, v in vars(args).items() if k.startswith(prefix) and k[len(prefix):] in names}
+    return cls(**{**picked, **given})
+
+
+def finish(summary: dict[str, Any], written: str) -> int:
+    """Print ``summary`` on one line and what was ``written``; the command's exit status (0)."""
+    print(", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items()))
+    print(f"wrote {written}")
+    return 0
+
+
+def recorded(args: argparse.Namespace) -> dict[str, Any]:
+    """The options of a command as a result file records them."""
+    return {k: v for k, v in vars(args).items() if k not in ("handler", "func")}

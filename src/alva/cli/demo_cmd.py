@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from alva.cli.common import add_common, paragraph
+from alva.cli.common import add_common, add_numbers, paragraph
 
 DESCRIPTION = paragraph("""
 Train cnn-small on MNIST and attack it with FGSM and PGD (eps curves, grids); reproduce the FGSM paper's linear
@@ -20,14 +20,13 @@ def register(commands) -> None:
     p = commands.add_parser("demo", help="the main job: every capability in one run, with report.html",
                             description=DESCRIPTION)
     p.add_argument("--out", default="runs/demo")
-    p.add_argument("--epochs", type=int, default=2)
+    add_numbers(p, epochs=2)
     p.add_argument("--n", type=int, default=1000, help="test images to attack")
-    p.add_argument("--seed", type=int, default=0)
+    add_numbers(p, seed=0)
     p.add_argument("--train-size", type=int, default=None, help="train on a fixed subset (default: all 60000)")
     p.add_argument("--quick", action="store_true",
                    help="tiny budgets for the parts after softmax-fgsm: a smoke test in seconds, not results")
-    add_common(p)
-    p.set_defaults(handler=run)
+    add_common(p, run)
 
 
 def run(args: argparse.Namespace) -> int:

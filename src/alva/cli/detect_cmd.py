@@ -11,15 +11,15 @@ import torch
 
 from alva.attacks import FGSM, PGD, SparseConfident
 from alva.attacks.alva import ALVA
-from alva.cli.common import add_common, csv_floats, paragraph
+from alva.cli.common import add_common, add_numbers, paragraph, recorded
 from alva.cli.inputs import (
     EPS_HELP,
     add_data_options,
     add_model_options,
     default_eps,
     fraction,
-    load_data,
-    load_model,
+    fractions,
+    load_splits,
     make_out,
     subset,
 )
@@ -40,7 +40,7 @@ from alva.defenses import (
     train_detector,
 )
 from alva.evaluation.robustness import run_attack
-from alva.models import build, check_fits
+from alva.models import build
 from alva.models.generative import draw_labels, draw_noise, is_conditional
 from alva.tracking import atomic_write_bytes, atomic_write_json
 from alva.training.loop import TrainSettings
@@ -66,33 +66,29 @@ def register(commands) -> None:
     p.add_argument("--eps", type=fraction, default=None, help=f"L-inf radius of FGSM/PGD, e.g. 8/255 ({EPS_HELP})")
     p.add_argument("--steps", type=int, default=40, help="PGD and adaptive PGD steps")
     p.add_argument("--train-size", type=int, default=5000, help="clean training images (as many adversarial)")
-    p.add_argument("--epochs", type=int, default=3)
+    add_numbers(p, epochs=3)
     p.add_argument("--architecture", default="cnn-small",
                    help="detector: an architecture of alva.models.create or FILE.py:FUNCTION with one output, built "
                         "for the data's images")
     p.add_argument("--n", type=int, default=1000, help="clean test images")
     p.add_argument("--n-sparse", type=int, default=200, help="sparse confident images")
-    p.add_argument("--sparse-steps", type=int, default=500)
+    add_numbers(p, sparse_steps=500)
     p.add_argument("--n-alva", type=int, default=500, help="ALVA latent vectors")
     add_generator_options(p, None, "default: mnist/acwgan-gp for 1x28x28 data, none (no ALVA row) for other data; "
                                    "'none' skips the row")
-    p.add_argument("--alva-eps", type=float, default=0.5)
-    p.add_argument("--alva-steps", type=int, default=1)
+    add_numbers(p, alva_eps=0.5, alva_steps=1)
     p.add_argument("--advgan", default=None,
                    help="a trained untargeted perturbation generator (run folder or .safetensors of "
                         "alva.training.advgan) for an AdvGAN row (unseen generator attack)")
-    p.add_argument("--c", type=csv_floats, default=[1.0],
+    p.add_argument("--c", type=fractions, default=[1.0],
                    help="adaptive attack: weight(s) of the detector logit, comma-separated (one row each)")
     p.add_argument("--adaptive", default="hinge", choices=["hinge", "plain", "both"],
                    help="adaptive loss: hinge = min(margin, 2) - c * max(detector - threshold + 1, 0); plain = "
                         "CE - c * detector logit")
     p.add_argument("--fpr", type=float, default=0.05, help="flagging threshold: this fraction of clean test "
                                                             "images is flagged")
-    p.add_argument("--batch-size", type=int, default=500)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="output folder")
-    add_common(p)
-    p.set_defaults(handler=run)
+    add_numbers(p, batch_size=500, seed=0)
+    add_common(p, run, out="output folder")
 
 
 def _attack(name: str, model: torch.nn.Module, args: argparse.Namespace):
@@ -111,8 +107,7 @@ def _row(name: str, seen: bool, detector, clean, adv, fooled: torch.Tensor, thre
 
 def run(args: argparse.Namespace) -> int:
     progress = not args.no_progress
-    test_data = load_data(args, args.test_split)
-    model = load_model(args, test_data)
+    test_data, train_data, model = load_splits(args)
     args.eps = args.eps if args.eps is not None else default_eps(test_data)
     args.generator = mnist_default(args.generator, test_data, "mnist/acwgan-gp")
     generator = None
@@ -127,9 +122,6 @@ def run(args: argparse.Namespace) -> int:
         if advgan.channels != test_data.shape[0]:
             raise ValueError(f"--advgan {args.advgan} perturbs {advgan.channels}-channel images but {args.data} has "
                              f"{test_data.shape[0]} channels")
-    train_data = load_data(args, args.train_split)
-    check_fits(model, train_data.shape, train_data.num_classes, model_name=args.model,
-               data_name=f"the data {args.data!r} ({args.train_split})")
     build(args.architecture, in_shape=test_data.shape, num_classes=1)  # a detector of the images can be built
     bs, dev = args.batch_size, args.device
     x_train, y_train = subset(train_data, args.train_size, args.seed)
@@ -192,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
         rows.append(_row(f"adaptive-pgd {kind} c={c:g}", False, detector, x_test, rd.x_adv, fooled, threshold,
                          f"PGD-{args.steps} on {what}, white-box on classifier and detector"))
 
-    summary = {"settings": {k: v for k, v in vars(args).items() if k not in ("handler", "func")},
+    summary = {"settings": recorded(args),
                "threshold": threshold, "detector_train_s": round(train_s, 2), "rows": rows}
     atomic_write_json(out / "summary.json", summary, kind="detector-summary")
     table = format_table(rows, args)

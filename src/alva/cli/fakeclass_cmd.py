@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from alva.cli.common import add_common
-from alva.cli.inputs import add_data_options, add_model_options, load_data, load_model, make_out
+from alva.cli.common import add_common, add_numbers, settings_from
+from alva.cli.inputs import add_data_options, add_model_options, load_splits, make_out
 from alva.cli.model_inputs import MNIST_SHAPE
 from alva.cli.sparse_cmd import max_pixels, pixel_count
-from alva.models import check_fits
+from alva.report.fakeclass import metric_value
 from alva.training.fakeclass import DESettings, FakeClassSettings, ReferenceSettings, SparseSettings, fakeclass_train
 
 DEFAULTS = FakeClassSettings()
@@ -31,7 +31,7 @@ def register(commands) -> None:
     add_data_options(p, splits=True)
     p.add_argument("--from-scratch", action="store_true",
                    help="a fresh network of that architecture, trained on the real half for --pretrain-epochs")
-    p.add_argument("--pretrain-epochs", type=int, default=DEFAULTS.pretrain_epochs)
+    add_numbers(p, pretrain_epochs=DEFAULTS.pretrain_epochs)
     p.add_argument("--rounds", type=int, default=DEFAULTS.rounds, help="most training rounds")
     p.add_argument("--per-class", type=int, default=DEFAULTS.per_class,
                    help="images generated per target class per round, to train on")
@@ -44,7 +44,7 @@ def register(commands) -> None:
     gen.add_argument("--steps", type=int, default=a.steps, help="full step budget per image")
     gen.add_argument("--lam", type=float, default=a.lam, help="weight of the L1 penalty")
     gen.add_argument("--attack-lr", type=float, default=a.lr, help="step size of the generation")
-    gen.add_argument("--confidence", type=float, default=a.confidence)
+    add_numbers(gen, confidence=a.confidence)
     gen.add_argument("--max-pixels", type=pixel_count, default=None,
                      help="a count (300) or a fraction of the image's pixels (0.05); default: 300 of 784 pixels, "
                           "the same share of other sizes")
@@ -53,19 +53,16 @@ def register(commands) -> None:
     d = DEFAULTS.de
     de = p.add_argument_group("differential evolution (metric 7)")
     de.add_argument("--de-per-class", type=int, default=d.per_class, help="0: no DE images")
-    de.add_argument("--de-pixels", type=int, default=d.pixels)
-    de.add_argument("--de-popsize", type=int, default=d.popsize)
-    de.add_argument("--de-generations", type=int, default=d.generations)
+    add_numbers(de, de_pixels=d.pixels, de_popsize=d.popsize, de_generations=d.generations)
     ref = p.add_argument_group("reference network (metric 6), trained on the other half of MNIST train")
-    ref.add_argument("--reference-epochs", type=int, default=DEFAULTS.reference.epochs)
+    add_numbers(ref, reference_epochs=DEFAULTS.reference.epochs)
     ref.add_argument("--reference-outputs", type=int, default=None, help="K or 2K (default: K, the data's classes)")
     ref.add_argument("--reference-size", type=int, default=None,
                      help="images of the other half it trains on (default: all 30000)")
     ref.add_argument("--reference-per-class", type=int, default=DEFAULTS.reference.per_class,
                      help="sparse images per class generated on it")
     p.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help="training epochs per round")
-    p.add_argument("--lr", type=float, default=DEFAULTS.lr)
-    p.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
+    add_numbers(p, lr=DEFAULTS.lr, batch_size=DEFAULTS.batch_size)
     p.add_argument("--train-size", type=int, default=None,
                    help="real training images from the first half of MNIST train (default: all 30000)")
     p.add_argument("--min-fake-share", type=float, default=DEFAULTS.min_fake_share,
@@ -76,39 +73,20 @@ def register(commands) -> None:
     p.add_argument("--eval-test-size", type=int, default=None, help="real test images of metric 10 (default: all)")
     p.add_argument("--nn-pool-size", type=int, default=DEFAULTS.nn_pool_size,
                    help="training images searched for the nearest neighbour (metric 1)")
-    p.add_argument("--seed", type=int, default=DEFAULTS.seed)
-    p.add_argument("--out", required=True, help="run folder")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the run in --out after its last finished round (else start over)")
-    add_common(p)
-    p.set_defaults(handler=run)
+    add_numbers(p, seed=DEFAULTS.seed)
+    add_common(p, run, out="run folder",
+               resume="continue the run in --out after its last finished round (else start over)")
 
 
 def settings_from_args(args: argparse.Namespace, num_classes: int = DEFAULTS.num_classes,
                        shape: tuple[int, ...] = MNIST_SHAPE) -> FakeClassSettings:
     """The settings the options give, for data of ``num_classes`` classes and images of ``shape``."""
-    return FakeClassSettings(
-        num_classes=num_classes,
-        rounds=args.rounds, per_class=args.per_class, test_per_class=args.test_per_class, threshold=args.threshold,
+    return settings_from(
+        FakeClassSettings, args, num_classes=num_classes,
         attack=SparseSettings(steps=args.steps, lam=args.lam, lr=args.attack_lr, confidence=args.confidence,
                               max_pixels=max_pixels(args.max_pixels, shape), mask_fraction=args.mask_fraction),
-        de=DESettings(per_class=args.de_per_class, pixels=args.de_pixels, popsize=args.de_popsize,
-                      generations=args.de_generations),
-        reference=ReferenceSettings(outputs=args.reference_outputs or num_classes, epochs=args.reference_epochs,
-                                    size=args.reference_size, per_class=args.reference_per_class),
-        epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, train_size=args.train_size,
-        min_fake_share=args.min_fake_share, sample=args.sample, eval_train_size=args.eval_train_size,
-        eval_test_size=args.eval_test_size, nn_pool_size=args.nn_pool_size,
-        from_scratch=args.from_scratch, pretrain_epochs=args.pretrain_epochs, seed=args.seed)
-
-
-def _cell(metrics: dict[str, Any], path: str) -> str:
-    node: Any = metrics
-    for part in path.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return "-"
-        node = node[part]
-    return f"{node:.3f}" if isinstance(node, float) else str(node)
+        de=settings_from(DESettings, args, "de_"),
+        reference=settings_from(ReferenceSettings, args, "reference_", outputs=args.reference_outputs or num_classes))
 
 
 COLUMNS = (
@@ -127,17 +105,14 @@ def table(state: dict[str, Any]) -> str:
     rows = [[name for name, _ in COLUMNS]]
     for record in state["rounds"]:
         rows.append([str(record["round"]) + ("*" if record.get("final") else "")]
-                    + [_cell(record["metrics"], path) for _, path in COLUMNS[1:]])
+                    + ["-" if (v := metric_value(record["metrics"], path)) is None else f"{v:.3f}"
+                       for _, path in COLUMNS[1:]])
     widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
 
 
 def run(args: argparse.Namespace) -> int:
-    test = load_data(args, args.test_split)
-    train = load_data(args, args.train_split)
-    classifier = load_model(args, test, name="--classifier")
-    check_fits(classifier, train.shape, train.num_classes, model_name=args.classifier,
-               data_name=f"the data {args.data!r} ({args.train_split})")
+    test, train, classifier = load_splits(args, name="--classifier")
     settings = settings_from_args(args, test.num_classes, test.shape)
     state = fakeclass_train(classifier, settings, make_out(args.out), resume=args.resume,
                             progress=not args.no_progress, device=args.device, train=train.tensors(),

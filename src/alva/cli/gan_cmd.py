@@ -9,7 +9,7 @@ from dataclasses import asdict
 
 import torch
 
-from alva.cli.common import add_common
+from alva.cli.common import add_common, add_numbers, settings_from
 from alva.cli.inputs import add_data_options, add_model_options, load_data, make_out, subset
 from alva.cli.model_inputs import MNIST_SHAPE, load_model_as
 from alva.data import ImageData
@@ -32,35 +32,27 @@ def register(commands) -> None:
     mode.add_argument("--conditional", dest="conditional", action="store_true", default=True,
                       help="AC-WGAN-GP: G(z, y) with an auxiliary classifier in the critic (default)")
     mode.add_argument("--unconditional", dest="conditional", action="store_false", help="WGAN-GP: G(z)")
-    t.add_argument("--epochs", type=int, default=5)
-    t.add_argument("--batch-size", type=int, default=64)
-    t.add_argument("--lr", type=float, default=2e-4)
+    add_numbers(t, epochs=5, batch_size=64, lr=2e-4)
     t.add_argument("--n-critic", type=int, default=5, help="critic steps per generator step")
     t.add_argument("--gp-lambda", type=float, default=10.0, help="weight of the gradient penalty")
-    t.add_argument("--latent-dim", type=int, default=64)
-    t.add_argument("--seed", type=int, default=0)
+    add_numbers(t, latent_dim=64, seed=0)
     t.add_argument("--train-size", type=int, default=None, help="train on a fixed stratified subset of this size")
     add_data_options(t, splits=True)
     add_model_options(t, default="mnist/mlp", name="--oracle")
-    t.add_argument("--eval-samples", type=int, default=10_000)
+    add_numbers(t, eval_samples=10_000)
     t.add_argument("--monitor-samples", type=int, default=1000,
                    help="after every epoch, log the oracle's label agreement on this many samples (0: off)")
     t.add_argument("--aux-fake-weight", type=float, default=0.0,
                    help="weight of the critic's auxiliary loss on generated images (Odena et al.: 1; default 0 "
                         "trains that head on real images only)")
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    t.add_argument("--out", required=True, help="run folder")
-    t.add_argument("--resume", action="store_true", help="continue the run in --out from its last finished epoch")
-    add_common(t)
-    t.set_defaults(handler=run)
+    add_common(t, run, out="run folder", resume="continue the run in --out from its last finished epoch")
 
 
 def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
-    settings = GanSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, n_critic=args.n_critic,
-                           gp_lambda=args.gp_lambda, aux_fake_weight=args.aux_fake_weight, conditional=args.conditional,
-                           seed=args.seed)
+    settings = settings_from(GanSettings, args)
     train = load_data(args, args.train_split)
     test = load_data(args, args.test_split)
     if tuple(train.shape) != MNIST_SHAPE or train.task != "multiclass":

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from alva.cli import inputs
-from alva.cli.common import add_common
+from alva.cli.common import add_common, add_numbers, finish, paragraph, settings_from
 from alva.cli.model_inputs import (
     GENERATOR_HELP,
     MNIST_SHAPE,
@@ -22,8 +22,14 @@ from alva.cli.model_inputs import (
     mnist_default,
 )
 from alva.data import ImageData
+from alva.results import Batch
 from alva.tracking.files import atomic_write_json
 
+ADVGAN_TRAIN_DESCRIPTION = paragraph("""
+Train an AdvGAN perturbation generator (Xiao et al. 2018) against --model; checkpoint after every epoch (--resume
+goes on), metrics.jsonl, samples/epoch_NNN.png, generator.safetensors, then evaluate on test images (summary.json,
+grid.png).
+""")
 ORACLE_HELP = ("independent classifier that judges validity (default: mnist/mlp for 1x28x28 data, none for other "
                "data; 'none': no validity)")
 
@@ -32,28 +38,18 @@ def register(commands) -> None:
     p = commands.add_parser("advgan", help="AdvGAN: train a perturbation generator, attack with it")
     sub = p.add_subparsers(dest="advgan_command", required=True, metavar="ACTION")
     t = sub.add_parser("train", help="train a perturbation generator against a classifier",
-                       description="Train an AdvGAN perturbation generator (Xiao et al. 2018) against --model; "
-                                   "checkpoint after every epoch (--resume goes on), metrics.jsonl, "
-                                   "samples/epoch_NNN.png, generator.safetensors, then evaluate on test images "
-                                   "(summary.json, grid.png).")
+                       description=ADVGAN_TRAIN_DESCRIPTION)
     inputs.add_model_options(t)
     inputs.add_data_options(t, splits=True)
     t.add_argument("--eps", type=inputs.fraction, default=None, help=f"L-inf bound, e.g. 8/255 ({inputs.EPS_HELP})")
-    t.add_argument("--epochs", type=int, default=2)
-    t.add_argument("--batch-size", type=int, default=64)
-    t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--gan-weight", type=float, default=0.1)
-    t.add_argument("--hinge-weight", type=float, default=0.05)
+    add_numbers(t, epochs=2, batch_size=64, lr=1e-3, gan_weight=0.1, hinge_weight=0.05)
     t.add_argument("--hinge-bound", type=float, default=3.0, help="L2 size above which the hinge term acts")
     t.add_argument("--width", type=int, default=32, help="generator width (cost grows with its square)")
     t.add_argument("--targeted", action="store_true", help="train a targeted generator (random targets)")
     t.add_argument("--train-size", type=int, default=10000, help="training images (fixed stratified subset)")
-    t.add_argument("--seed", type=int, default=0)
+    add_numbers(t, seed=0)
     _add_eval(t)
-    t.add_argument("--resume", action="store_true")
-    t.add_argument("--out", required=True)
-    add_common(t)
-    t.set_defaults(handler=run_advgan_train)
+    add_common(t, run_advgan_train, out="run folder", resume="continue the run in --out from its last finished epoch")
 
     a = sub.add_parser("attack", help="attack test images with a trained perturbation generator")
     inputs.add_model_options(a)
@@ -62,9 +58,7 @@ def register(commands) -> None:
     a.add_argument("--eps", type=inputs.fraction, default=None, help="L-inf bound (default: the generator's eps)")
     a.add_argument("--target", default=None, choices=["random", "least-likely"], help="for a targeted generator")
     _add_eval(a)
-    a.add_argument("--out", required=True)
-    add_common(a)
-    a.set_defaults(handler=run_advgan_attack)
+    add_common(a, run_advgan_attack, out="output folder")
 
     f = sub.add_parser("figure", help="bar chart of success and validity from summary.json files")
     f.add_argument("summaries", nargs="+", help="LABEL=PATH/summary.json")
@@ -86,8 +80,7 @@ def register(commands) -> None:
     ft.add_argument("--reference", default="mnist/cnn-small-fast", help="classifier whose features frechet uses")
     ft.add_argument("--critic", default=None, help="train_gan checkpoint whose critic keeps images realistic")
     ft.add_argument("--critic-weight", type=float, default=0.0)
-    _add_atgan(ft)
-    ft.set_defaults(handler=run_atgan_finetune)
+    _add_atgan(ft, run_atgan_finetune)
 
     cr = gsub.add_parser("critic", help="train a fresh generator against a frozen, trained critic and the classifier",
                          description="Train a fresh conditional generator against a frozen AC-WGAN-GP critic (its "
@@ -98,8 +91,7 @@ def register(commands) -> None:
                     help="train_gan checkpoint holding the trained critic (default: the critic shipped with "
                          "mnist/acwgan-gp)")
     cr.add_argument("--adv-weight", type=float, default=1.0)
-    _add_atgan(cr)
-    cr.set_defaults(handler=run_atgan_critic)
+    _add_atgan(cr, run_atgan_critic)
 
 
 def _add_eval(p: argparse.ArgumentParser) -> None:
@@ -108,19 +100,15 @@ def _add_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-eval", type=int, default=1000, help="test images to attack (fixed stratified subset)")
 
 
-def _add_atgan(p: argparse.ArgumentParser) -> None:
+def _add_atgan(p: argparse.ArgumentParser, handler) -> None:
     inputs.add_model_options(p, name="--classifier")
     inputs.add_model_options(p, default="mnist/mlp", name="--oracle")
     inputs.add_data_options(p)
-    p.add_argument("--epochs", type=int, default=2)
+    add_numbers(p, epochs=2)
     p.add_argument("--steps", type=int, default=200, help="generator steps per epoch")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--seed", type=int, default=0)
+    add_numbers(p, batch_size=64, lr=1e-4, seed=0)
     p.add_argument("--n-eval", type=int, default=2000, help="samples to measure")
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("--out", required=True)
-    add_common(p)
+    add_common(p, handler, out="run folder", resume="continue the run in --out from its last finished epoch")
 
 
 def throughput(fn, n: int, repeats: int = 3) -> float:
@@ -141,7 +129,6 @@ def _oracle(args: argparse.Namespace, data: ImageData):
 
 def _advgan_eval(model, generator, args, out: Path, eps, target, test: ImageData, oracle) -> dict:
     from alva.attacks.generator_attacks import AdvGANAttack, advgan_summary
-    from alva.evaluation.robustness import Batch
     from alva.report.figures import adversarial_grid
 
     x, y = inputs.subset(test, args.n_eval, 0)
@@ -150,9 +137,7 @@ def _advgan_eval(model, generator, args, out: Path, eps, target, test: ImageData
     result = attack(x, y)
     summary = {"model": args.model, "eps": attack.eps, "oracle": args.oracle, **advgan_summary(result, x, y, oracle),
                "images_per_s": throughput(lambda: attack(x, y), len(x))}
-    probs = result.adv_logits.softmax(1)
-    batch = Batch(x.cpu(), result.x_adv.cpu(), y.cpu(), result.clean_logits.argmax(1).cpu(), result.adv_pred.cpu(),
-                  probs.amax(1).cpu(), result.success.cpu())
+    batch = Batch.from_logits(x, result.x_adv, y, result.clean_logits, result.adv_logits, result.success)
     adversarial_grid(out / "grid.png", batch, title=f"AdvGAN eps={attack.eps} vs {args.model}: success "
                      f"{summary['success']:.1%}, oracle validity {summary.get('validity', float('nan')):.1%}")
     atomic_write_json(out / "summary.json", summary, kind="advgan-summary")
@@ -160,29 +145,20 @@ def _advgan_eval(model, generator, args, out: Path, eps, target, test: ImageData
 
 
 def run_advgan_train(args: argparse.Namespace) -> int:
-    from alva.models import check_fits
     from alva.training.advgan import AdvGANSettings, train_advgan
     from alva.training.classifier import current_command
 
-    settings = AdvGANSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, gan_weight=args.gan_weight,
-                              hinge_weight=args.hinge_weight, hinge_bound=args.hinge_bound, targeted=args.targeted,
-                              width=args.width, seed=args.seed)
-    test = inputs.load_data(args, args.test_split)
-    model = inputs.load_model(args, test)
+    settings = settings_from(AdvGANSettings, args)
+    test, train, model = inputs.load_splits(args)
     oracle = _oracle(args, test)
     args.eps = args.eps if args.eps is not None else inputs.default_eps(test)
-    train = inputs.load_data(args, args.train_split)
-    check_fits(model, train.shape, train.num_classes, model_name=args.model,
-               data_name=f"the data {args.data!r} ({args.train_split})")
     data = inputs.subset(train, args.train_size, args.seed)
     out = inputs.make_out(args.out)
     generator, _ = train_advgan(model, data, args.eps, settings, out=out, resume=args.resume, device=args.device,
                                 progress=not args.no_progress, num_classes=test.num_classes,
                                 card={"target_model": args.model, "command": current_command()})
     summary = _advgan_eval(model, generator, args, out, args.eps, "random" if args.targeted else None, test, oracle)
-    print(_line(summary))
-    print(f"wrote {args.out}/generator.safetensors, summary.json, grid.png")
-    return 0
+    return finish(summary, f"{args.out}/generator.safetensors, summary.json, grid.png")
 
 
 def run_advgan_attack(args: argparse.Namespace) -> int:
@@ -199,9 +175,7 @@ def run_advgan_attack(args: argparse.Namespace) -> int:
         raise ValueError(f"the targeted generator {args.generator} knows {generator.num_classes} target classes but "
                          f"{args.data} has {test.num_classes}")
     summary = _advgan_eval(model, generator, args, inputs.make_out(args.out), args.eps, args.target, test, oracle)
-    print(_line(summary))
-    print(f"wrote {args.out}/summary.json, grid.png")
-    return 0
+    return finish(summary, f"{args.out}/summary.json, grid.png")
 
 
 def run_figure(args: argparse.Namespace) -> int:
@@ -236,7 +210,6 @@ def _atgan_eval(g_adv, original, args, out: Path, loaded: tuple[ImageData, torch
                 ) -> dict:
     from alva.attacks.generator_attacks import UnrestrictedGeneratorAttack, generator_attack_summary
     from alva.evaluation.generative import generator_frechet
-    from alva.evaluation.robustness import Batch
     from alva.report.figures import adversarial_grid
 
     data, classifier, oracle = loaded
@@ -248,19 +221,15 @@ def _atgan_eval(g_adv, original, args, out: Path, loaded: tuple[ImageData, torch
                "frechet_of": f"Frechet distance on {args.oracle} penultimate features to {args.n_eval} real test "
                              "images",
                "images_per_s": throughput(lambda: attack.sample(args.n_eval, seed=10_000), args.n_eval)}
-    if original is not None:
-        summary["frechet_to_real_original"] = generator_frechet(original, oracle, real, args.n_eval, seed=10_000)
-        with torch.no_grad():
-            summary["original_success"] = (classifier(result.x).argmax(1) != result.y).float().mean().item()
-            summary["original_validity"] = (oracle(result.x).argmax(1) == result.y).float().mean().item()
-    if result.y is None or result.oracle_pred is None:
-        raise RuntimeError("a generator attack with an oracle gives the classes and the oracle's labels")
+    if result.x is None or result.y is None or result.oracle_pred is None:
+        raise RuntimeError("a generator attack with a reference generator and an oracle gives G(z, y), the classes "
+                           "and the oracle's labels")
+    summary["frechet_to_real_original"] = generator_frechet(original, oracle, real, args.n_eval, seed=10_000)
     with torch.no_grad():
-        clean = classifier(result.x).argmax(1) if result.x is not None else result.y
-    probs = result.adv_logits.softmax(1)
-    x = result.x if result.x is not None else result.x_adv
-    batch = Batch(x.cpu(), result.x_adv.cpu(), result.y.cpu(), clean.cpu(), result.adv_logits.argmax(1).cpu(),
-                  probs.amax(1).cpu(), result.success.cpu())
+        clean_logits = classifier(result.x)
+        summary["original_success"] = (clean_logits.argmax(1) != result.y).float().mean().item()
+        summary["original_validity"] = (oracle(result.x).argmax(1) == result.y).float().mean().item()
+    batch = Batch.from_logits(result.x, result.x_adv, result.y, clean_logits, result.adv_logits, result.success)
     notes = [f"oracle={int(p)}" for p in result.oracle_pred.tolist()]
     adversarial_grid(out / "grid.png", batch, notes=notes,
                      title=f"{g_adv.card.get('method')} vs {args.classifier}: top G(z,y), middle G_adv(z,y); "
@@ -269,19 +238,12 @@ def _atgan_eval(g_adv, original, args, out: Path, loaded: tuple[ImageData, torch
     return summary
 
 
-def _atgan_settings(args, distance: str, dist_weight: float, critic_weight: float):
-    from alva.training.atgan import ATGANSettings
-
-    return ATGANSettings(epochs=args.epochs, steps_per_epoch=args.steps, batch_size=args.batch_size, lr=args.lr,
-                         distance=distance, dist_weight=dist_weight, critic_weight=critic_weight, seed=args.seed)
-
-
 def run_atgan_finetune(args: argparse.Namespace) -> int:
-    from alva.training.atgan import finetune_atgan, load_critic
+    from alva.training.atgan import ATGANSettings, finetune_atgan, load_critic
     from alva.training.classifier import current_command
 
     weight = args.dist_weight if args.dist_weight is not None else {"l2": 0.5, "frechet": 0.01}[args.distance]
-    settings = _atgan_settings(args, args.distance, weight, args.critic_weight)
+    settings = settings_from(ATGANSettings, args, steps_per_epoch=args.steps, dist_weight=weight)
     original = load_user_generator(args.generator, device=args.device)
     loaded = _atgan_inputs(args, original)
     reference = load_model_as(args, loaded[0], "--reference", args.reference)
@@ -292,21 +254,19 @@ def run_atgan_finetune(args: argparse.Namespace) -> int:
                               card={"classifier": args.classifier, "base_generator": args.generator,
                                     "reference": args.reference, "command": current_command()})
     summary = _atgan_eval(g_adv, original, args, out, loaded)
-    print(_line(summary))
-    print(f"wrote {args.out}/generator.safetensors, summary.json, grid.png")
-    return 0
+    return finish(summary, f"{args.out}/generator.safetensors, summary.json, grid.png")
 
 
 def run_atgan_critic(args: argparse.Namespace) -> int:
     from alva.models import load_generator
-    from alva.training.atgan import SHIPPED_CRITIC, load_critic, train_against_critic
+    from alva.training.atgan import SHIPPED_CRITIC, ATGANSettings, load_critic, train_against_critic
     from alva.training.classifier import current_command
 
     args.critic = args.critic or str(SHIPPED_CRITIC)
     if not Path(args.critic).exists():
         raise FileNotFoundError(f"no critic checkpoint at {args.critic}: train one with alva gan train --out DIR "
                                 "and pass --critic DIR/checkpoint.safetensors")
-    settings = _atgan_settings(args, "l2", 0.0, 0.0)
+    settings = settings_from(ATGANSettings, args, steps_per_epoch=args.steps, dist_weight=0.0)
     loaded = _atgan_inputs(args, None)
     critic = load_critic(args.critic).to(args.device)
     out = inputs.make_out(args.out)
@@ -315,10 +275,4 @@ def run_atgan_critic(args: argparse.Namespace) -> int:
                                 card={"classifier": args.classifier, "critic": args.critic,
                                       "command": current_command()})
     summary = _atgan_eval(g, load_generator("mnist/acwgan-gp", device=args.device), args, out, loaded)
-    print(_line(summary))
-    print(f"wrote {args.out}/generator.safetensors, summary.json, grid.png")
-    return 0
-
-
-def _line(summary: dict) -> str:
-    return ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items())
+    return finish(summary, f"{args.out}/generator.safetensors, summary.json, grid.png")

@@ -36,6 +36,11 @@ def fraction(text: str) -> float:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+def fractions(text: str) -> list[float]:
+    """argparse type of comma-separated budgets or weights: ``0.05,8/255``."""
+    return [fraction(v.strip()) for v in text.split(",") if v.strip()]
+
+
 def image_size(text: str) -> tuple[int, int]:
     """argparse type of ``--resize``: ``HxW`` (``224x224``) or one number for square images."""
     parts = text.lower().split("x")
@@ -121,7 +126,9 @@ def _floats(text: str | None, option: str, *, count: int | None = None) -> tuple
         raise ValueError(f"{option}: {err}") from None
 
 
-def _kwargs(text: str | None, option: str) -> dict | None:
+def json_object(text: str | None, option: str) -> dict | None:
+    """The JSON object ``text`` given to ``option`` (None when not given); a ValueError naming the option
+    otherwise."""
     if text is None:
         return None
     try:
@@ -142,7 +149,7 @@ def model_options(args: argparse.Namespace, *, name: str = "--model") -> dict:
         "mean": _floats(given["mean"], flags["mean"]),
         "std": _floats(given["std"], flags["std"]),
         "bounds": _floats(given["bounds"], flags["bounds"], count=2),
-        "kwargs": _kwargs(given["kwargs"], flags["kwargs"]),
+        "kwargs": json_object(given["kwargs"], flags["kwargs"]),
     }
     return {k: v for k, v in options.items() if v is not None}
 
@@ -159,6 +166,16 @@ def load_model(args: argparse.Namespace, data: ImageData, *, name: str = "--mode
     check_fits(model, data.shape, data.num_classes, model_name=str(spec),
                data_name=f"the data {data.source!r} ({data.split})")
     return model
+
+
+def load_splits(args: argparse.Namespace, *, name: str = "--model") -> tuple[ImageData, ImageData, nn.Module]:
+    """The test and train splits of ``args.data`` and the model of option ``name``, checked to fit both."""
+    test = load_data(args, args.test_split)
+    model = load_model(args, test, name=name)
+    train = load_data(args, args.train_split)
+    check_fits(model, train.shape, train.num_classes, model_name=str(getattr(args, _dest(name))),
+               data_name=f"the data {args.data!r} ({args.train_split})")
+    return test, train, model
 
 
 def default_eps(data: ImageData) -> float:
@@ -194,5 +211,5 @@ def samples(data: ImageData, n: int | None, seed: int) -> tuple[torch.Tensor | I
 
 
 __all__ = ["DATA_HELP", "EPS_HELP", "MODEL_HELP", "MNIST_EPS", "RGB_EPS", "add_data_options", "add_model_options",
-           "default_eps", "fraction", "image_size", "load_data", "load_model", "make_out",
-           "model_options", "samples", "subset"]
+           "default_eps", "fraction", "fractions", "image_size", "json_object", "load_data", "load_model",
+           "load_splits", "make_out", "model_options", "samples", "subset"]

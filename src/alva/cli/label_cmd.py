@@ -8,39 +8,33 @@ from typing import Any
 import alva.data
 from alva.attacks import PGD
 from alva.attacks.multilabel import NaiveBCE, SingleLabelFlip
-from alva.cli.common import add_common
-from alva.cli.inputs import add_data_options, add_model_options, fraction, load_data, load_model, make_out, subset
+from alva.cli.common import add_common, add_numbers, paragraph
+from alva.cli.inputs import add_data_options, add_model_options, fractions, load_data, load_model, make_out, subset
 from alva.evaluation.label_flips import attack_one_label, flip_curves
 from alva.report import eps_curve_plot
 from alva.tracking import atomic_write_json
 
 COLUMNS = ("success", "collateral", "hamming", "only_target", "positives_turned_off")
+DESCRIPTION = paragraph("""
+For each eps: naive PGD (maximise the BCE of all labels) and the single-label attack (flip one label, hold the
+others) on multi-label images of --data (default: generated multi-label MNIST test images, --n of them). Writes
+summary.json and flips.png.
+""")
 
 
 def register(commands) -> None:
-    p = commands.add_parser("attack-label", help="attack one label of a multi-label model",
-                            description="For each eps: naive PGD (maximise the BCE of all labels) and the "
-                                        "single-label attack (flip one label, hold the others) on multi-label "
-                                        "images of --data (default: generated multi-label MNIST test images, "
-                                        "--n of them). Writes summary.json and flips.png.")
+    p = commands.add_parser("attack-label", help="attack one label of a multi-label model", description=DESCRIPTION)
     add_model_options(p, default="mnist-multilabel/cnn-gmp")
     add_data_options(p, default="mnist-multilabel")
     p.add_argument("--eps", type=fractions, default=[0.05, 0.1, 0.2, 0.3],
                    help="comma-separated eps values, each a number or a fraction (8/255)")
-    p.add_argument("--steps", type=int, default=40)
+    add_numbers(p, steps=40)
     p.add_argument("--target", default="positive", choices=["positive", "negative", "random"],
                    help="which label to flip: one that is on, off, or any")
     p.add_argument("--hold", type=float, default=1.0, help="weight of holding the other labels")
     p.add_argument("--n", type=int, default=500, help="test images (generated ones for mnist-multilabel)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True)
-    add_common(p)
-    p.set_defaults(handler=run)
-
-
-def fractions(text: str) -> list[float]:
-    """argparse type of comma-separated budgets: ``0.05,8/255``."""
-    return [fraction(v.strip()) for v in text.split(",") if v.strip()]
+    add_numbers(p, seed=0)
+    add_common(p, run, out="output folder")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 from dataclasses import dataclass
 from typing import Any, cast
 
 import torch
 from torch import nn
 
-from alva.cli.inputs import load_model
+from alva.cli.inputs import json_object, load_model
 from alva.data import ImageData
 from alva.models import load_generator
 from alva.models.factory import ModelLoadError, call_factory, is_factory_spec
@@ -76,13 +75,7 @@ def load_user_generator(spec: str, *, kwargs: str | None = None, device: str | t
         if kwargs is not None:
             raise ModelLoadError(f"--generator-kwargs applies to FILE.py:FUNCTION generators only, not {spec!r}")
         return load_generator(spec, device=device)
-    try:
-        options = json.loads(kwargs) if kwargs is not None else {}
-    except json.JSONDecodeError as err:
-        raise ModelLoadError(f"--generator-kwargs must be a JSON object: {err}") from None
-    if not isinstance(options, dict):
-        raise ModelLoadError(f"--generator-kwargs must be a JSON object, got {kwargs!r}")
-    generator = call_factory(spec, options).to(device).eval()
+    generator = call_factory(spec, json_object(kwargs, "--generator-kwargs") or {}).to(device).eval()
     problems = generative_model_problems(generator)
     if problems:
         raise ModelLoadError(f"generator {spec!r} is not a usable generative model: {'; '.join(problems)}")

@@ -16,7 +16,7 @@ from alva.attacks.base import AttackResult
 from alva.attacks.differential_evolution import STRATEGIES, DifferentialEvolution
 from alva.attacks.sparse import OPTIMIZERS, SparseConfident, pixel_l0, sparse_summary
 from alva.cli.attack_cmd import format_report
-from alva.cli.common import add_common, paragraph
+from alva.cli.common import add_common, add_numbers, paragraph, recorded
 from alva.cli.inputs import add_data_options, add_model_options, load_data, load_model, make_out, subset
 from alva.evaluation import evaluate_attack
 from alva.report import adversarial_grid, sparse_grid
@@ -99,9 +99,9 @@ def register(commands) -> None:
     add_model_options(p)
     add_data_options(p)
     p.add_argument("--target", default="all", help="'all' classes, or a class or comma-separated classes")
-    p.add_argument("--n-per-class", type=int, default=10)
+    add_numbers(p, n_per_class=10)
     p.add_argument("--method", default="l1", choices=["l1", "de"])
-    p.add_argument("--confidence", type=float, default=0.9)
+    add_numbers(p, confidence=0.9)
     p.add_argument("--max-pixels", type=pixel_count, default=None,
                    help="most non-zero pixels of a successful image: a count (300) or a fraction of the image's "
                         "pixels (0.05); default: 300 of 784 pixels, the same share of other sizes")
@@ -113,11 +113,9 @@ def register(commands) -> None:
     p.add_argument("--mask-fraction", type=float, default=0.0, help="l1: fraction of pixels held at 0")
     p.add_argument("--zero-tol", type=float, default=1e-3, help="a pixel counts as non-zero above this")
     _add_de(p, 30, 100, 100, "best1")  # rand1 reaches few classes with 30 pixels
-    p.add_argument("--seed", type=int, default=0)
+    add_numbers(p, seed=0)
     _add_threads(p)
-    p.add_argument("--out", required=True, help="output folder")
-    add_common(p)
-    p.set_defaults(handler=run_sparse)
+    add_common(p, run_sparse, out="output folder")
 
     q = commands.add_parser("one-pixel", help="k-pixel black-box attack by differential evolution",
                             description=ONE_PIXEL_DESCRIPTION)
@@ -129,11 +127,9 @@ def register(commands) -> None:
     q.add_argument("--confidence", type=float, default=None, help="success also needs this probability")
     q.add_argument("--n", type=int, default=100, help="number of test images (fixed stratified subset)")
     q.add_argument("--batch-size", type=int, default=100, help="images attacked together")
-    q.add_argument("--seed", type=int, default=0)
+    add_numbers(q, seed=0)
     _add_threads(q)
-    q.add_argument("--out", required=True, help="output folder")
-    add_common(q)
-    q.set_defaults(handler=run_one_pixel)
+    add_common(q, run_one_pixel, out="output folder")
 
 
 def _targets(text: str, num_classes: int) -> list[int]:
@@ -207,8 +203,7 @@ def run_sparse(args: argparse.Namespace) -> int:
     if result.target is None:
         raise RuntimeError("a sparse-image result has targets")
     summary = sparse_summary(result)
-    settings = {k: v for k, v in vars(args).items() if k not in ("handler", "func")}
-    atomic_write_json(out / "result.json", {"model": args.model, "settings": settings, "summary": summary},
+    atomic_write_json(out / "result.json", {"model": args.model, "settings": recorded(args), "summary": summary},
                       kind="sparse-result")
     atomic_write_bytes(out / "images.safetensors", safetensors.torch.save(
         {"x": result.x_adv.contiguous(), "target": result.target, "success": result.success.to(torch.uint8)}))
@@ -233,8 +228,7 @@ def run_one_pixel(args: argparse.Namespace) -> int:
     name = f"de-{args.pixels}px"
     report, batch = evaluate_attack(attack, x, y, name=name, batch_size=args.batch_size, device=args.device,
                                     progress=not args.no_progress)
-    settings = {k: v for k, v in vars(args).items() if k not in ("handler", "func")}
-    atomic_write_json(out / "summary.json", {"model": args.model, "settings": settings, "budget": attack.budget,
+    atomic_write_json(out / "summary.json", {"model": args.model, "settings": recorded(args), "budget": attack.budget,
                                              "report": report.to_dict()}, kind="attack-summary")
     adversarial_grid(out / "grid.png", batch, title=f"DE {args.pixels} pixel(s) ({args.strategy}) on {args.model}")
     print(format_report(report))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from alva import distributed
-from alva.cli.common import add_common
+from alva.cli.common import add_common, add_numbers, settings_from
 from alva.cli.inputs import DATA_HELP, add_data_options, fraction, model_options
 from alva.models import ARCHITECTURES, zoo
 from alva.training import OBJECTIVES, ClassifierRun, TrainSettings, train_classifier
@@ -35,14 +35,12 @@ def register(commands) -> None:
                    help="FILE.py:FUNCTION only: range of the inputs (default 0,1)")
     p.add_argument("--model-kwargs", default=None, metavar="JSON",
                    help="FILE.py:FUNCTION only: keyword arguments of the function, as a JSON object")
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-3)
+    add_numbers(p, epochs=2, batch_size=128, lr=1e-3)
     p.add_argument("--optimizer", default="adam", choices=OPTIMIZERS)
     p.add_argument("--momentum", type=float, default=0.9, help="for sgd")
-    p.add_argument("--weight-decay", type=float, default=0.0)
+    add_numbers(p, weight_decay=0.0)
     p.add_argument("--schedule", default="constant", choices=SCHEDULES)
-    p.add_argument("--seed", type=int, default=0)
+    add_numbers(p, seed=0)
     p.add_argument("--adv", "--objective", dest="objective", default=None,
                    choices=sorted(k for k in OBJECTIVES if k != "logistic-fgsm"),
                    help="training objective: standard (cross-entropy, mnist), fgsm-mix (Goodfellow et al.), pgd "
@@ -78,10 +76,7 @@ def register(commands) -> None:
     p.add_argument("--test-size", type=int, default=None,
                    help="evaluate on a fixed stratified test subset of this size (default: all); mnist-multilabel: "
                         "generate this many test images (default 5000)")
-    p.add_argument("--out", required=True, help="run folder")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last finished epoch")
-    add_common(p)
-    p.set_defaults(handler=run)
+    add_common(p, run, out="run folder", resume="continue the run in --out from its last finished epoch")
 
 
 # flag -> (keyword of the objective, the objectives that take it)
@@ -110,13 +105,9 @@ def objective_settings(args: argparse.Namespace, objective: str) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    # Under torchrun: join the process group (gloo on CPU, NCCL on GPUs); a plain run is left as it is.
     args.device = distributed.init_from_env(args.device)
-    settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
-                             momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule,
-                             seed=args.seed, monitor=args.monitor, patience=args.patience)
-    known = DATASETS.get(args.data)
-    objective = args.objective or (known.objective if known else None)  # None: by the data's labels
+    settings = settings_from(TrainSettings, args)
+    objective = args.objective or DATASETS.get(args.data)  # None: by the data's labels
     chosen = objective_settings(args, objective or "standard")
     job = ClassifierRun(model=args.model, out=args.out, settings=settings, objective=objective,
                         objective_settings=chosen, train_size=args.train_size, test_size=args.test_size,

@@ -11,7 +11,7 @@ import torch
 
 from alva.attacks import FGSM, PGD, AttackResult
 from alva.attacks.transfer import TransferAttack
-from alva.cli.common import add_common, paragraph
+from alva.cli.common import add_common, add_numbers, paragraph, recorded
 from alva.cli.inputs import EPS_HELP, add_data_options, add_model_options, default_eps, fraction, load_data, make_out
 from alva.cli.model_inputs import load_models
 from alva.data import fixed_subset
@@ -44,18 +44,15 @@ def register(commands) -> None:
                    help="query-labels: Papernot et al. Jacobian augmentation rounds (0: none)")
     p.add_argument("--lam", type=float, default=0.1, help="Jacobian augmentation step")
     p.add_argument("--train-size", type=int, default=10000, help="same-data: training images of the substitute")
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--lr", type=float, default=1e-3)
+    add_numbers(p, epochs=2, lr=1e-3)
     p.add_argument("--attack", default="pgd", choices=["fgsm", "pgd"], help="white-box attack on the substitute")
     p.add_argument("--eps", type=fraction, default=None, help=f"L-inf radius, e.g. 8/255 ({EPS_HELP})")
     p.add_argument("--steps", type=int, default=40, help="PGD steps")
     p.add_argument("--n", type=int, default=1000, help="test images to attack (fixed stratified subset)")
-    p.add_argument("--batch-size", type=int, default=500)
+    add_numbers(p, batch_size=500)
     p.add_argument("--seed", type=int, default=0, help="seeds the attack and the test subset")
     p.add_argument("--substitute-seed", type=int, default=1, help="seeds the substitute's data and weights")
-    p.add_argument("--out", required=True, help="output folder")
-    add_common(p)
-    p.set_defaults(handler=run)
+    add_common(p, run, out="output folder")
 
 
 def _joined(parts: list[AttackResult], field: str) -> torch.Tensor:
@@ -131,8 +128,7 @@ def run(args: argparse.Namespace) -> int:
               f"{row['substitute_agreement']:.3f}); {args.attack} eps={args.eps:.4g}: transfer success "
               f"{row['transfer_success']:.3f} (on correctly classified {row['transfer_success_on_correct']:.3f}), "
               f"target robust acc {row['target_robust_acc']:.3f}")
-    settings_out = {k: v for k, v in vars(args).items() if k not in ("handler", "func")}
-    atomic_write_json(out / "summary.json", {"settings": settings_out, "results": rows}, kind="transfer-summary")
+    atomic_write_json(out / "summary.json", {"settings": recorded(args), "results": rows}, kind="transfer-summary")
     grouped_bars(out / "transfer.png", [r["target"] for r in rows],
                  {"white-box on substitute": [r["white_box_success_on_substitute"] for r in rows],
                   "transfer to target": [r["transfer_success"] for r in rows]},

@@ -80,8 +80,6 @@ def split_path(path: str, split: str) -> Path:
 
 def read_npz(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     """Arrays ``x`` and ``y`` of an ``.npz`` file, read with ``allow_pickle=False``."""
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
     try:
         with np.load(path, allow_pickle=False) as archive:
             names = set(archive.files)
@@ -109,8 +107,6 @@ def read_safetensors(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as err:
@@ -127,6 +123,8 @@ def read_safetensors(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
 def load_array_file(spec: str, split: str) -> ImageData:
     """An ``.npz`` or ``.safetensors`` data set (see the module); ``{split}`` in the name picks the file."""
     path = split_path(spec, split)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
     x, y = read_npz(path) if path.suffix == ".npz" else read_safetensors(path)
     return arrays_to_data(x, y, source=spec, split=split, origin=str(path))
 

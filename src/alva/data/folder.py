@@ -11,6 +11,7 @@ large folder streams through a :class:`torch.utils.data.DataLoader`.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -57,10 +58,7 @@ class ImageFiles(Dataset):
     """
 
     def __init__(self, paths: list[Path], labels: torch.Tensor, channels: int, size: tuple[int, int] | None):
-        self.paths = paths
-        self.labels = labels
-        self.channels = channels
-        self.size = size
+        self.paths, self.labels, self.channels, self.size = paths, labels, channels, size
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -161,8 +159,7 @@ def load_folder(spec: str, split: str, *, resize: tuple[int, int] | None = None,
     if stream or (stream is None and not fits):
         return data
     x, y = data.tensors(num_workers=num_workers)
-    return ImageData(source=spec, split=split, shape=shape, class_names=names, task="multiclass",
-                     labels=y, x=x, origin=str(root))
+    return replace(data, labels=y, x=x, samples=None, _digest=[])
 
 
 __all__ = ["EXTENSIONS", "IN_MEMORY_BYTES", "ImageFiles", "class_folders", "folder_shape", "header",

@@ -45,8 +45,7 @@ def subset_indices(y: torch.Tensor, n: int, *, seed: int = 0, stratified: bool =
             rank[members] = torch.arange(len(members))
         key = rank[perm] * len(classes) + torch.searchsorted(classes, y[perm])
         chosen = perm[torch.argsort(key, stable=True)[:n]]
-    chosen, _ = torch.sort(chosen)
-    return chosen
+    return torch.sort(chosen).values
 
 
 def fixed_subset(x: torch.Tensor, y: torch.Tensor, n: int, *, seed: int = 0, stratified: bool = True

@@ -1,24 +1,14 @@
-"""The data sources :func:`load` knows, registered in one place: a new source is one registered function.
-
-Spec forms, tried in this order:
-
-- ``mnist``: MNIST digits, 1 x 28 x 28, 10 classes (:func:`alva.data.load_mnist`).
-- ``mnist-multilabel``: 2 x 2 grids of 1-4 MNIST digits, 1 x 56 x 56, multi-hot over 10 classes
-  (:func:`alva.data.make_multilabel_mnist`; ``count`` images, 30,000 train / 5,000 test by default,
-  drawn with ``data_seed``).
-- ``cifar10:DIR`` and ``cifar100:DIR``: the binary version of CIFAR (:mod:`alva.data.cifar`).
-- ``FILE.npz`` and ``FILE.safetensors``: arrays ``x`` and ``y`` (:mod:`alva.data.arrays`); a ``{split}`` in
-  the name is replaced by the split (``cifar-{split}.npz``), a name without it is one split whatever
-  ``split`` says.
-- ``DIR``: an image folder, one subfolder per class, or ``train/`` and ``test/`` of that layout
-  (:mod:`alva.data.folder`).
+"""The data sources :func:`load` knows, registered in one place: a new source is one registered :class:`Source`.
+The sources are tried in the order registered below; :func:`spec_forms` lists their spec forms with a summary
+(readers: :func:`alva.data.load_mnist`, :func:`alva.data.make_multilabel_mnist`, :mod:`alva.data.cifar`,
+:mod:`alva.data.arrays`, :mod:`alva.data.folder`).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -36,16 +26,8 @@ MULTILABEL_SIZES = {"train": 30_000, "test": 5_000}
 
 @dataclass(frozen=True)
 class LoadOptions:
-    """How :func:`load` reads a source (each source uses the options that apply to it).
-
-    Attributes:
-        resize: ``(H, W)`` to resize every image to (bilinear), or ``None`` to keep the stored size.
-        stream: Image folders: read on demand (``True``), into memory (``False``), or by size (``None``).
-        num_workers: Worker processes that read an image folder into memory.
-        root: The MNIST folder (``None``: :func:`alva.data.default_root`).
-        data_seed: Seed of generated sets (``mnist-multilabel``).
-        count: Number of images of generated sets (``None``: their default size).
-    """
+    """How :func:`load` reads a source: its keyword arguments of the same names (each source uses those that
+    apply to it)."""
 
     resize: tuple[int, int] | None = None
     stream: bool | None = None
@@ -91,14 +73,14 @@ def find_source(spec: str) -> Source:
 def load(spec: str, split: str = "test", *, resize: tuple[int, int] | None = None, stream: bool | None = None,
          num_workers: int = 0, root: str | os.PathLike | None = None, data_seed: int = 0,
          count: int | None = None) -> ImageData:
-    """Load the ``split`` of the data set named by ``spec`` (the forms are in this module's docstring).
+    """Load the ``split`` of the data set named by ``spec`` (:func:`spec_forms` lists the forms).
 
     Bad data (no class folders, an unreadable image, labels out of range, NaN, wrong array names, ...)
     raises :class:`alva.data.DataError` naming the file.
 
     Args:
-        spec: The data set: ``mnist``, ``mnist-multilabel``, ``cifar10:DIR``, ``cifar100:DIR``, ``FILE.npz``,
-            ``FILE.safetensors`` or an image folder.
+        spec: The data set: ``mnist``, ``mnist-multilabel``, ``cifar10:DIR``, ``cifar100:DIR``, ``FILE.npz`` or
+            ``FILE.safetensors`` (``{split}`` in the name is replaced by the split), or an image folder.
         split: ``"train"`` or ``"test"``.
         resize: ``(H, W)`` every image is resized to (bilinear), or ``None`` to keep the stored size.
         stream: Image folders: read images on demand (``True``), into memory (``False``), or in memory when
@@ -123,8 +105,7 @@ def resized(data: ImageData, size: tuple[int, int]) -> ImageData:
     """In-memory ``data`` with every image resized to ``size`` (H, W), bilinear (antialiased), kept in [0, 1]."""
     assert data.x is not None
     x = F.interpolate(data.x, size=size, mode="bilinear", align_corners=False, antialias=True).clamp_(0.0, 1.0)
-    return ImageData(source=data.source, split=data.split, shape=(data.shape[0], *size), class_names=data.class_names,
-                     task=data.task, labels=data.labels, x=x, origin=data.origin)
+    return replace(data, shape=(data.shape[0], *size), x=x, _digest=[])
 
 
 def _in_memory(spec: str, split: str, x: torch.Tensor, y: torch.Tensor, task: str, origin: str) -> ImageData:

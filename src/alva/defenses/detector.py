@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from alva.attacks.base import attack_mode
 from alva.attacks.errors import AttackInputError
 from alva.attacks.losses import AttackLoss, ClassLoss, as_attack_loss
 from alva.training.objectives import Objective
@@ -56,15 +57,10 @@ def roc_auc(scores: torch.Tensor, labels: torch.Tensor) -> float:
 
 def detector_scores(detector: nn.Module, x: torch.Tensor, *, batch_size: int = 500) -> torch.Tensor:
     """The detector's logits (high = adversarial) for ``x``, in eval mode, on the CPU."""
-    was = detector.training
-    detector.eval()
     device = next(detector.parameters()).device
-    try:
-        with torch.no_grad():
-            return torch.cat([_scores(detector(x[i:i + batch_size].to(device))).cpu()
-                              for i in range(0, len(x), batch_size)])
-    finally:
-        detector.train(was)
+    with attack_mode(detector), torch.no_grad():
+        return torch.cat([_scores(detector(x[i:i + batch_size].to(device))).cpu()
+                          for i in range(0, len(x), batch_size)])
 
 
 def detection_auc(detector: nn.Module, clean: torch.Tensor, adv: torch.Tensor, *, batch_size: int = 500) -> float:
@@ -89,7 +85,6 @@ class DetectorObjective(Objective):
     """
 
     name = "detector"
-    headline = "auc"
 
     def __call__(self, model, x, y):
         logits = _scores(model(x))

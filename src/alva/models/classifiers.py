@@ -1,20 +1,8 @@
 """Image classifiers, each returning logits, built by name with :func:`create`.
 
-Architectures follow the papers whose results alva reproduces; the first seven were made for MNIST-sized
-inputs, the last four are the CIFAR-style networks of the robustness literature and take any input size:
-- ``softmax``: multinomial logistic regression on raw pixels (Goodfellow et al. 2015, section 4).
-- ``mlp``: two hidden ReLU layers.
-- ``maxout``: two maxout layers of 240 units with 5 pieces, the permutation-invariant MNIST
-  network of Goodfellow et al. 2013, used in "Explaining and Harnessing Adversarial Examples" (2015).
-- ``cnn-small``: conv 16 and 32 channels 4x4 stride 2, fc 100 (Wong, Rice and Kolter 2020, "Fast is
-  better than free"; the small MNIST model of Wong and Kolter 2018).
-- ``cnn-wide``: ``cnn-small`` with 32 and 64 channels and fc 256, for adversarial training.
-- ``cnn``: conv 32 and 64 channels 5x5 with 2x2 max-pooling, fc 1024 (Madry et al. 2018).
-- ``cnn-gmp``: four 3x3 conv layers with global max-pooling; made for multi-label MNIST grids (see
-  :func:`cnn_gmp`).
-- ``resnet18`` and ``preact-resnet18``: ResNet-18 in its CIFAR form and its pre-activation version
-  (:mod:`alva.models.resnet`).
-- ``wrn-28-10`` and ``wrn-34-10``: wide residual networks (:mod:`alva.models.wide_resnet`).
+:data:`ARCHITECTURES` gives each name with its layers and the paper it follows. The first seven were made for
+MNIST-sized inputs (``cnn-gmp`` for multi-label MNIST grids); the residual networks (:mod:`alva.models.resnet`,
+:mod:`alva.models.wide_resnet`) are the CIFAR-style networks of the robustness literature and take any input size.
 """
 
 from __future__ import annotations
@@ -107,12 +95,10 @@ def cnn_gmp(in_shape: tuple[int, int, int], num_classes: int, widths: tuple[int,
     max-pooling over positions, then one linear layer: each label's logit reads the strongest evidence
     anywhere in the image.
 
-    Made for multi-label MNIST (``alva.data.make_multilabel_mnist``): a digit looks the same in every cell of
-    the 2 x 2 grid, and the max over positions lets the same filters find it in any cell (the receptive
-    field of the last layer, 38 pixels, covers a 28 x 28 digit), as in multiple-instance learning. On
-    56 x 56 inputs it costs about 4x the multiply-adds of ``cnn-small`` but has 10x fewer weights (61 k
-    against 637 k), and in a short CPU run it beats ``cnn-small`` clearly (see the README, "Multi-label
-    MNIST"). It works on any input of at least 8 x 8 pixels.
+    Made for multi-label MNIST (``alva.data.make_multilabel_mnist``): the max over positions lets the same
+    filters find a digit in any cell of the 2 x 2 grid (the last layer's receptive field, 38 pixels, covers a
+    28 x 28 digit), as in multiple-instance learning. On 56 x 56 inputs: about 4x the multiply-adds of
+    ``cnn-small``, 10x fewer weights (61 k against 637 k). It takes any input of at least 8 x 8 pixels.
     """
     c = in_shape[0]
     w1, w2, w3, w4 = widths
@@ -134,10 +120,13 @@ class Architecture:
 
 
 ARCHITECTURES: dict[str, Architecture] = {
-    "softmax": Architecture(softmax_regression, False, "multinomial logistic regression on raw pixels"),
+    "softmax": Architecture(softmax_regression, False, "multinomial logistic regression on raw pixels "
+                            "(Goodfellow et al. 2015, section 4)"),
     "mlp": Architecture(mlp, True, "MLP 784-256-256-10, ReLU"),
-    "maxout": Architecture(maxout, True, "two maxout layers (240 units, 5 pieces), dropout 0.2"),
-    "cnn-small": Architecture(cnn_small, True, "conv16-4x4/2, conv32-4x4/2, fc100 (Wong et al. 2020)"),
+    "maxout": Architecture(maxout, True, "two maxout layers (240 units, 5 pieces), dropout 0.2: the "
+                           "permutation-invariant MNIST network of Goodfellow et al. 2013"),
+    "cnn-small": Architecture(cnn_small, True, "conv16-4x4/2, conv32-4x4/2, fc100 (Wong et al. 2020; the small "
+                              "MNIST model of Wong and Kolter 2018)"),
     "cnn-wide": Architecture(cnn_wide, True, "conv32-4x4/2, conv64-4x4/2, fc256 (cnn-small, wider)"),
     "cnn": Architecture(cnn, True, "conv32-5x5, pool, conv64-5x5, pool, fc1024 (Madry et al. 2018)"),
     "cnn-gmp": Architecture(cnn_gmp, True, "conv16/32/64/64-3x3 with pooling, global max-pool, linear (multi-label)"),

@@ -24,7 +24,7 @@ To plug in your own generator, subclass and set ``latent_shape`` (and ``num_clas
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -119,15 +119,13 @@ def draw_noise(G: Any, n: int, *, seed: int | None = None, generator: torch.Gene
                device: str | torch.device | None = None) -> torch.Tensor:
     """``G.get_noise(n, ...)`` of any generative model (a :class:`GenerativeModel` or an object with that
     method), passing only the options given."""
-    noise: torch.Tensor = G.get_noise(n, **_given(seed, generator, device))
-    return noise
+    return cast(torch.Tensor, G.get_noise(n, **_given(seed, generator, device)))
 
 
 def draw_labels(G: Any, n: int, *, seed: int | None = None, generator: torch.Generator | None = None,
                 device: str | torch.device | None = None) -> torch.Tensor:
     """``G.get_labels(n, ...)`` of any conditional generative model, passing only the options given."""
-    labels: torch.Tensor = G.get_labels(n, **_given(seed, generator, device))
-    return labels
+    return cast(torch.Tensor, G.get_labels(n, **_given(seed, generator, device)))
 
 
 def generative_model_problems(G: Any, *, n: int = 4) -> list[str]:

@@ -1,14 +1,9 @@
-"""Residual networks for small images, as used throughout the adversarial-robustness literature.
-
-- ``resnet18``: ResNet-18 of He et al. 2016 ("Deep Residual Learning for Image Recognition") in its CIFAR form:
-  a 3x3 stem of stride 1 and no max-pooling, four stages of two basic blocks (64, 128, 256, 512 channels).
-- ``preact_resnet18``: the same layout with pre-activation blocks (He et al. 2016, "Identity Mappings in Deep
-  Residual Networks"): batch norm and ReLU come before each convolution and the shortcut adds the raw input;
-  the network of Wong, Rice and Kolter 2020 ("Fast is better than free") and Rice, Wong and Kolter 2020
-  ("Overfitting in adversarially robust deep learning"), with batch norm and ReLU before the pooling.
-
-Both end with adaptive average pooling, so they take any input of at least 8 x 8 pixels and any number of
-channels.
+"""Residual networks for small images, as used throughout the adversarial-robustness literature: ResNet-18 of
+He et al. 2016 ("Deep Residual Learning for Image Recognition") in its CIFAR form (a 3x3 stem of stride 1, no
+max-pooling, four stages of two blocks of 64, 128, 256, 512 channels), and its pre-activation version (He et al.
+2016, "Identity Mappings in Deep Residual Networks"), the network of Wong et al. 2020 ("Fast is better than
+free") and Rice et al. 2020 ("Overfitting in adversarially robust deep learning"). Both end with adaptive average
+pooling: they take any input of at least 8 x 8 pixels and any number of channels.
 """
 
 from __future__ import annotations

@@ -154,8 +154,6 @@ def stored_card(path: Path) -> dict[str, Any]:
     return json.loads(metadata["alva_card"])
 
 
-
-
 def load(name_or_path: str | os.PathLike, *, device: str | torch.device = "cpu") -> nn.Module:
     """A ready classifier in eval mode from the zoo (``mnist/cnn-small``) or a user's weights file or run folder.
 

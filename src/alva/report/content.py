@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from alva.tracking.logger import read_metrics
+
 __all__ = ["PNG_SIGNATURE", "Image", "Section", "Table", "flatten", "fmt", "is_number", "kv_table", "label",
            "load_json", "load_jsonl", "settings_text", "slug", "subsample"]
 
@@ -61,6 +63,14 @@ class Section:
     def empty(self) -> bool:
         return not (self.tables or self.images)
 
+    def add_figures(self, caption: str, mapping: Mapping[str, Any], *, settings: bool = False,
+                    folded: bool = False) -> None:
+        """Append the :func:`kv_table` of ``mapping`` (closed when ``folded``), unless nothing is left of it."""
+        table = kv_table(caption, mapping, settings=settings)
+        if table:
+            table.folded = table.folded or folded
+            self.tables.append(table)
+
 
 def load_json(path: Path) -> Any:
     """The JSON value of ``path``, or None when it cannot be read or parsed."""
@@ -73,18 +83,9 @@ def load_json(path: Path) -> Any:
 def load_jsonl(path: Path) -> list[dict[str, Any]]:
     """The JSON objects of a JSON-lines file; a line cut by a stop is skipped (the rest is still useful)."""
     try:
-        lines = path.read_text().splitlines()
+        return [r for r in read_metrics(path) if isinstance(r, dict)]
     except OSError:
         return []
-    records = []
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
 
 
 def is_number(v: Any) -> bool:

@@ -8,14 +8,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import torch
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-
-from alva.report.training_figures import save_figure  # noqa: E402
+from alva.report.figures import plt, save_figure
 
 # (label, metric key, figure inside it) of the detection panel: held-out and trained-on generated images
 DETECTION = (
@@ -29,7 +25,8 @@ DETECTION = (
 )
 
 
-def _get(record: Mapping[str, Any], path: str) -> float | None:
+def metric_value(record: Mapping[str, Any], path: str) -> float | None:
+    """The number at the dotted ``path`` of a round's metrics (``"m00_generation.l0"``), or None."""
     node: Any = record
     for part in path.split("."):
         if not isinstance(node, Mapping) or part not in node:
@@ -39,7 +36,7 @@ def _get(record: Mapping[str, Any], path: str) -> float | None:
 
 
 def _line(ax, rounds: Sequence[Mapping[str, Any]], path: str, label: str, **kwargs) -> None:
-    points = [(r["round"], v) for r in rounds if (v := _get(r["metrics"], path)) is not None]
+    points = [(r["round"], v) for r in rounds if (v := metric_value(r["metrics"], path)) is not None]
     if points:
         ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label, **kwargs)
 
@@ -58,12 +55,12 @@ def fakeclass_metrics_plot(path: str | os.PathLike, rounds: Sequence[Mapping[str
     _line(ax, rounds, "m00_generation.success_rate", "(0) success rate")
     _line(ax, rounds, "m00_generation.target_prob", "(0) target prob")
     points = [(r["round"], v / max_pixels) for r in rounds
-              if (v := _get(r["metrics"], "m00_generation.l0")) is not None]
+              if (v := metric_value(r["metrics"], "m00_generation.l0")) is not None]
     if points:
         ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=f"(0) L0 / {max_pixels}")
     _line(ax, rounds, "m07_other_process.generation.success_rate", "(7) DE success rate", linestyle="--")
     final = [r for r in rounds if r.get("final")]
-    if final and (v := _get(final[-1]["metrics"], "m08_final_sparse.success_rate")) is not None:
+    if final and (v := metric_value(final[-1]["metrics"], "m08_final_sparse.success_rate")) is not None:
         ax.plot([final[-1]["round"]], [v], marker="*", markersize=14, linestyle="", color="black",
                 label="(8) final network")
     ax.set_title("generation against the network of the round", fontsize=9)
@@ -103,7 +100,7 @@ def fakeclass_metrics_plot(path: str | os.PathLike, rounds: Sequence[Mapping[str
             a.legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    return save_figure(fig, path, dpi=110, bbox_inches="tight")
+    return save_figure(fig, path)
 
 
 def image_rows_grid(path: str | os.PathLike, rows: Sequence[tuple[str, Sequence[torch.Tensor | None] | None,
@@ -138,7 +135,7 @@ def image_rows_grid(path: str | os.PathLike, rows: Sequence[tuple[str, Sequence[
         spine.set_visible(False)
     if title:
         ax.set_title(title, fontsize=9)
-    return save_figure(fig, path, dpi=110, bbox_inches="tight")
+    return save_figure(fig, path)
 
 
 def round_grid(path: str | os.PathLike, r: int, result, de, reference_pred: torch.Tensor, *, num_classes: int,

@@ -41,9 +41,6 @@ def save_figure(fig, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
-_save = save_figure  # the name report.fakeclass calls it by
-
-
 def show_image(ax, image: torch.Tensor, **kwargs) -> None:
     """Draw one ``C x H x W`` image in [0, 1] on ``ax`` without ticks (grey for one channel)."""
     image = image.detach().cpu()

@@ -47,19 +47,14 @@ def build_report(run_dir: str | os.PathLike, *, depth: int = 2, title: str | Non
     return render(sections, title=title or root.resolve().name, root=root), sections
 
 
-def _header_command(sections: list[Section]) -> str:
-    """The command that made the run folder, as its own files record it (the user's command line for
-    ``alva demo``, the recorded arguments of other commands); empty when they do not say."""
-    return sections[0].command if sections[0].path == "." else ""
-
-
 def render(sections: list[Section], *, title: str, root: Path | None = None) -> str:
     """The page: a header (run name, dates, command), a table of contents, one ``<section>`` per entry."""
     e = html.escape
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     finished = max(s.modified for s in sections)
     ran = _dt.datetime.fromtimestamp(finished, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if finished else "?"
-    command = _header_command(sections)
+    # The command that made the run folder, as its own files record it (empty when they do not say).
+    command = sections[0].command if sections[0].path == "." else ""
     out = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
            '<meta name="viewport" content="width=device-width, initial-scale=1">',
            f"<title>alva report: {e(title)}</title>", f"<style>{CSS}</style>", "</head>", "<body>",

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from alva.report.content import Section, Table, flatten, fmt, is_number, kv_table, label, settings_text, subsample
+from alva.report.content import Section, Table, flatten, fmt, is_number, label, settings_text, subsample
 
 __all__ = ["attack_summary", "demo_summary", "generic", "profile", "sparse_result", "strong_eval"]
 
@@ -26,9 +26,7 @@ def _attack_tables(section: Section, report: Mapping[str, Any], what: str) -> No
     figures = {k: report.get(k) for k in ("n", "clean_acc", "robust_acc", "adv_error", "success_rate",
                                           "confidence_misclassified", "mean_steps", "mean_queries")}
     figures.update({f"mean {k} norm of the perturbation": v for k, v in (report.get("norms") or {}).items()})
-    table = kv_table(f"{what}: key figures", figures)
-    if table:
-        section.tables.append(table)
+    section.add_figures(f"{what}: key figures", figures)
     per_class = report.get("per_class") or {}
     if isinstance(per_class, Mapping) and per_class:
         columns = [c for c in ("n", "clean_acc", "robust_acc", "success_rate")
@@ -43,10 +41,7 @@ def _settings(section: Section, settings: Mapping[str, Any], caption: str = "set
     if settings.get("command"):
         section.command = section.command or settings_text(settings)
     elif settings:
-        table = kv_table(caption, flatten(settings), settings=True)
-        if table:
-            table.folded = True
-            section.tables.append(table)
+        section.add_figures(caption, flatten(settings), settings=True, folded=True)
 
 
 def _eps_table(section: Section, curves: Mapping[str, Sequence[Mapping[str, Any]]], caption: str) -> None:
@@ -144,9 +139,7 @@ def sparse_result(section: Section, name: str, data: Mapping[str, Any], folder: 
         f"Sparse images that {data.get('model', 'the model')} assigns to chosen classes (method "
         f"{settings.get('method', '?')}{start}, confidence >= {fmt(settings.get('confidence'))}, at most "
         f"{fmt(settings.get('max_pixels'))} non-zero pixels): success rate {fmt(overall.get('success_rate'))}.")
-    table = kv_table("overall", overall)
-    if table:
-        section.tables.append(table)
+    section.add_figures("overall", overall)
     columns = ["n", "success_rate", "target_prob", "l0", "l1"]
     section.tables.append(Table("per target class", ["class", *map(label, columns)],
                                 [[k, *[v.get(c) for c in columns]] for k, v in (summary.get("per_class") or {}).items()
@@ -179,9 +172,7 @@ def generic(section: Section, name: str, data: Any, folder: Path) -> None:
         if isinstance(data.get(key), Mapping):
             if data[key].get("command") and not section.command:
                 section.command = settings_text(data[key])
-            table = kv_table(f"{name}: {key}", flatten(data[key]), settings=True)
-            if table:
-                section.tables.append(table)
+            section.add_figures(f"{name}: {key}", flatten(data[key]), settings=True)
     rest = {k: v for k, v in data.items() if k not in SETTINGS_KEYS}
     for key, value in rest.items():
         if isinstance(value, list) and value and all(isinstance(r, Mapping) for r in value):
@@ -189,6 +180,4 @@ def generic(section: Section, name: str, data: Any, folder: Path) -> None:
             columns = list(dict.fromkeys(k for r in records for k in r))[:MAX_COLUMNS]
             rows = [[r.get(c) for c in columns] for r in subsample(records, MAX_ROWS)]
             section.tables.append(Table(f"{name}: {label(key)}", list(map(label, columns)), rows))
-    table = kv_table(f"{name}: figures", flatten(rest), settings=name.endswith("config.json"))
-    if table:
-        section.tables.append(table)
+    section.add_figures(f"{name}: figures", flatten(rest), settings=name.endswith("config.json"))

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import io
-import os
-from pathlib import Path
 
 import torch
-
-from alva.tracking.files import atomic_write_bytes
 
 
 def tile(images: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
@@ -32,15 +28,4 @@ def grid_png(grid: torch.Tensor, title: str = "") -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     return buffer.getvalue()
-
-
-def save_figure(fig, path: str | os.PathLike, **kwargs) -> Path:
-    """Write a matplotlib figure as PNG to ``path``, atomically."""
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", **kwargs)
-    plt.close(fig)  # a figure made by pyplot stays open until closed; any other is left as it is
-    atomic_write_bytes(path, buffer.getvalue())
-    return Path(path)
 

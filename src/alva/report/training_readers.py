@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from alva.report.content import Image, Section, Table, flatten, fmt, is_number, kv_table, label, subsample
+from alva.report.content import Image, Section, Table, flatten, fmt, is_number, label, subsample
 from alva.report.figures import line_panels_png
 
 __all__ = ["card", "rounds", "train_config", "training_log"]
@@ -38,16 +38,12 @@ def card(section: Section, name: str, data: Mapping[str, Any], folder: Path) -> 
                         + (f", {classes} classes" if classes else "")
                         + (f", attacks {data['target_model']}" if data.get("target_model") else "")
                         + (f", {data['epochs']} epochs" if data.get("epochs") else "") + ".")
-    table = kv_table(f"{what} card", figures, settings=True)
-    if table:
-        section.tables.append(table)
+    section.add_figures(f"{what} card", figures, settings=True)
 
 
 def train_config(section: Section, name: str, data: Mapping[str, Any], folder: Path) -> None:
     """The settings a training run was started with (``config.json``)."""
-    table = kv_table(f"training settings ({name})", flatten(data), settings=True)
-    if table:
-        section.tables.append(table)
+    section.add_figures(f"training settings ({name})", flatten(data), settings=True)
 
 
 def _is_rate(records: list[dict[str, Any]], key: str) -> bool:
@@ -130,9 +126,7 @@ def rounds(section: Section, name: str, data: Any, folder: Path) -> None:
         for key in ("status", "final", "data"):
             value = data.get(key)
             if isinstance(value, Mapping):
-                table = kv_table(key, flatten(value))
-                if table:
-                    section.tables.append(table)
+                section.add_figures(key, flatten(value))
             elif value is not None:
                 section.text.append(f"{key}: {fmt(value)}")
     plotted = any((folder / n).exists() for n in ("rounds.png", "metrics.png"))

@@ -66,8 +66,7 @@ def unflatten_state(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
     """Write ``state`` (nested dicts of tensors and plain values) atomically to ``path``."""
     skeleton, tensors = flatten_state(state)
-    payload = save_safetensors(tensors, metadata={"alva_state": json.dumps(skeleton)})
-    atomic_write_bytes(path, payload)
+    atomic_write_bytes(path, save_safetensors(tensors, metadata={"alva_state": json.dumps(skeleton)}))
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

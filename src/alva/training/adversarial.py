@@ -65,8 +65,6 @@ class Adversarial(Objective):
     examples stay inside ``bounds``, the range of the model's inputs.
     """
 
-    headline = "clean_acc"
-
     def __init__(self, eps: float, norm: str = "linf", ramp_epochs: int = 0, eval_steps: int = 20,
                  eval_size: int = 1000, bounds: tuple[float, float] = (0.0, 1.0)) -> None:
         eps = finite("eps", eps)

@@ -6,13 +6,11 @@ The generator ``g`` gives ``x_adv = clip(x + eps * tanh(g(x)))`` (see
 
     L = L_adv + gan_weight * L_GAN + hinge_weight * max(0, ||x_adv - x||_2 - hinge_bound)
 
-with ``L_adv`` the Carlini-Wagner margin of the target model clamped at ``-kappa`` (untargeted: true logit minus
-best other; targeted: best other minus target logit, targets drawn at random per batch), and ``L_GAN`` the
-least-squares GAN loss of a small discriminator that tells clean images from adversarial ones (the paper's
-choice). The training is :class:`AdvGANObjective`, an objective of the one training loop
-:func:`alva.training.loop.fit` that owns the discriminator and both optimisers: the loop seeds every
-``(seed, epoch)``, writes a checkpoint after every epoch, resumes to where an uninterrupted run ends, logs to
-``metrics.jsonl`` and TensorBoard and saves a grid of adversarial images after every epoch.
+with ``L_adv`` the Carlini-Wagner margin of the target model clamped at ``-kappa`` (:func:`adversarial_margin`;
+targets drawn at random per batch when targeted), and ``L_GAN`` the least-squares GAN loss of a small
+discriminator that tells clean images from adversarial ones (the paper's choice). The training is
+:class:`AdvGANObjective`, an objective of :func:`alva.training.loop.fit` that owns the discriminator and both
+optimisers.
 """
 
 from __future__ import annotations

@@ -1,27 +1,20 @@
-"""Adversarial generators for unrestricted adversarial examples, trained by the one training loop
-(:func:`alva.training.loop.fit`) with :class:`GeneratorObjective`: one epoch is ``steps_per_epoch`` Adam steps
-of the generator on fresh draws of ``(z, y)``; no data set is needed.
+"""Adversarial generators for unrestricted adversarial examples, trained by :func:`alva.training.loop.fit` with
+:class:`GeneratorObjective` (one epoch: ``steps_per_epoch`` Adam steps on fresh draws of ``(z, y)``, no data set;
+a 10 x 10 sample grid, row = class, after every epoch).
 
 - :func:`finetune_atgan` (after AT-GAN, Wang et al. 2019, "AT-GAN: An Adversarial Generator Model for
-  Non-constrained Adversarial Examples"): start from a copy of a trained conditional generator ``G``
-  (``mnist/acwgan-gp``) and fine-tune it into ``G_adv`` so that the target classifier misreads ``G_adv(z, y)``
-  while ``G_adv(z, y)`` stays close to ``G(z, y)``::
+  Non-constrained Adversarial Examples"): fine-tune a copy ``G_adv`` of a trained conditional generator ``G`` so
+  that the target classifier misreads ``G_adv(z, y)`` while it stays close to ``G(z, y)``::
 
       L = L_adv(C(G_adv(z, y)), y) + dist_weight * D(G_adv(z, y), G(z, y)) [+ critic_weight * critic terms]
 
-  ``distance="l2"``: AT-GAN's squared Euclidean distance per image (mean over the batch);
-  ``distance="frechet"``: the Frechet distance between Gaussians fitted to the batch's features of a reference
-  classifier (``mnist/cnn-small-fast`` by default; the distance of FID, Heusel et al. 2017), a distance between
-  *distributions*, so it does not tie ``G_adv(z, y)`` to ``G(z, y)`` image by image.
-- :func:`train_against_critic`: a fresh (untrained) conditional generator trained against a frozen, fully
-  trained AC-WGAN-GP critic (its Wasserstein score and auxiliary classifier keep images realistic) and the
-  target classifier, with the critic never updated. The generator does not catch up with a critic trained to the
-  end and draws noise; the command measures that failure.
+  ``D`` is AT-GAN's squared L2 distance per image, or the Frechet distance (of FID, Heusel et al. 2017) between
+  the batch's features of a reference classifier: a distance between distributions, not image by image.
+- :func:`train_against_critic`: a fresh conditional generator against a frozen, fully trained AC-WGAN-GP critic
+  and the target classifier. It does not catch up with a critic trained to the end and draws noise; the command
+  measures that failure.
 
-``L_adv`` is the Carlini-Wagner margin clamped at ``-kappa``
-(:func:`alva.training.advgan.adversarial_margin`). The loop seeds every ``(seed, epoch)``, writes a checkpoint
-after every epoch (``resume=True`` goes on), logs to ``metrics.jsonl`` + TensorBoard and saves a 10 x 10 grid
-(row = class) after every epoch.
+``L_adv`` is the Carlini-Wagner margin clamped at ``-kappa`` (:func:`alva.training.advgan.adversarial_margin`).
 """
 
 from __future__ import annotations
@@ -158,11 +151,17 @@ class GeneratorObjective(ManualObjective):
         return {"name": self.name, **{k: v for k, v in self.recorded.items() if k != "epochs"}}
 
 
-def _train(generator: Generator | ACGenerator, objective: GeneratorObjective, out, resume: bool, device, progress: bool
-           ) -> list[dict[str, Any]]:
+def _train(generator: Generator | ACGenerator, objective: GeneratorObjective, out, resume: bool, device, progress: bool,
+           card: dict[str, Any]) -> list[dict[str, Any]]:
+    """Train ``generator`` with ``objective``, then leave it in eval mode with ``card`` (saved to ``out``)."""
     history = fit(generator, None, loop_settings(objective.settings), objective=objective, out=out, resume=resume,
                   device=device, progress=progress)
     generator.train_time_s = objective.train_time_s
+    generator.eval()
+    generator.card = card
+    if out is not None:
+        save_generator(generator.cpu(), card, Path(out) / "generator.safetensors")
+        generator.to(device)
     return history
 
 
@@ -206,12 +205,8 @@ def finetune_atgan(generator: Generator | ACGenerator, target: nn.Module, settin
     # G_adv keeps G's batch-norm statistics (eval mode), so before the first step G_adv(z, y) == G(z, y) exactly
     objective = GeneratorObjective(loss_fn, frozen, settings, asdict(settings), name="atgan-finetune",
                                    title="AT-GAN", train_mode=False)
-    history = _train(adv, objective, out, resume, device, progress)
-    adv.eval()
-    adv.card = {"method": "atgan-finetune", "settings": asdict(settings), **(card or {})}
-    if out is not None:
-        save_generator(adv.cpu(), adv.card, Path(out) / "generator.safetensors")
-        adv.to(device)
+    history = _train(adv, objective, out, resume, device, progress,
+                     {"method": "atgan-finetune", "settings": asdict(settings), **(card or {})})
     return adv, history
 
 
@@ -243,12 +238,8 @@ def train_against_critic(critic: ACCritic, target: nn.Module, settings: ATGANSet
     recorded = {**asdict(settings), "adv_weight": adv_weight, "latent_dim": latent_dim}
     objective = GeneratorObjective(loss_fn, [critic, target], settings, recorded, name="against-critic",
                                    title="against the critic", train_mode=True)
-    history = _train(generator, objective, out, resume, device, progress)
-    generator.eval()
-    generator.card = {"method": "against-critic", "settings": recorded, **(card or {})}
-    if out is not None:
-        save_generator(generator.cpu(), generator.card, Path(out) / "generator.safetensors")
-        generator.to(device)
+    history = _train(generator, objective, out, resume, device, progress,
+                     {"method": "against-critic", "settings": recorded, **(card or {})})
     return generator, history
 
 

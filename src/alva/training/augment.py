@@ -21,9 +21,9 @@ from tqdm.auto import tqdm
 
 from alva import distributed
 from alva.attacks.alva import ALVA, ALVAResult, alva_summary
-from alva.evaluation.robustness import Batch
 from alva.models.generative import draw_labels, draw_noise, is_conditional
 from alva.report.figures import adversarial_grid
+from alva.results import Batch
 from alva.tracking.files import atomic_write_bytes, atomic_write_json
 
 KEEP = ("valid", "successful", "all")
@@ -121,12 +121,10 @@ def _grid(path: Path, result: ALVAResult, classifier: nn.Module) -> None:
     if result.x is None or result.y is None:
         raise RuntimeError("an ALVA result holds x and y")
     with torch.no_grad():
-        clean_pred = classifier(result.x).argmax(1)
-    probs = result.adv_logits.softmax(1)
+        clean_logits = classifier(result.x)
     # With an oracle, show the valid adversarial samples first: those are the ones the data set keeps.
     shown = result.valid_adversarial if result.valid is not None else result.success
-    batch = Batch(result.x.cpu(), result.x_adv.cpu(), result.y.cpu(), clean_pred.cpu(), probs.argmax(1).cpu(),
-                  probs.amax(1).cpu(), shown.cpu())
+    batch = Batch.from_logits(result.x, result.x_adv, result.y, clean_logits, result.adv_logits, shown)
     notes = None
     if result.oracle_pred is not None:
         notes = [f"oracle={int(p)}" for p in result.oracle_pred.tolist()]

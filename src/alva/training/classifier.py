@@ -23,26 +23,9 @@ from alva.training.loop import TrainSettings, fit
 from alva.training.objectives import Objective
 from alva.training.registry import get_objective
 
-
-@dataclass(frozen=True)
-class Dataset:
-    """A data set with its own defaults in ``alva train``: its input shape, label kind, default objective and
-    sizes (any other data set of :func:`alva.data.load` trains with ``standard`` or ``asl`` by its labels)."""
-
-    in_shape: tuple[int, int, int]
-    task: str  # "multiclass": int64 labels, argmax; "multilabel": N x 10 multi-hot, one sigmoid per label
-    objective: str
-    train_size: int | None  # None: the whole MNIST split
-    test_size: int | None
-    summary: str
-
-
-DATASETS: dict[str, Dataset] = {
-    "mnist": Dataset((1, 28, 28), "multiclass", "standard", None, None, "MNIST digits, 28 x 28, one class each"),
-    "mnist-multilabel": Dataset((1, 56, 56), "multilabel", "asl", 30_000, 5_000,
-                                "2 x 2 grids of 1-4 MNIST digits of distinct classes, 56 x 56, multi-hot labels "
-                                "(alva.data.make_multilabel_mnist)"),
-}
+# The data sets with their own default objective in ``alva train``; any other data set of :func:`alva.data.load`
+# trains with ``standard`` or ``asl`` by its labels.
+DATASETS: dict[str, str] = {"mnist": "standard", "mnist-multilabel": "asl"}
 
 
 # objectives that attack during training: a budget they are not given is 8/255 on RGB data (their own default,
@@ -87,12 +70,11 @@ class ClassifierRun:
 def load_data(run: ClassifierRun) -> tuple[ImageData, tuple[torch.Tensor, torch.Tensor],
                                             tuple[torch.Tensor, torch.Tensor], dict[str, Any]]:
     """The training data set of ``run``, its training and test tensors, and a description of them for the card."""
-    generated = run.dataset == "mnist-multilabel"
-    known = DATASETS.get(run.dataset)
-    sizes = (run.train_size or known.train_size, run.test_size or known.test_size) if generated and known else None
+    generated = run.dataset == "mnist-multilabel"  # its sizes are the counts to generate (None: the default)
+    counts = (run.train_size, run.test_size) if generated else (None, None)
     train_set, test_set = (alva.data.load(run.dataset, split, resize=run.resize, root=run.data_root,
-                                          data_seed=run.data_seed, count=sizes[i] if sizes else None)
-                           for i, split in enumerate((run.train_split, run.test_split)))
+                                          data_seed=run.data_seed, count=count)
+                           for split, count in zip((run.train_split, run.test_split), counts, strict=True))
     if generated:
         train, test = train_set.tensors(), test_set.tensors()
         made = "alva.data.make_multilabel_mnist('{}', {}, seed={})"
@@ -117,8 +99,7 @@ def load_data(run: ClassifierRun) -> tuple[ImageData, tuple[torch.Tensor, torch.
 def objective_for(run: ClassifierRun, data: ImageData) -> Objective:
     """The objective of ``run`` (the data's default when not named), with 8/255 as the budget of an adversarial
     objective on RGB data when none is given."""
-    name = run.objective or (DATASETS[run.dataset].objective if run.dataset in DATASETS
-                             else "standard" if data.task == "multiclass" else "asl")
+    name = run.objective or DATASETS.get(run.dataset) or ("standard" if data.task == "multiclass" else "asl")
     settings = dict(run.objective_settings)
     if name in ADVERSARIAL and data.shape[0] != 1:
         settings.setdefault("eps", RGB_EPS)

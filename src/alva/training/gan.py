@@ -1,10 +1,8 @@
 """Train a WGAN-GP (Gulrajani et al. 2017) or an AC-WGAN-GP (with the auxiliary classifier of Odena et al.
 2017, "Conditional Image Synthesis with Auxiliary Classifier GANs") on in-memory images.
 
-The training is :class:`WassersteinGAN`, an objective of the one training loop :func:`alva.training.loop.fit`
-that owns the critic and both optimisers: the loop seeds every ``(seed, epoch)``, writes a checkpoint after every
-epoch (generator, critic, both optimisers), resumes to the same weights as an uninterrupted run, logs to
-``out/metrics.jsonl`` and TensorBoard and saves a grid of samples after every epoch.
+The training is :class:`WassersteinGAN`, an objective of :func:`alva.training.loop.fit` that owns the critic and
+both optimisers (all four in the checkpoint).
 """
 
 from __future__ import annotations
@@ -18,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from alva.attacks.base import attack_mode
 from alva.models.gan import ACCritic, ACGenerator, Generator
 from alva.report.training_figures import tile
 from alva.training.loop import fit
@@ -109,12 +108,8 @@ def sample_grid(generator: Generator | ACGenerator, seed: int, conditional: bool
     device = next(generator.parameters()).device
     z = torch.randn(rows * cols, *generator.latent_shape, generator=torch.Generator().manual_seed(seed)).to(device)
     labels = torch.arange(rows, device=device).repeat_interleave(cols) % generator.num_classes if conditional else None
-    was_training = generator.training
-    generator.eval()
-    with torch.no_grad():
-        images = sample(generator, z, labels).cpu()
-    generator.train(was_training)
-    return tile(images, rows, cols)
+    with attack_mode(generator), torch.no_grad():
+        return tile(sample(generator, z, labels).cpu(), rows, cols)
 
 
 def make_models(conditional: bool, latent_dim: int = 64, num_classes: int = 10

@@ -47,6 +47,14 @@ def _focus(base: torch.Tensor, gamma: float) -> torch.Tensor:
     return torch.where(present, torch.where(present, base, torch.ones_like(base)).pow(gamma), torch.zeros_like(base))
 
 
+def check_asymmetric(gamma_neg: float, gamma_pos: float, clip: float) -> None:
+    """Raise :class:`ValueError` unless both gammas are >= 0 and ``clip`` is in [0, 1)."""
+    if gamma_neg < 0 or gamma_pos < 0:
+        raise ValueError(f"gammas must be >= 0, got gamma_neg={gamma_neg}, gamma_pos={gamma_pos}")
+    if not 0 <= clip < 1:
+        raise ValueError(f"clip must be in [0, 1), got {clip}")
+
+
 def multilabel_bce(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """Binary cross-entropy of each label's sigmoid, summed over labels per sample."""
     _check(logits, targets, reduction)
@@ -64,10 +72,7 @@ def asymmetric_loss(logits: torch.Tensor, targets: torch.Tensor, gamma_neg: floa
     finite for any finite logit; the focusing weights are part of the gradient, as in the paper.
     """
     _check(logits, targets, reduction)
-    if gamma_neg < 0 or gamma_pos < 0:
-        raise ValueError(f"gammas must be >= 0, got gamma_neg={gamma_neg}, gamma_pos={gamma_pos}")
-    if not 0 <= clip < 1:
-        raise ValueError(f"clip must be in [0, 1), got {clip}")
+    check_asymmetric(gamma_neg, gamma_pos, clip)
     y = targets.to(logits.dtype)
     p = torch.sigmoid(logits)
     log_p = F.logsigmoid(logits)
@@ -82,4 +87,4 @@ def asymmetric_loss(logits: torch.Tensor, targets: torch.Tensor, gamma_neg: floa
     return _reduce(per_label.sum(1), reduction)
 
 
-__all__ = ["REDUCTIONS", "asymmetric_loss", "multilabel_bce"]
+__all__ = ["REDUCTIONS", "asymmetric_loss", "check_asymmetric", "multilabel_bce"]

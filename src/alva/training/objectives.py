@@ -18,7 +18,7 @@ from torch import nn
 
 from alva.evaluation.accuracy import accuracy, predict_logits
 from alva.evaluation.multilabel import multilabel_summary
-from alva.training.multilabel import asymmetric_loss, multilabel_bce
+from alva.training.multilabel import asymmetric_loss, check_asymmetric, multilabel_bce
 
 
 class Objective:
@@ -26,7 +26,6 @@ class Objective:
 
     name = "objective"
     task = "multiclass"  # what the labels are: "multiclass" (int64 class per sample) or "multilabel" (N x L 0/1)
-    headline = "clean_acc"  # the key of :meth:`evaluate` to report first
 
     def start_epoch(self, epoch: int, epochs: int) -> None:
         """Called before each epoch (0-based), for schedules such as an eps ramp."""
@@ -69,7 +68,6 @@ class MultiLabel(Objective):
     """
 
     task = "multilabel"
-    headline = "map"
 
     def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -99,10 +97,7 @@ class AsymmetricLoss(MultiLabel):
     name = "asl"
 
     def __init__(self, gamma_neg: float = 4.0, gamma_pos: float = 1.0, clip: float = 0.05) -> None:
-        if gamma_neg < 0 or gamma_pos < 0:
-            raise ValueError(f"gammas must be >= 0, got gamma_neg={gamma_neg}, gamma_pos={gamma_pos}")
-        if not 0 <= clip < 1:
-            raise ValueError(f"clip must be in [0, 1), got {clip}")
+        check_asymmetric(gamma_neg, gamma_pos, clip)
         self.gamma_neg, self.gamma_pos, self.clip = float(gamma_neg), float(gamma_pos), float(clip)
 
     def loss(self, logits, y):

@@ -68,8 +68,6 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (int(seed) * 7919 + int(epoch) * 104729) % (2**63 - 1)
 
 
-
-
 def check_run(epochs: int, batch_size: int, lr: float, *, min_batch_size: int = 1) -> None:
     """Raise :class:`ValueError` unless ``epochs >= 1``, ``batch_size >= min_batch_size`` and ``lr > 0``."""
     if epochs < 1:

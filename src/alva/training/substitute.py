@@ -99,9 +99,7 @@ def train_substitute(target: nn.Module | None, data: tuple[torch.Tensor, torch.T
     if jacobian_rounds < 0:
         raise ValueError(f"jacobian_rounds must be >= 0, got {jacobian_rounds}")
     counter = QueryCounter(target, query_budget)
-    was = target.training
-    target.eval()
-    try:
+    with attack_mode(target):
         n0 = min(len(x), max(1, query_budget // 2 ** jacobian_rounds))
         xs = x[:n0].to(device)
         ys, outputs = _label(counter, xs, batch_size)
@@ -114,6 +112,4 @@ def train_substitute(target: nn.Module | None, data: tuple[torch.Tensor, torch.T
                 break
             new = _jacobian_step(substitute, xs[:counter.left], ys[:counter.left], lam, bounds)
             xs, ys = torch.cat([xs, new]), torch.cat([ys, _label(counter, new, batch_size)[0]])
-    finally:
-        target.train(was)
     return substitute, counter.count

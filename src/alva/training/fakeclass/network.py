@@ -12,10 +12,11 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from alva.evaluation.accuracy import accuracy, predict_logits
+from alva.evaluation.accuracy import accuracy
 from alva.models import zoo
 from alva.models.cards import build_from_card
 from alva.models.factory import import_factory
+from alva.models.loading import probe
 from alva.training.fakeclass.settings import PRETRAIN, REFERENCE, FakeClassSettings, round_seed
 from alva.training.loop import TrainSettings, fit
 
@@ -57,11 +58,6 @@ def expand_fake_classes(model: nn.Module, num_classes: int, *, fake_bias: float 
     return model
 
 
-def _outputs(model: nn.Module, shape: tuple[int, ...]) -> int:
-    device = next(model.parameters()).device
-    return predict_logits(model, torch.zeros(1, *shape, device=device)).shape[1]
-
-
 def takes_num_classes(factory: str) -> bool:
     """Whether the user's function ``factory`` takes a ``num_classes`` keyword (so a card can ask for outputs)."""
     parameters = inspect.signature(import_factory(factory, from_card=True)).parameters.values()
@@ -95,7 +91,7 @@ def _like(spec_of: nn.Module, num_classes: int) -> nn.Module:
     if takes_num_classes(card["factory"]):
         card = with_outputs(card, num_classes)
     model = build_from_card(card, "the fake-class network")
-    outputs = _outputs(model, tuple(card["in_shape"]))
+    outputs = probe(model, tuple(card["in_shape"]))
     if outputs == num_classes:
         return model
     if 2 * outputs == num_classes:
@@ -115,7 +111,7 @@ def start_model(model_or_name: nn.Module | str, settings: FakeClassSettings, sha
             raise ValueError("from_scratch needs a model made by alva.models.create or loaded from the zoo")
         torch.manual_seed(round_seed(settings.seed, 0, PRETRAIN))
         return _like(model, 2 * k).to(device)
-    outputs = _outputs(model, shape)
+    outputs = probe(model, shape)
     if outputs == 2 * k:
         return model
     if outputs != k:

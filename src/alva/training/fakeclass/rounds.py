@@ -153,10 +153,6 @@ def _plots(out: Path, state: dict[str, Any]) -> None:
                            title=f"fake-class training ({state['status']})")
 
 
-def _quiet(_: str) -> None:
-    """A log that prints nothing."""
-
-
 def fakeclass_train(model_or_name: nn.Module | str = "mnist/cnn-small", settings: FakeClassSettings | None = None,
                     out: str | Path = "runs/fakeclass", *, train: tuple[torch.Tensor, torch.Tensor] | None = None,
                     test: tuple[torch.Tensor, torch.Tensor] | None = None, resume: bool = True,
@@ -173,9 +169,8 @@ def fakeclass_train(model_or_name: nn.Module | str = "mnist/cnn-small", settings
     same); ``resume=False`` starts over, deleting the previous run's files (not the cached reference network).
     ``log`` receives one line per round (default: ``print`` with ``progress``, nothing without).
     """
-    log = log or (print if progress else _quiet)
-    settings = settings or FakeClassSettings()
-    s = settings
+    log = log or (print if progress else (lambda _line: None))
+    s = settings or FakeClassSettings()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rounds_path = out / "rounds.json"

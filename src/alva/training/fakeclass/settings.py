@@ -3,8 +3,7 @@ and the seed of every random choice of a round."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass, field
 
 # parts of a round's seed
 GENERATE, DE, FIT, SAMPLE, PRETRAIN, REFERENCE = range(1, 7)
@@ -97,14 +96,6 @@ class FakeClassSettings:
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FakeClassSettings:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown fake-class settings {unknown}")
-        return cls(**data)
 
 
 def round_seed(seed: int, r: int, part: int) -> int:
