@@ -71,9 +71,12 @@ def hyperplane_distance(norm: str | Norm, f: torch.Tensor, w: torch.Tensor) -> t
     return f.abs() / dual.measure(w.flatten(0, 1)).view_as(f).clamp_min(1e-12)
 
 
-def closest_hyperplane(norm: str | Norm, f: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per sample, the value ``f`` and gradient ``w`` of its closest hyperplane under ``norm``."""
-    j = hyperplane_distance(norm, f, w).argmin(dim=1)
+def closest_hyperplane(norm: str | Norm, f: torch.Tensor, w: torch.Tensor, strongest: bool = False
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per sample, the value ``f`` and gradient ``w`` of its closest hyperplane under ``norm``; with
+    ``strongest``, of the hyperplane of largest ``f`` (the class that beats the reference class by most: the
+    boundary a targeted attack must cross, the reference being the target)."""
+    j = f.argmax(dim=1) if strongest else hyperplane_distance(norm, f, w).argmin(dim=1)
     rows = torch.arange(len(f), device=f.device)
     return f[rows, j], w[rows, j]
 

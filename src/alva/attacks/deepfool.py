@@ -16,7 +16,14 @@ from __future__ import annotations
 
 import torch
 
-from alva.attacks.boundaries import BoundaryRows, boundary_rows, closest_hyperplane, linearise, project_onto_hyperplane
+from alva.attacks.boundaries import (
+    BoundaryRows,
+    boundary_rows,
+    closest_hyperplane,
+    linearise,
+    other_classes,
+    project_onto_hyperplane,
+)
 from alva.attacks.engine import Rows, Run
 from alva.attacks.errors import AttackInputError, finite, positive_int
 from alva.attacks.losses import ClassLoss
@@ -41,10 +48,12 @@ class DeepFool(MinimumNormAttack):
         steps: most steps per sample (50 in foolbox).
         overshoot: the walk goes ``1 + overshoot`` times the summed steps, to land past the boundary (0.02).
         candidates: how many classes are linearised: the true class and the ``candidates - 1`` most likely others
-            at the clean point (10; fewer when the model has fewer classes). A target limits them to the target.
+            at the clean point (10; fewer when the model has fewer classes).
         eps: None (pure minimum norm) or a radius: success then also needs the distance to be at most eps.
 
-    ``target``, ``bounds`` and ``seed`` are those of every attack; a sample always stops at its first success
+    ``target``, ``bounds`` and ``seed`` are those of every attack (targeted, the boundaries linearised are
+    those between the target and every other class, and the step goes onto the one of the class that beats
+    the target by most); a sample always stops at its first success
     (``early_stop`` changes nothing). Queries: one forward and ``candidates - 1`` backward passes per step,
     plus one forward pass at the last point.
     """
@@ -67,7 +76,7 @@ class DeepFool(MinimumNormAttack):
     def hyperplane_classes(self, run: Run, rows: Rows) -> torch.Tensor:
         """The classes whose boundaries with the true class are linearised, per row."""
         if rows.target is not None:
-            return rows.target[:, None]
+            return other_classes(rows.target, run.clean_logits.shape[1])
         logits = run.clean_logits if rows.rows is None else run.clean_logits[rows.rows]
         return ranked_others(logits, rows.y)[:, :self.candidates - 1]
 
@@ -78,7 +87,8 @@ class DeepFool(MinimumNormAttack):
         rows.classes = self.hyperplane_classes(run, rows)
         rows.x = rows.x0
         for k in range(self.steps):
-            logits, f, w = linearise(lambda z: self.predict(z, rows.y), rows.x, rows.y, rows.classes)
+            own = rows.y if rows.target is None else rows.target
+            logits, f, w = linearise(lambda z: self.predict(z, rows.y), rows.x, own, rows.classes)
             run.count_queries(rows)
             if k > 0:
                 going = ~self.arrived(run, rows, logits)
@@ -86,7 +96,7 @@ class DeepFool(MinimumNormAttack):
                 if rows.n == 0:
                     return
             with torch.no_grad():
-                f_near, w_near = closest_hyperplane(self.norm, f, w)
+                f_near, w_near = closest_hyperplane(self.norm, f, w, strongest=rows.target is not None)
                 onto = rows.x + project_onto_hyperplane(self.norm, rows.x, w_near, -f_near, self.bounds)
                 rows.x = (rows.x0 + (1 + self.overshoot) * (onto - rows.x0)).clamp(*self.bounds)
             run.count_steps(rows)

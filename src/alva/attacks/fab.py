@@ -53,10 +53,11 @@ class FAB(MinimumNormAttack):
         beta: the pull back towards the clean point after an adversarial iterate (0.9).
         search_steps: steps of the final search on the segment to each best point (3).
 
-    ``target`` (a rule or tensor: the hyperplane is the target's, success is the target), ``early_stop`` (stop
-    a sample at its first success, with eps: within eps), ``bounds`` and ``seed`` are those of every attack.
-    Queries: per step one forward pass and ``k`` backward passes (``k``: the classes other than the true one,
-    1 when targeted) and one forward pass at the new point; ``search_steps`` forward passes at the end.
+    ``target`` (a rule or tensor: success is the target; the boundaries linearised are those between the target
+    and the other classes, and the step goes onto the one of the class that beats the target by most),
+    ``early_stop`` (stop a sample at its first success, with eps: within eps), ``bounds`` and ``seed`` are those
+    of every attack. Queries: per step one forward pass and ``k - 1`` backward passes (``k`` classes) and one
+    forward pass at the new point; ``search_steps`` forward passes at the end.
     """
 
     def __init__(self, model: torch.nn.Module, norm: str | Norm = "linf", eps: float | None = None, steps: int = 100,
@@ -97,12 +98,12 @@ class FAB(MinimumNormAttack):
         if rows.n == 0:
             return
         if classes is None:
-            classes = other_classes(run.y, run.clean_logits.shape[1]) if run.target is None else run.target[:, None]
+            classes = other_classes(run.y if run.target is None else run.target, run.clean_logits.shape[1])
         rows.classes = classes if rows.rows is None else classes[rows.rows]
         rows.stream = (stream, restart)
         rows.x = rows.x0 if restart == 0 else self.random_start(run, rows)
         for _ in range(self.steps):
-            _, f, w = linearise(lambda z: self.predict(z, rows.y), rows.x, rows.y, rows.classes)
+            _, f, w = linearise(lambda z: self.predict(z, rows.y), rows.x, self.reference(rows), rows.classes)
             with torch.no_grad():
                 x = self.step(rows, f, w)
                 logits = self.predict(x, rows.y)
@@ -131,8 +132,8 @@ class FAB(MinimumNormAttack):
         radius = best.clamp_max(float("inf") if self.eps is None else self.eps)
         unknown = torch.isinf(radius)
         if unknown.any():
-            _, f, w = linearise(lambda z: self.predict(z, rows.y[unknown]), rows.x0[unknown], rows.y[unknown],
-                                rows.classes[unknown])
+            _, f, w = linearise(lambda z: self.predict(z, rows.y[unknown]), rows.x0[unknown],
+                                self.reference(rows)[unknown], rows.classes[unknown])
             run.count_queries(rows)
             radius[unknown] = hyperplane_distance(self.norm, f, w).amin(dim=1)
         noise = self.norm.random_in_ball(rows.x0, 1.0, run.uniform(rows, rows.stream))
@@ -140,7 +141,7 @@ class FAB(MinimumNormAttack):
 
     def step(self, rows: BoundaryRows, f: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """The biased step from ``rows.x`` towards the closest linearised boundary (``f``, ``w``: ``n x k``)."""
-        f_near, w_near = closest_hyperplane(self.norm, f, w)
+        f_near, w_near = closest_hyperplane(self.norm, f, w, strongest=rows.target is not None)
         x, x0 = rows.x, rows.x0
         # The hyperplane f + <w, z - x> = 0, reached from x by <w, d> = -f and from x0 by <w, d> = -f - <w, x0 - x>.
         c0 = -f_near - (w_near * (x0 - x)).flatten(1).sum(dim=1)
@@ -176,6 +177,11 @@ class FAB(MinimumNormAttack):
             outer = torch.where(per_sample(across, mid), mid, outer)
             inner = torch.where(per_sample(across, mid), inner, mid)
             h_out, h_in = torch.where(across, h_mid, h_out), torch.where(across, h_in, h_mid)
+
+    @staticmethod
+    def reference(rows: Rows) -> torch.Tensor:
+        """The class whose boundaries are linearised: the true one, or the target of a targeted attack."""
+        return rows.y if rows.target is None else rows.target
 
     def margin(self, logits: torch.Tensor, rows: Rows) -> torch.Tensor:
         """The attack's margin, positive exactly where it succeeds."""
