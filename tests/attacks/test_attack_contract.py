@@ -19,9 +19,12 @@ FAST = {
     "square": {"n_queries": 30},
     "one-pixel": {"popsize": 10, "generations": 3},
     "sparse": {"steps": 20},
+    "deepfool": {"steps": 5, "eps": 1.5},
+    "fab": {"steps": 5, "restarts": 2, "eps": 0.15},
+    "fab-t": {"steps": 3, "restarts": 2, "n_target_classes": 2, "eps": 0.15},
 }
 # Attacks whose random numbers are keyed per sample (or that draw none): a sample's result is the same in any batch.
-BATCH_INDEPENDENT = {"fgsm", "pgd", "apgd", "apgd-t", "square", "one-pixel", "sparse"}
+BATCH_INDEPENDENT = {"fgsm", "pgd", "apgd", "apgd-t", "square", "one-pixel", "sparse", "deepfool", "fab"}
 
 
 def make(name: str, model: torch.nn.Module, **settings):

@@ -7,9 +7,11 @@ classifier with their options, and :func:`build` makes one from its name.
 from alva.attacks.alva import ALVA, ALVAResult, alva_summary
 from alva.attacks.apgd import APGD, APGDTargeted
 from alva.attacks.base import Attack, AttackInputError, AttackResult, LatentResult, attack_mode
+from alva.attacks.deepfool import DeepFool
 from alva.attacks.differential_evolution import DifferentialEvolution, OnePixel
 from alva.attacks.dlr import DLRLoss, dlr, dlr_targeted
 from alva.attacks.engine import EngineAttack, GradientAttack, KeepBest, Repeated, Rows, Run, SearchAttack
+from alva.attacks.fab import FAB, FABTargeted
 from alva.attacks.generator_attacks import AdvGANAttack, GeneratorAttackResult, UnrestrictedGeneratorAttack
 from alva.attacks.keyed import KeyedRandom
 from alva.attacks.losses import LOSSES, AttackLoss, ClassLoss, Confident, cross_entropy, is_success, margin
@@ -24,9 +26,10 @@ from alva.attacks.square import Square
 from alva.attacks.transfer import QueryCounter, TransferAttack
 
 __all__ = [
-    "ALVA", "APGD", "ATTACKS", "FGSM", "L1", "L2", "LOSSES", "MIN_NORM_RULE", "NORMS", "PGD", "REGISTRY",
+    "ALVA", "APGD", "ATTACKS", "FAB", "FGSM", "L1", "L2", "LOSSES", "MIN_NORM_RULE", "NORMS", "PGD", "REGISTRY",
     "ALVAResult", "APGDTargeted", "AdvGANAttack", "Attack", "AttackInputError", "AttackLoss", "AttackResult",
-    "AttackSpec", "ClassLoss", "Confident", "DLRLoss", "DifferentialEvolution", "EngineAttack",
+    "AttackSpec", "ClassLoss", "Confident", "DLRLoss", "DeepFool", "DifferentialEvolution", "EngineAttack",
+    "FABTargeted",
     "GeneratorAttackResult", "GradientAttack", "KeepBest", "KeyedRandom", "LatentResult", "Linf", "MinimumNormAttack",
     "MinimumNormResult", "NaiveBCE",
     "Norm", "OnePixel", "Option", "PopulationRows", "PopulationSearch",

@@ -15,8 +15,10 @@ from torch import nn
 
 from alva.attacks.apgd import APGD, APGDTargeted
 from alva.attacks.base import Attack
+from alva.attacks.deepfool import DeepFool
 from alva.attacks.differential_evolution import STRATEGIES, DifferentialEvolution
 from alva.attacks.errors import AttackInputError
+from alva.attacks.fab import FAB, FABTargeted
 from alva.attacks.pgd import FGSM, PGD
 from alva.attacks.sparse import OPTIMIZERS, STARTS, SparseConfident
 from alva.attacks.square import Square
@@ -84,6 +86,18 @@ _EPS = Option("eps", float, 0.3, "radius of the ball around x, in the units of n
 _NORM = Option("norm", str, "linf", "the threat model", ("linf", "l2"))
 
 
+_MIN_NORM = Option("norm", str, "linf", "the norm minimised", ("linf", "l2", "l1"))
+_MIN_EPS = Option("eps", _optional_float, None, "none: minimum norm; a radius: success needs the distance within it")
+_FAB_OPTIONS = (
+    Option("steps", int, 100, "steps per restart (per target class for fab-t)"),
+    Option("restarts", int, 1, "runs; the first from x, the others from random points"),
+    Option("alpha_max", float, 0.1, "largest weight of the step from the clean point"),
+    Option("eta", float, 1.05, "overshoot of each projection onto the linearised boundary"),
+    Option("beta", float, 0.9, "pull back towards the clean point after an adversarial iterate"),
+    Option("search_steps", int, 3, "steps of the final search towards the boundary"),
+)
+
+
 def _common(*, loss: str = "ce", early_stop: bool = False, targeted: bool = True) -> tuple[Option, ...]:
     loss_option = Option("loss", str, loss, _COMMON[0].help + (", dlr" if loss == "dlr" else ""))
     stop = Option("early_stop", bool, early_stop, _COMMON[2].help)
@@ -141,6 +155,19 @@ REGISTRY: dict[str, AttackSpec] = {spec.name: spec for spec in (
         Option("start", str, "zeros", "the start image", STARTS),
         Option("mask_fraction", float, 0.0, "share of pixels held at the lower bound"),
         *_common(early_stop=True))),
+    AttackSpec("deepfool", DeepFool, "DeepFool: steps onto the closest linearised boundary, minimum norm "
+               "(Moosavi-Dezfooli et al. 2016)", (
+        Option("norm", str, "l2", "the norm minimised", ("l2", "linf")),
+        Option("steps", int, 50, "most steps per sample"),
+        Option("overshoot", float, 0.02, "how far past the boundary each step goes, relative to the distance"),
+        Option("candidates", int, 10, "classes linearised: the true one and the most likely others"),
+        _MIN_EPS, *_common(early_stop=True))),
+    AttackSpec("fab", FAB, "FAB: fast adaptive boundary attack, minimum norm under linf, l2, l1 (Croce and Hein "
+               "2020)", (_MIN_NORM, _MIN_EPS, *_FAB_OPTIONS, *_common())),
+    AttackSpec("fab-t", FABTargeted, "FAB-T of AutoAttack: FAB against each of the most likely other classes", (
+        _MIN_NORM, _MIN_EPS, *_FAB_OPTIONS[:2],
+        Option("n_target_classes", int, 9, "how many of the most likely other classes to target"),
+        *_FAB_OPTIONS[2:], *_common(targeted=False))),
 )}
 """Every attack that takes a classifier and ``(x, y)``, by name."""
 
