@@ -1,6 +1,6 @@
 """FMN (alva.attacks.fmn) on real MNIST images and the shipped models: adversarial points whose distance is the
-one reported under each norm (L0 in pixels, as the reports count it), the box kept, FMN-L2 at least as close as
-a PGD-L2 sweep at the same success, targeted runs that reach the target; and on a linear model, where the
+one reported under each norm (L0 in pixels, as the reports count it), the box kept, FMN-L2 and FMN-L-inf at least
+as close as PGD sweeps at the same success, targeted runs that reach the target; and on a linear model, where the
 closest adversarial point is known."""
 
 from __future__ import annotations
@@ -74,14 +74,19 @@ def test_points_are_adversarial_at_the_distance_reported(cnn_small, batch, norm)
     assert (result.steps[broken] <= 50).all() and (result.queries >= 1).all()
 
 
+RADII = {"l2": [0.25 * i for i in range(1, 17)], "linf": [0.02 * i for i in range(1, 21)]}
+
+
+@pytest.mark.parametrize("norm", ["l2", "linf"])
 @pytest.mark.parametrize("model_name", ["mnist/cnn-small", "mnist/cnn-small-pgd"])
-def test_l2_is_at_least_as_close_as_a_pgd_sweep(load_zoo, batch, model_name):
-    """Per sample, PGD-L2's smallest breaking radius on a grid of 16 radii up to 4; FMN-L2 (100 steps) breaks at
-    least as many samples at a median distance no larger (failures count as infinitely far in both medians)."""
+def test_at_least_as_close_as_a_pgd_sweep(load_zoo, batch, model_name, norm):
+    """Per sample, PGD's smallest breaking radius on a grid (16 radii up to 4 under L2, 20 up to 0.4 under L-inf,
+    20 steps each); FMN (100 steps) breaks at least as many samples at a median distance no larger (failures count
+    as infinitely far in both medians)."""
     x, y = batch
     model = load_zoo(model_name)
-    sweep = pgd_sweep(model, x, y, "l2", [0.25 * i for i in range(1, 17)])
-    result = FMN(model, norm="l2", steps=100)(x, y)
+    sweep = pgd_sweep(model, x, y, norm, RADII[norm])
+    result = FMN(model, norm=norm, steps=100)(x, y)
     assert result.success.sum() >= (sweep < math.inf).sum()
     assert result.distances.median() <= sweep.median()
 

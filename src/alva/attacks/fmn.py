@@ -9,9 +9,12 @@ before any success, also jumps to the linear estimate of the boundary, the curre
 ``|margin| / ||grad||_dual``; ``gamma`` decays by cosine annealing from ``gamma_init`` to ``gamma_final``. Under L0
 the radius is a number of pixels and moves by at least one pixel per step.
 
-Two departures from the paper: before the first success the radius grows by ``1 + gamma`` beyond the boundary
-estimate as well (the estimate alone approaches the boundary from inside and, under L2 on MNIST, often never
-crosses it); under L0 the radius starts at every pixel rather than at one, so the first steps are unconstrained.
+Three departures from the paper, each measured stronger on the shipped MNIST models: before the first success
+the radius grows by ``1 + gamma`` beyond the boundary estimate as well (the estimate alone approaches the boundary
+from inside and, under L2, often never crosses it); under L-inf the step follows the sign of the gradient (its
+steepest-ascent direction, scaled to L2 length ``alpha``), which crosses the thresholding that adversarial training
+teaches a network where the raw gradient stalls; under L0 the radius starts at every pixel rather than at one,
+so the first steps are unconstrained.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import cast
 import torch
 
 from alva.attacks.engine import GradientAttack, Rows, Run
-from alva.attacks.errors import AttackInputError, finite, positive_int
+from alva.attacks.errors import AttackInputError, finite, in_interval, positive_int
 from alva.attacks.minimum_norm import MinimumNormAttack
 from alva.attacks.norms import Norm, get_norm, per_sample
 
@@ -86,9 +89,7 @@ class FMN(MinimumNormAttack, GradientAttack):
         self.steps = positive_int("steps", steps)
         self.alpha_init = finite("alpha_init", alpha_init, strict=True)
         self.alpha_final = self.alpha_init / 100 if alpha_final is None else finite("alpha_final", alpha_final)
-        if not 0 < gamma_init < 1:
-            raise AttackInputError(f"gamma_init must be in (0, 1), got {gamma_init}")
-        self.gamma_init = float(gamma_init)
+        self.gamma_init = in_interval("gamma_init", gamma_init, "(0, 1)")
         self.gamma_final = finite("gamma_final", gamma_final)
         if self.gamma_final > self.gamma_init:
             raise AttackInputError(f"gamma_final must be at most gamma_init, got {gamma_final} > {gamma_init}")
@@ -128,8 +129,9 @@ class FMN(MinimumNormAttack, GradientAttack):
         gamma = cosine_annealing(self.gamma_init, self.gamma_final, k, self.steps)
         state.eps = torch.minimum(self.next_eps(state, delta, grad, gamma), state.widest)
         alpha = cosine_annealing(self.alpha_init, self.alpha_final, k, self.steps)
-        length = grad.reshape(rows.n, -1).norm(dim=1).clamp_min(1e-12)
-        delta = delta + grad * per_sample(alpha / length, grad)
+        direction = grad.sign() if self.norm.name == "linf" else grad
+        length = direction.reshape(rows.n, -1).norm(dim=1).clamp_min(1e-12)
+        delta = delta + direction * per_sample(alpha / length, grad)
         delta = self.norm.project_each(delta, state.eps)
         return (rows.x0 + delta).clamp_(*self.bounds)
 
