@@ -22,3 +22,16 @@ def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return (predict(model, x) == y).double().mean().item()
+
+
+def pgd_sweep(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str, radii: list[float], steps: int = 20
+              ) -> torch.Tensor:
+    """Per sample, the smallest radius of ``radii`` at which PGD under ``norm`` breaks it (inf where none does):
+    the minimum-norm estimate a sweep of fixed-radius attacks gives."""
+    from alva.attacks import PGD
+
+    smallest = torch.full((len(x),), math.inf)
+    for eps in sorted(radii, reverse=True):
+        broken = PGD(model, eps=eps, steps=steps, norm=norm, seed=0)(x, y).success
+        smallest = torch.where(broken, eps, smallest)
+    return smallest

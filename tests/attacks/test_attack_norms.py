@@ -1,7 +1,7 @@
-"""Threat models (alva.attacks.norms): measure, project, random_in_ball and ascent_step under L-inf and L2.
+"""Threat models (alva.attacks.norms): measure, project, random_in_ball and ascent_step under L-inf, L2, L1 and L0.
 
-Norms are checked against torch.linalg.vector_norm; balls are checked with a small tolerance for
-float32 rounding.
+Norms are checked against torch.linalg.vector_norm (L0: a count of the changed pixels written here); balls are
+checked with a small tolerance for float32 rounding.
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alva.attacks import L2, NORMS, Linf, Norm, get_norm
+from alva.attacks import L0, L2, NORMS, Linf, Norm, get_norm
 
 ORDS = {"linf": math.inf, "l2": 2, "l1": 1}
 TOL = 1e-5
+CHANGED = 1e-6  # L0: a pixel has changed when some channel moved by more than this
 
 shapes = st.tuples(
     st.integers(1, 8),
@@ -28,8 +29,26 @@ seeds = st.integers(0, 2**31 - 1)
 hyp = settings(max_examples=60, deadline=None)
 
 
+def pixel_magnitudes(t: torch.Tensor) -> torch.Tensor:
+    """n x pixels: the largest change over the channels (dim 1 of a 4-D or higher batch) of each pixel."""
+    return (t.abs().amax(dim=1) if t.ndim >= 4 else t.abs()).reshape(len(t), -1)
+
+
 def reference_norm(name: str, t: torch.Tensor) -> torch.Tensor:
+    if name == "l0":
+        return (pixel_magnitudes(t) > CHANGED).sum(dim=1).double()
     return torch.linalg.vector_norm(t.reshape(len(t), -1).double(), ord=ORDS[name], dim=1)
+
+
+def into_ball(name: str, delta: torch.Tensor, eps: float, frac: float = 1.0) -> torch.Tensor:
+    """A point of the eps ball made from delta: scaled to frac * eps (L_p), or delta on its first floor(eps)
+    pixels, zero elsewhere (L0)."""
+    if name == "l0":
+        shape = (len(delta), 1, *delta.shape[2:]) if delta.ndim >= 4 else delta.shape
+        first = torch.arange(math.prod(shape[1:])).view(1, *shape[1:]) < math.floor(eps)
+        return delta * first
+    factor = (frac * eps / reference_norm(name, delta).clamp_min(1e-12)).clamp(max=1.0).float()
+    return delta * factor.view(-1, *[1] * (delta.ndim - 1))
 
 
 def random_delta(shape: tuple[int, ...], seed: int, scale: float) -> torch.Tensor:
@@ -38,7 +57,9 @@ def random_delta(shape: tuple[int, ...], seed: int, scale: float) -> torch.Tenso
 
 
 def test_registry_and_names():
-    assert isinstance(NORMS["linf"], Linf) and isinstance(NORMS["l2"], L2)
+    assert isinstance(NORMS["linf"], Linf) and isinstance(NORMS["l2"], L2) and isinstance(NORMS["l0"], L0)
+    for alias in ("l0", "L0", "0", "l_0"):
+        assert isinstance(get_norm(alias), L0), alias
     for alias in ("linf", "Linf", "LINF", "l-inf", "l_inf", "inf"):
         assert isinstance(get_norm(alias), Linf), alias
     for alias in ("l2", "L2", "2"):
@@ -48,7 +69,7 @@ def test_registry_and_names():
     assert repr(get_norm("linf")) == "linf"
 
 
-@pytest.mark.parametrize("name", ["l3", "l0", "", "euclid"])
+@pytest.mark.parametrize("name", ["l3", "l00", "", "euclid"])
 def test_unknown_norm_is_a_value_error(name):
     with pytest.raises(ValueError, match="unknown norm"):
         get_norm(name)
@@ -80,9 +101,9 @@ def test_project_lands_in_the_ball_and_is_idempotent(name, shape, seed, scale, e
 def test_project_keeps_points_inside_the_ball(name, shape, seed, eps, frac):
     norm = get_norm(name)
     delta = random_delta(shape, seed, 1.0)
-    factor = frac * eps / reference_norm(name, delta).clamp_min(1e-12).float()
-    inside = delta * factor.view(-1, *[1] * (len(shape) - 1))
-    torch.testing.assert_close(norm.project(inside, eps), inside, rtol=0, atol=1e-7)
+    inside = into_ball(name, delta, eps, frac)
+    # L0 zeroes the pixels that count as unchanged (every channel within CHANGED of 0).
+    torch.testing.assert_close(norm.project(inside, eps), inside, rtol=0, atol=CHANGED if name == "l0" else 1e-7)
 
 
 @hyp
@@ -95,8 +116,7 @@ def test_project_is_the_closest_point_of_the_ball(name, shape, seed, scale, eps)
     dist = reference_norm("l2", delta - proj)
     g = torch.Generator().manual_seed(seed + 1)
     candidates = [norm.random_in_ball(delta, eps, g) for _ in range(8)]
-    scale_down = (eps / reference_norm(name, delta).clamp_min(1e-12)).clamp(max=1.0).float()
-    candidates.append(delta * scale_down.view(-1, *[1] * (len(shape) - 1)))
+    candidates.append(into_ball(name, delta, eps))
     for q in candidates:
         assert (dist <= reference_norm("l2", delta - q) + 1e-4).all()
 
@@ -193,22 +213,33 @@ def test_random_in_ball_without_a_generator_uses_the_global_one():
 @hyp
 @given(name=norm_names, shape=shapes, seed=seeds, alpha=st.floats(1e-3, 2.0))
 def test_ascent_step_has_size_alpha_and_is_steepest(name, shape, seed, alpha):
-    """The step has norm alpha and a larger inner product with the gradient than any point of its ball."""
+    """The step has norm alpha (L0: ceil(alpha) pixels) and a larger inner product with the gradient than any
+    point of its ball."""
     norm = get_norm(name)
     grad = random_delta(shape, seed, 1.0)
     step = norm.ascent_step(grad.clone(), alpha)
     assert step.shape == grad.shape
-    expected = torch.full((shape[0],), alpha, dtype=torch.float64)
-    torch.testing.assert_close(reference_norm(name, step), expected, rtol=1e-5, atol=1e-6)
     gain = (step * grad).reshape(shape[0], -1).double().sum(1)
-    # The dual norm of the gradient: L2 for L2, L1 for L-inf, L-inf for L1.
-    dual = torch.linalg.vector_norm(grad.reshape(shape[0], -1).double(), ord={"l2": 2, "linf": 1, "l1": math.inf}[name],
-                                    dim=1)
-    if name == "l1":
-        # The sparse L1 step spreads alpha over the largest coordinates: at most steepest, never against it.
-        assert (gain <= alpha * dual + 1e-6).all() and (gain > 0).all()
+    if name == "l0":
+        # ceil(alpha) pixels (all there are, if fewer) moved by the sign of the gradient: within the unit cube,
+        # the largest gain of any point changing that many pixels (the sum of their largest channel-L1 gradients).
+        pixels = pixel_magnitudes(step).shape[1]
+        k = min(math.ceil(alpha), pixels)
+        assert (reference_norm("l0", step) == k).all() and step.abs().max() <= 1
+        channel_l1 = grad.abs().sum(dim=1) if grad.ndim >= 4 else grad.abs()
+        best = channel_l1.reshape(shape[0], -1).double().topk(k, dim=1).values.sum(dim=1)
+        torch.testing.assert_close(gain, best, rtol=1e-5, atol=1e-6)
     else:
-        torch.testing.assert_close(gain, alpha * dual, rtol=1e-4, atol=1e-6)
+        expected = torch.full((shape[0],), alpha, dtype=torch.float64)
+        torch.testing.assert_close(reference_norm(name, step), expected, rtol=1e-5, atol=1e-6)
+        # The dual norm of the gradient: L2 for L2, L1 for L-inf, L-inf for L1.
+        dual = torch.linalg.vector_norm(grad.reshape(shape[0], -1).double(),
+                                        ord={"l2": 2, "linf": 1, "l1": math.inf}[name], dim=1)
+        if name == "l1":
+            # The sparse L1 step spreads alpha over the largest coordinates: at most steepest, never against it.
+            assert (gain <= alpha * dual + 1e-6).all() and (gain > 0).all()
+        else:
+            torch.testing.assert_close(gain, alpha * dual, rtol=1e-4, atol=1e-6)
     g = torch.Generator().manual_seed(seed + 1)
     for _ in range(4):
         other = norm.random_in_ball(grad, alpha, g)
@@ -228,3 +259,44 @@ def test_base_norm_is_abstract():
                  lambda: base.random_in_ball(x, 1.0, None)):
         with pytest.raises(NotImplementedError):
             call()
+
+
+def test_l0_counts_pixels_and_projection_keeps_the_largest():
+    """A pixel counts once whatever the number of its channels that changed; the projection keeps the pixels of
+    largest energy (sum of squares over the channels) and zeroes the rest; each sample has its own radius."""
+    delta = torch.zeros(2, 3, 2, 2)
+    delta[0, :, 0, 0] = 0.5           # energy 0.75 in three channels: one pixel
+    delta[0, 0, 0, 1] = 0.8           # energy 0.64
+    delta[0, 2, 1, 1] = -0.7          # energy 0.49
+    delta[0, 1, 1, 0] = 5e-7          # below the threshold: unchanged
+    delta[1, 1, 1, 1] = 0.2
+    norm = get_norm("l0")
+    assert norm.measure(delta).tolist() == [3.0, 1.0]
+    kept = norm.project(delta, 2.5)
+    expected = delta.clone()
+    expected[0, 2, 1, 1] = 0
+    expected[0, 1, 1, 0] = 0
+    assert torch.equal(kept, expected)
+    each = norm.project_each(delta, torch.tensor([1.0, 0.0]))
+    assert torch.equal(each[0, :, 0, 0], delta[0, :, 0, 0]) and norm.measure(each).tolist() == [1.0, 0.0]
+    flat = delta.reshape(2, -1)  # N x D: every entry is a pixel
+    assert norm.measure(flat).tolist() == [5.0, 1.0]
+
+
+@pytest.mark.parametrize("name", sorted(NORMS))
+def test_project_each_is_project_with_each_samples_radius(name):
+    norm = get_norm(name)
+    delta = random_delta((4, 3, 5, 5), 7, 1.0)
+    radii = [0.0, 0.5, 2.0, 40.0]
+    each = norm.project_each(delta, torch.tensor(radii))
+    for i, eps in enumerate(radii):
+        torch.testing.assert_close(each[i:i + 1], norm.project(delta[i:i + 1], eps), rtol=1e-5, atol=1e-6)
+
+
+def test_l0_random_in_ball_changes_floor_eps_pixels():
+    like = torch.zeros(500, 3, 6, 6)
+    sample = L0().random_in_ball(like, 4.7, torch.Generator().manual_seed(0))
+    assert (reference_norm("l0", sample) == 4).all() and sample.abs().max() <= 1
+    # The pixels are spread over the image: every position is chosen about 4/36 of the time.
+    chosen = (sample.abs().amax(dim=1) > 0).double().mean(dim=0)
+    assert (chosen - 4 / 36).abs().max() < 0.06

@@ -10,14 +10,16 @@ from alva.attacks.base import Attack, AttackInputError, AttackResult, LatentResu
 from alva.attacks.deepfool import DeepFool
 from alva.attacks.differential_evolution import DifferentialEvolution, OnePixel
 from alva.attacks.dlr import DLRLoss, dlr, dlr_targeted
+from alva.attacks.ead import EAD
 from alva.attacks.engine import EngineAttack, GradientAttack, KeepBest, Repeated, Rows, Run, SearchAttack
 from alva.attacks.fab import FAB, FABTargeted
+from alva.attacks.fmn import FMN
 from alva.attacks.generator_attacks import AdvGANAttack, GeneratorAttackResult, UnrestrictedGeneratorAttack
 from alva.attacks.keyed import KeyedRandom
 from alva.attacks.losses import LOSSES, AttackLoss, ClassLoss, Confident, cross_entropy, is_success, margin
 from alva.attacks.minimum_norm import MIN_NORM_RULE, MinimumNormAttack, MinimumNormResult
 from alva.attacks.multilabel import NaiveBCE, SingleLabelFlip
-from alva.attacks.norms import L1, L2, NORMS, Linf, Norm, get_norm
+from alva.attacks.norms import L0, L1, L2, NORMS, Linf, Norm, get_norm
 from alva.attacks.pgd import FGSM, PGD
 from alva.attacks.population import PopulationRows, PopulationSearch
 from alva.attacks.registry import ATTACKS, REGISTRY, AttackSpec, Option, build
@@ -26,7 +28,8 @@ from alva.attacks.square import Square
 from alva.attacks.transfer import QueryCounter, TransferAttack
 
 __all__ = [
-    "ALVA", "APGD", "ATTACKS", "FAB", "FGSM", "L1", "L2", "LOSSES", "MIN_NORM_RULE", "NORMS", "PGD", "REGISTRY",
+    "ALVA", "APGD", "ATTACKS", "EAD", "FAB", "FGSM", "FMN", "L0", "L1", "L2", "LOSSES", "MIN_NORM_RULE", "NORMS",
+    "PGD", "REGISTRY",
     "ALVAResult", "APGDTargeted", "AdvGANAttack", "Attack", "AttackInputError", "AttackLoss", "AttackResult",
     "AttackSpec", "ClassLoss", "Confident", "DLRLoss", "DeepFool", "DifferentialEvolution", "EngineAttack",
     "FABTargeted",

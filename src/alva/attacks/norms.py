@@ -18,7 +18,7 @@ import torch
 from alva.attacks.keyed import Uniform, generator_uniform
 from alva.attacks.square_geometry import corner, pyramid, signs, split_pyramid, window
 
-__all__ = ["L1", "L2", "NORMS", "Linf", "Norm", "as_uniform", "get_norm", "per_sample"]
+__all__ = ["L0", "L1", "L2", "NORMS", "Linf", "Norm", "as_uniform", "get_norm", "per_sample", "pixel_view"]
 
 
 def _flat(t: torch.Tensor) -> torch.Tensor:
@@ -54,6 +54,13 @@ class Norm:
     def project(self, delta: torch.Tensor, eps: float) -> torch.Tensor:
         """The closest point of the eps ball to ``delta``."""
         raise NotImplementedError
+
+    def project_each(self, delta: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """The closest point to ``delta`` of the ball of radius ``eps[i]`` for each sample ``i`` (default: by
+        homogeneity, ``eps * project(delta / eps, 1)``, which holds for every L_p norm with p >= 1)."""
+        radius = per_sample(eps.to(delta.dtype), delta)
+        unit = self.project(delta / radius.clamp_min(1e-30), 1.0)
+        return torch.where(radius > 0, unit * radius, torch.zeros_like(delta))
 
     def ascend(self, x: torch.Tensor, grad: torch.Tensor, center: torch.Tensor, alpha: float, eps: float
                ) -> torch.Tensor:
@@ -237,15 +244,79 @@ class L1(Norm):
         return (point * sign * eps).view_as(like).to(like.dtype)
 
 
-NORMS: dict[str, Norm] = {"linf": Linf(), "l2": L2(), "l1": L1()}
+def pixel_view(t: torch.Tensor) -> torch.Tensor:
+    """``t`` as ``n x channels x pixels``: a pixel of an ``N x C x H x W`` (or higher) batch is a position with its
+    ``C`` channels (dim 1); in any other batch each entry is a pixel with one channel."""
+    return t.reshape(len(t), t.shape[1] if t.ndim >= 4 else 1, -1)
+
+
+class L0(Norm):
+    """The L0 threat model: the number of pixels changed. A pixel is a position of the image: the ``C`` channels
+    of an ``N x C x H x W`` batch count once, as everywhere in alva (:func:`alva.attacks.sparse.pixel_l0`, the
+    L0 of the attack reports); it has changed when some channel moved by more than ``changed`` (1e-6 as there).
+
+    The ball of radius eps holds the perturbations that change at most ``floor(eps)`` pixels, by any amount. Its
+    projection keeps the ``floor(eps)`` changed pixels of largest energy (sum of squares over the channels), the
+    closest point of the ball in L2, and zeroes the others. The ascent step and the random points live in the
+    ball intersected with the cube ``[-1, 1]`` per entry (the range of images in [0, 1]): the step of size
+    ``alpha`` moves the ``ceil(alpha)`` pixels of largest gradient (L1 over the channels) by the gradient's sign,
+    the steepest ascent in that set (as the sparse steps of JSMA, Papernot et al. 2016).
+    """
+
+    name = "l0"
+
+    def __init__(self, changed: float = 1e-6) -> None:
+        self.changed = changed
+
+    def moved(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Which pixels of an ``n x channels x pixels`` view have changed."""
+        return pixels.abs().amax(dim=1) > self.changed
+
+    def measure(self, delta: torch.Tensor) -> torch.Tensor:
+        return self.moved(pixel_view(delta)).sum(dim=1).to(delta.dtype)
+
+    def ascent_step(self, grad: torch.Tensor, alpha: float) -> torch.Tensor:
+        pixels = pixel_view(grad)
+        weight = pixels.abs().sum(dim=1)
+        k = min(max(math.ceil(alpha), 0), weight.shape[1])
+        chosen = torch.zeros_like(weight, dtype=torch.bool).scatter_(1, weight.topk(k, dim=1).indices, True)
+        return (pixels.sign() * (chosen & (weight > 0))[:, None]).reshape(grad.shape)
+
+    def project(self, delta: torch.Tensor, eps: float) -> torch.Tensor:
+        return self.project_each(delta, torch.full((len(delta),), float(eps), device=delta.device))
+
+    def project_each(self, delta: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        pixels = pixel_view(delta)
+        moved = self.moved(pixels)
+        energy = pixels.pow(2).sum(dim=1).masked_fill(~moved, -1.0)  # an unchanged pixel takes no slot
+        count = energy.shape[1]
+        k = eps.detach().to(torch.float64).floor().clamp(0, count).long()
+        slots = torch.arange(count, device=delta.device)[None, :] < k[:, None]
+        order = energy.argsort(dim=1, descending=True, stable=True)
+        keep = torch.zeros_like(slots).scatter_(1, order, slots) & moved
+        return (pixels * keep[:, None]).reshape(delta.shape)
+
+    def random_in_ball(self, like, eps, source):
+        # floor(eps) distinct pixels (those of the smallest keys), each channel uniform in [-1, 1].
+        pixels = pixel_view(like)
+        channels, count = pixels.shape[1:]
+        u = as_uniform(source, like)(count * (channels + 1))
+        k = min(max(math.floor(eps), 0), count)
+        chosen = torch.zeros(len(like), count, dtype=torch.bool, device=like.device)
+        chosen.scatter_(1, u[:, :count].topk(k, dim=1, largest=False).indices, True)
+        values = (u[:, count:] * 2 - 1).view(len(like), channels, count)
+        return (values * chosen[:, None]).reshape(like.shape).to(like.dtype)
+
+
+NORMS: dict[str, Norm] = {"linf": Linf(), "l2": L2(), "l1": L1(), "l0": L0()}
 
 
 def get_norm(name: str | Norm) -> Norm:
-    """The norm called ``name`` (``linf``, ``l2`` or ``l1``)."""
+    """The norm called ``name`` (``linf``, ``l2``, ``l1`` or ``l0``)."""
     if isinstance(name, Norm):
         return name
     key = str(name).lower().replace("-", "").replace("_", "")
-    key = {"inf": "linf", "l_inf": "linf", "2": "l2", "1": "l1"}.get(key, key)
+    key = {"inf": "linf", "l_inf": "linf", "2": "l2", "1": "l1", "0": "l0"}.get(key, key)
     if key not in NORMS:
         raise ValueError(f"unknown norm {name!r}; choose one of {sorted(NORMS)}")
     return NORMS[key]

@@ -17,8 +17,10 @@ from alva.attacks.apgd import APGD, APGDTargeted
 from alva.attacks.base import Attack
 from alva.attacks.deepfool import DeepFool
 from alva.attacks.differential_evolution import STRATEGIES, DifferentialEvolution
+from alva.attacks.ead import DECISION_RULES, EAD
 from alva.attacks.errors import AttackInputError
 from alva.attacks.fab import FAB, FABTargeted
+from alva.attacks.fmn import FMN, FMN_NORMS
 from alva.attacks.pgd import FGSM, PGD
 from alva.attacks.sparse import OPTIMIZERS, STARTS, SparseConfident
 from alva.attacks.square import Square
@@ -168,6 +170,29 @@ REGISTRY: dict[str, AttackSpec] = {spec.name: spec for spec in (
         _MIN_NORM, _MIN_EPS, *_FAB_OPTIONS[:2],
         Option("n_target_classes", int, 9, "how many of the most likely other classes to target"),
         *_FAB_OPTIONS[2:], *_common(targeted=False))),
+    AttackSpec("fmn", FMN, "fast minimum-norm attack: each sample's smallest adversarial perturbation under L0, L1, "
+               "L2 or L-inf, by steps on an adaptive norm ball (Pintor et al. 2021)", (
+        Option("norm", str, "l2", "the norm minimised (l0 counts pixels)", FMN_NORMS),
+        Option("steps", int, 100, "gradient steps"),
+        Option("alpha_init", float, 1.0, "first step length (L2), cosine-annealed"),
+        Option("alpha_final", _optional_float, None, "last step length; none: alpha_init / 100"),
+        Option("gamma_init", float, 0.05, "first factor by which the radius shrinks or grows"),
+        Option("gamma_final", float, 0.001, "last factor (cosine annealing)"),
+        Option("loss", str, "margin", "the logit margin whose gradient drives the steps: margin or ce"),
+        _COMMON[1], _COMMON[3])),
+    AttackSpec("ead", EAD, "elastic-net attack: sparse perturbations of small L1 distance by ISTA/FISTA and a binary "
+               "search over the constant (Chen et al. 2018)", (
+        Option("steps", int, 100, "iterations per binary-search step"),
+        Option("binary_steps", int, 9, "binary-search steps over the constant c"),
+        Option("beta", float, 1e-3, "weight of the L1 term"),
+        Option("decision_rule", str, "l1", "which successful iterate: smallest l1 or smallest elastic-net cost (en)",
+               DECISION_RULES),
+        Option("initial_const", float, 1e-3, "first constant c"),
+        Option("lr", float, 0.01, "first learning rate (square-root decay)"),
+        Option("confidence", float, 0.0, "margin a success needs (kappa)"),
+        Option("abort_early", bool, True, "end a round for a sample that has stopped improving without success"),
+        Option("loss", str, "margin", "the margin of the objective: margin (Carlini-Wagner) or ce"),
+        _COMMON[1], _COMMON[3])),
 )}
 """Every attack that takes a classifier and ``(x, y)``, by name."""
 
