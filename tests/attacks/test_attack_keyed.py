@@ -57,3 +57,17 @@ def test_uniform_numbers_of_a_sample_do_not_depend_on_its_batch_and_twins_differ
     assert torch.equal(part, full[[4, 2, 5, 0]])
     assert not torch.equal(full[4], full[5])
     assert 0 <= full.min() and full.max() < 1
+
+
+def test_random_targets_and_the_search_do_not_depend_on_the_batch(cnn_small, attack_batch):
+    from alva.attacks import PGD
+
+    x, y = attack_batch[0][:12], attack_batch[1][:12]
+    attack = PGD(cnn_small, eps=0.1, steps=3, target="random", seed=3)
+    whole = attack(x, y)
+    order = torch.tensor([7, 2, 11, 0, 5])
+    part = attack(x[order], y[order])
+    assert torch.equal(whole.target[order], part.target)
+    assert (whole.target != y).all()
+    assert torch.equal(whole.x_adv[order], part.x_adv)
+    assert len(set(whole.target.tolist())) > 1

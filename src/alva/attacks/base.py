@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from alva.attacks.errors import AttackInputError, check_label_range, positive_int
+from alva.attacks.keyed import KeyedRandom, Uniform
 from alva.attacks.losses import AttackLoss, Objective, as_attack_loss
 from alva.models.loading import model_io
 
@@ -191,8 +192,14 @@ class Attack:
             if target is not None:
                 target = self.loss.check_targets(target, y, clean_logits.shape[1])
             elif self.target_rule is not None:
-                target = self.loss.pick_targets(self.target_rule, y, clean_logits, generator)
+                target = self.loss.pick_targets(self.target_rule, y, clean_logits, self.target_numbers(x, y))
             return self.run(x.detach(), y, target, clean_logits, generator)
+
+    def target_numbers(self, x: torch.Tensor, y: torch.Tensor) -> Uniform:
+        """Keyed numbers for a random target rule, from a generator of their own: the run's generator, and so
+        every random number of the search, is the same with and without random targets."""
+        generator = None if self.seed is None else torch.Generator(device=x.device).manual_seed(self.seed)
+        return KeyedRandom(x, generator, y).stream(torch.arange(len(x), device=x.device), (-1,))
 
     def run(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None, clean_logits: torch.Tensor,
             generator: torch.Generator | None) -> AttackResult:

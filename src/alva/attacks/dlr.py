@@ -68,11 +68,11 @@ class DLRLoss(ClassLoss):
             raise AttackInputError(f"the targeted DLR loss needs a model with at least 4 classes, got {num_outputs}")
         return super().check_targets(target, y, num_outputs)
 
-    def pick_targets(self, rule, y, clean_logits, generator):
+    def pick_targets(self, rule, y, clean_logits, uniform):
         if clean_logits.shape[1] < 4:
             raise AttackInputError("the targeted DLR loss needs a model with at least 4 classes, "
                                    f"got {clean_logits.shape[1]}")
-        return super().pick_targets(rule, y, clean_logits, generator)
+        return super().pick_targets(rule, y, clean_logits, uniform)
 
     def __repr__(self) -> str:
         return "dlr"

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from alva.attacks.errors import AttackInputError, check_index_tensor, check_label_range
+from alva.attacks.keyed import Uniform
 
 Objective = Callable[[torch.Tensor, torch.Tensor, bool], torch.Tensor]
 
@@ -72,8 +73,9 @@ class AttackLoss:
     def check_targets(self, target: torch.Tensor, y: torch.Tensor, num_outputs: int) -> torch.Tensor:
         raise NotImplementedError
 
-    def pick_targets(self, rule: str, y: torch.Tensor, clean_logits: torch.Tensor,
-                     generator: torch.Generator | None) -> torch.Tensor:
+    def pick_targets(self, rule: str, y: torch.Tensor, clean_logits: torch.Tensor, uniform: Uniform) -> torch.Tensor:
+        """Targets by ``rule``; a random rule reads one number per sample from ``uniform`` (keyed per sample by
+        the attack, so that a sample's target does not depend on its batch)."""
         raise NotImplementedError
 
 
@@ -105,10 +107,11 @@ class ClassLoss(AttackLoss):
     def check_targets(self, target, y, num_outputs):
         return check_index_tensor(target, len(y), num_outputs, "labels").to(y.device)
 
-    def pick_targets(self, rule, y, clean_logits, generator):
+    def pick_targets(self, rule, y, clean_logits, uniform):
         num_classes = clean_logits.shape[1]
         if rule == "random":
-            offset = torch.randint(1, num_classes, y.shape, generator=generator, device=y.device)
+            u = uniform(1)[:, 0].to(y.device)
+            offset = 1 + (u * (num_classes - 1)).long().clamp_(max=num_classes - 2)
             return (y + offset) % num_classes
         return clean_logits.scatter(1, y[:, None], float("inf")).argmin(dim=1)  # least-likely
 
@@ -145,8 +148,8 @@ class Confident(AttackLoss):
     def check_targets(self, target, y, num_outputs):
         return self.base.check_targets(target, y, num_outputs)
 
-    def pick_targets(self, rule, y, clean_logits, generator):
-        return self.base.pick_targets(rule, y, clean_logits, generator)
+    def pick_targets(self, rule, y, clean_logits, uniform):
+        return self.base.pick_targets(rule, y, clean_logits, uniform)
 
     def __repr__(self) -> str:
         return f"Confident({self.base!r}, {self.confidence})"

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from alva.attacks.errors import AttackInputError, check_index_tensor, finite
+from alva.attacks.keyed import Uniform
 from alva.attacks.losses import AttackLoss
 
 
@@ -46,8 +47,7 @@ class MultiLabelLoss(AttackLoss):
     def check_targets(self, target: torch.Tensor, y: torch.Tensor, num_outputs: int) -> torch.Tensor:
         return check_index_tensor(target, len(y), num_outputs, "label indices").to(y.device)
 
-    def pick_targets(self, rule: str, y: torch.Tensor, clean_logits: torch.Tensor,
-                     generator: torch.Generator | None) -> torch.Tensor:
+    def pick_targets(self, rule: str, y: torch.Tensor, clean_logits: torch.Tensor, uniform: Uniform) -> torch.Tensor:
         """A label index per sample: any label (``random``), one that is on (``positive``) or off (``negative``).
 
         A sample with no label of the asked kind gets a uniformly random label.
@@ -59,7 +59,10 @@ class MultiLabelLoss(AttackLoss):
             weights = 1 - y
         empty = weights.sum(1) == 0
         weights[empty] = 1.0
-        return torch.multinomial(weights, 1, generator=generator).squeeze(1)
+        # Inverse-CDF sampling from one keyed number per sample.
+        cdf = weights.to(torch.float64).cumsum(1)
+        u = uniform(1).to(cdf) * cdf[:, -1:]
+        return torch.searchsorted(cdf, u, right=True).squeeze(1).clamp_(max=y.shape[1] - 1)
 
     def flipped(self, logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return _label_at(predicted_labels(logits), target) != _label_at(y, target)

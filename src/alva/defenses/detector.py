@@ -191,8 +191,8 @@ class DetectorAwareLoss(AttackLoss):
     def check_targets(self, target, y, num_outputs):
         return self.base.check_targets(target, y, num_outputs - 1)
 
-    def pick_targets(self, rule, y, clean_logits, generator):
-        return self.base.pick_targets(rule, y, clean_logits[:, :-1], generator)
+    def pick_targets(self, rule, y, clean_logits, uniform):
+        return self.base.pick_targets(rule, y, clean_logits[:, :-1], uniform)
 
     def __repr__(self) -> str:
         return (f"DetectorAwareLoss(c={self.c}, threshold={self.threshold}, base={self.base!r}, hinge={self.hinge}, "

@@ -25,6 +25,7 @@ from torch import nn
 
 from alva.attacks.base import attack_mode
 from alva.attacks.generator_attacks import PerturbationGenerator, bounded_perturbation, save_perturbation_generator
+from alva.attacks.keyed import generator_uniform
 from alva.attacks.losses import ClassLoss, is_success, margin
 from alva.models import model_io
 from alva.report.training_figures import tile
@@ -82,7 +83,7 @@ def random_targets(y: torch.Tensor, num_classes: int) -> torch.Tensor:
     """A target class other than ``y`` per sample, from the global generator (the attacks' ``"random"`` rule)."""
     # The rule reads only the number of classes from the logits: a zero-stride stand-in of that shape.
     shape_only = torch.zeros((), device=y.device).expand(len(y), num_classes)
-    return ClassLoss(margin).pick_targets("random", y, shape_only, None)
+    return ClassLoss(margin).pick_targets("random", y, shape_only, generator_uniform(len(y), None, y.device))
 
 
 class AdvGANObjective(ManualObjective):
