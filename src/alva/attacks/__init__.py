@@ -7,6 +7,8 @@ classifier with their options, and :func:`build` makes one from its name.
 from alva.attacks.alva import ALVA, ALVAResult, alva_summary
 from alva.attacks.apgd import APGD, APGDTargeted
 from alva.attacks.base import Attack, AttackInputError, AttackResult, LatentResult, attack_mode
+from alva.attacks.carlini_wagner import CarliniWagner
+from alva.attacks.ddn import DDN
 from alva.attacks.differential_evolution import DifferentialEvolution, OnePixel
 from alva.attacks.dlr import DLRLoss, dlr, dlr_targeted
 from alva.attacks.engine import EngineAttack, GradientAttack, KeepBest, Repeated, Rows, Run, SearchAttack
@@ -24,9 +26,9 @@ from alva.attacks.square import Square
 from alva.attacks.transfer import QueryCounter, TransferAttack
 
 __all__ = [
-    "ALVA", "APGD", "ATTACKS", "FGSM", "L1", "L2", "LOSSES", "MIN_NORM_RULE", "NORMS", "PGD", "REGISTRY",
+    "ALVA", "APGD", "ATTACKS", "DDN", "FGSM", "L1", "L2", "LOSSES", "MIN_NORM_RULE", "NORMS", "PGD", "REGISTRY",
     "ALVAResult", "APGDTargeted", "AdvGANAttack", "Attack", "AttackInputError", "AttackLoss", "AttackResult",
-    "AttackSpec", "ClassLoss", "Confident", "DLRLoss", "DifferentialEvolution", "EngineAttack",
+    "AttackSpec", "CarliniWagner", "ClassLoss", "Confident", "DLRLoss", "DifferentialEvolution", "EngineAttack",
     "GeneratorAttackResult", "GradientAttack", "KeepBest", "KeyedRandom", "LatentResult", "Linf", "MinimumNormAttack",
     "MinimumNormResult", "NaiveBCE",
     "Norm", "OnePixel", "Option", "PopulationRows", "PopulationSearch",
