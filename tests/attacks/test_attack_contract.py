@@ -24,7 +24,7 @@ FAST = {
     "square": {"n_queries": 30},
     "one-pixel": {"popsize": 10, "generations": 3},
     "sparse": {"steps": 20},
-    "cw": {"steps": 10, "binary_steps": 2, "initial_const": 1.0, "lr": 0.1},
+    "cw": {"steps": 10, "binary_steps": 2, "initial_const": 1.0},
     "ddn": {"steps": 10},
 }
 # Attacks whose random numbers are keyed per sample (or that draw none): a sample's result is the same in any batch.

@@ -151,7 +151,7 @@ REGISTRY: dict[str, AttackSpec] = {spec.name: spec for spec in (
         Option("steps", int, 100, "Adam steps per constant"),
         Option("binary_steps", int, 9, "constants tried per sample (binary search)"),
         Option("initial_const", float, 1e-2, "the first constant c"),
-        Option("lr", float, 0.01, "Adam's learning rate (0.1 suits budgets of about 100 steps)"),
+        Option("lr", float, 0.1, "Adam's learning rate (the paper's 0.01 needs thousands of steps)"),
         Option("confidence", float, 0.0, "the logit margin a success needs (kappa)"),
         Option("abort_early", bool, True, "stop a sample's search when its objective stalls"),
         Option("loss", str, "margin", "the margin f of the objective: margin (the paper's) or ce"),
