@@ -17,6 +17,8 @@ exactly, with or without a seed (the seed only matters for random targets).
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 
 from alva.attacks.base import AttackResult
@@ -68,18 +70,6 @@ class CWRows(Rows):
     const: torch.Tensor
     margin: torch.Tensor
     last_objective: torch.Tensor
-
-
-def _cw_rows(rows: Rows) -> CWRows:
-    if not isinstance(rows, CWRows):
-        raise TypeError(f"Carlini-Wagner searches on CWRows, got {type(rows).__name__}")
-    return rows
-
-
-def _cw_run(run: Run) -> CWRun:
-    if not isinstance(run, CWRun):
-        raise TypeError(f"Carlini-Wagner runs on a CWRun, got {type(run).__name__}")
-    return run
 
 
 class CarliniWagner(MinimumNormGradientAttack):
@@ -139,11 +129,11 @@ class CarliniWagner(MinimumNormGradientAttack):
         return ((torch.tanh(w) + 1) * ((hi - lo) / 2) + lo).clamp_(lo, hi)
 
     def start(self, run: Run, rows: Rows) -> torch.Tensor:
-        rows = _cw_rows(rows)
+        rows = cast(CWRows, rows)
         lo, hi = self.bounds
         rows.w = torch.atanh(((rows.x0 - lo) / (hi - lo) * 2 - 1) * TANH_SHRINK)
         rows.m, rows.v = torch.zeros_like(rows.w), torch.zeros_like(rows.w)
-        const = _cw_run(run).constants.const
+        const = cast(CWRun, run).constants.const
         rows.const = const if rows.rows is None else const[rows.rows]
         rows.last_objective = torch.full_like(rows.const, float("inf"))
         return self.to_image(rows.w)
@@ -153,7 +143,7 @@ class CarliniWagner(MinimumNormGradientAttack):
         return self.distance(rows.x, rows.x0).square() + rows.const * (-margin).clamp_min(-self.confidence)
 
     def observe(self, rows: Rows, k: int, loss: torch.Tensor, grad: torch.Tensor) -> None:
-        rows = _cw_rows(rows)
+        rows = cast(CWRows, rows)
         rows.margin = loss
         check = max(self.steps // 10, 1)
         if not self.abort_early or k == 0 or k % check:
@@ -165,12 +155,12 @@ class CarliniWagner(MinimumNormGradientAttack):
             rows.keep(~stalled)
 
     def checked(self, run: Run, rows: Rows, k: int, logits: torch.Tensor, success: torch.Tensor) -> None:
-        found = _cw_run(run).found
+        found = cast(CWRun, run).found
         found[slice(None) if rows.rows is None else rows.rows] |= success
 
     def step(self, rows: Rows, grad: torch.Tensor, k: int) -> torch.Tensor:
         """One Adam step on ``w``: the gradient of the objective through the change of variables."""
-        rows = _cw_rows(rows)
+        rows = cast(CWRows, rows)
         lo, hi = self.bounds
         below = (rows.margin < self.confidence).to(grad.dtype)  # where f still depends on the margin
         grad_x = 2 * (rows.x - rows.x0) - per_sample(rows.const * below, grad) * grad

@@ -18,6 +18,7 @@ exactly zero (a random direction replaces it), keyed per sample, so a seeded cal
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 
@@ -37,12 +38,6 @@ class DDNRows(Rows):
     radius: torch.Tensor
     adversarial: torch.Tensor
     largest: torch.Tensor
-
-
-def _ddn_rows(rows: Rows) -> DDNRows:
-    if not isinstance(rows, DDNRows):
-        raise TypeError(f"DDN searches on DDNRows, got {type(rows).__name__}")
-    return rows
 
 
 class DDN(MinimumNormGradientAttack):
@@ -73,14 +68,14 @@ class DDN(MinimumNormGradientAttack):
         return FINAL_STEP_SIZE + (1 - FINAL_STEP_SIZE) * (1 + math.cos(math.pi * k / self.steps)) / 2
 
     def start(self, run: Run, rows: Rows) -> torch.Tensor:
-        rows = _ddn_rows(rows)
+        rows = cast(DDNRows, rows)
         lo, hi = self.bounds
         rows.radius = torch.full((rows.n,), self.init_epsilon, device=rows.x0.device)
         rows.largest = self.norm.measure(torch.maximum(rows.x0 - lo, hi - rows.x0))
         return rows.x0
 
     def checked(self, run: Run, rows: Rows, k: int, logits: torch.Tensor, success: torch.Tensor) -> None:
-        rows = _ddn_rows(rows)
+        rows = cast(DDNRows, rows)
         rows.adversarial = success
         if k == self.steps:
             return
@@ -92,7 +87,7 @@ class DDN(MinimumNormGradientAttack):
             rows.grad[index] = self.norm.random_in_ball(rows.grad[index], 1.0, source)
 
     def step(self, rows: Rows, grad: torch.Tensor, k: int) -> torch.Tensor:
-        rows = _ddn_rows(rows)
+        rows = cast(DDNRows, rows)
         lo, hi = self.bounds
         delta = rows.x - rows.x0 + self.norm.ascent_step(grad, self.step_size(k))
         change = torch.where(rows.adversarial, 1 - self.gamma, 1 + self.gamma)
