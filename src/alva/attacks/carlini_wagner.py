@@ -21,43 +21,39 @@ from typing import cast
 
 import torch
 
-from alva.attacks.base import AttackResult
 from alva.attacks.engine import Rows, Run
 from alva.attacks.errors import finite, positive_int
 from alva.attacks.minimum_norm_gradient import MinimumNormGradientAttack
 from alva.attacks.norms import get_norm, per_sample
 
-__all__ = ["CarliniWagner", "CWRows", "ConstantSearch"]
+__all__ = ["CWRows", "CarliniWagner", "ConstantSearch"]
 
 TANH_SHRINK = 1 - 1e-6
 """Pixels at the bounds map to a finite ``w``: ``atanh`` of at most this (as the reference implementation)."""
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
 NO_UPPER = 1e10  # the upper bound of c before any constant has succeeded
+SEARCH = "binary_search"  # the key of the ConstantSearch in the run's extras while the searches go on
 
 
 class ConstantSearch:
-    """The per-sample binary search over the constant ``c``: ``const`` is the one to try next."""
+    """The per-sample binary search over the constant ``c``: ``const`` is the one to try next, ``found`` where
+    the search with it has found an adversarial point so far."""
 
     def __init__(self, n: int, initial: float, device: torch.device) -> None:
         self.const = torch.full((n,), initial, device=device)
         self.lower = torch.zeros(n, device=device)
         self.upper = torch.full((n,), NO_UPPER, device=device)
+        self.found = torch.zeros(n, dtype=torch.bool, device=device)
 
     def update(self, found: torch.Tensor) -> None:
         """Where the last constant found an adversarial point it is an upper bound, else a lower bound; the next
         constant is the midpoint of the bounds, or ten times the last while no upper bound is known."""
+        self.found = torch.zeros_like(found)
         self.upper = torch.where(found, torch.minimum(self.upper, self.const), self.upper)
         self.lower = torch.where(found, self.lower, torch.maximum(self.lower, self.const))
         bounded = self.upper < NO_UPPER / 10
         self.const = torch.where(bounded, (self.lower + self.upper) / 2, self.const * 10)
-
-
-class CWRun(Run):
-    """A run of :class:`CarliniWagner`: the constants of the binary search and what each search found."""
-
-    constants: ConstantSearch
-    found: torch.Tensor
 
 
 class CWRows(Rows):
@@ -88,7 +84,8 @@ class CarliniWagner(MinimumNormGradientAttack):
             :class:`~alva.attacks.base.Attack`.
 
     The result holds, per sample, the closest adversarial iterate of all searches and its L2 distance;
-    ``extras["const"]`` the constant the binary search would try next.
+    ``extras["const"]`` the constant the binary search would try next. The searches are the engine's restarts:
+    ``Repeated(attack, n)`` makes the binary search ``n`` times as long.
     """
 
     rows_type = CWRows
@@ -103,18 +100,20 @@ class CarliniWagner(MinimumNormGradientAttack):
         self.lr = finite("lr", lr, strict=True)
         self.confidence = finite("confidence", confidence)
         self.abort_early = bool(abort_early)
+        self.restarts = self.binary_steps
 
-    def run(self, x, y, target, clean_logits, generator) -> AttackResult:
-        run = CWRun(self, x, y, target, clean_logits, generator, self.rule)
-        run.constants = ConstantSearch(len(x), self.initial_const, x.device)
-        index = run.unbroken_rows()  # a sample the clean point already breaks keeps it (distance 0)
-        for binary_step in range(self.binary_steps):
-            run.found = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+    def repeat(self, run: Run, times: int, only_unbroken: bool | None = None) -> None:
+        """``times`` searches, each with the next constant of the binary search, on every sample not already
+        successful at the clean point (its distance is 0)."""
+        constants = ConstantSearch(len(run), self.initial_const, run.x.device)
+        run.extras[SEARCH] = constants  # what start and checked read during the searches
+        index = run.unbroken_rows()
+        for binary_step in range(times):
             if len(index):
                 self.search(run, index, binary_step)
-            run.constants.update(run.found)
-        run.extras["const"] = run.constants.const
-        return self.finish(run)
+            constants.update(constants.found)
+        del run.extras[SEARCH]
+        run.extras["const"] = constants.const
 
     def is_success(self, x: torch.Tensor, logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
                    ) -> torch.Tensor:
@@ -133,7 +132,7 @@ class CarliniWagner(MinimumNormGradientAttack):
         lo, hi = self.bounds
         rows.w = torch.atanh(((rows.x0 - lo) / (hi - lo) * 2 - 1) * TANH_SHRINK)
         rows.m, rows.v = torch.zeros_like(rows.w), torch.zeros_like(rows.w)
-        const = cast(CWRun, run).constants.const
+        const = cast(ConstantSearch, run.extras[SEARCH]).const
         rows.const = const if rows.rows is None else const[rows.rows]
         rows.last_objective = torch.full_like(rows.const, float("inf"))
         return self.to_image(rows.w)
@@ -155,7 +154,7 @@ class CarliniWagner(MinimumNormGradientAttack):
             rows.keep(~stalled)
 
     def checked(self, run: Run, rows: Rows, k: int, logits: torch.Tensor, success: torch.Tensor) -> None:
-        found = cast(CWRun, run).found
+        found = cast(ConstantSearch, run.extras[SEARCH]).found
         found[slice(None) if rows.rows is None else rows.rows] |= success
 
     def step(self, rows: Rows, grad: torch.Tensor, k: int) -> torch.Tensor:
