@@ -26,6 +26,7 @@ def test_the_curve_comes_from_the_distances_of_one_run(ddn_run):
     assert summary["kind"] == "attack-summary"
     figures = summary["report"]["minimum_norm"]
     assert figures["norm"] == "l2" and figures["success_rate"] > 0.9
+    assert summary["settings"]["norm"] == "l2"  # the attack's norm, not the default of --norm
     distances = summary["distances"]
     assert len(distances) == 60
     curve = summary["eps_curve"]

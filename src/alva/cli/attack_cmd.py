@@ -161,7 +161,7 @@ def minimum_norm_curve_values(args: argparse.Namespace, norm: str, channels: int
 def run_minimum_norm(args: argparse.Namespace, data, model: torch.nn.Module) -> int:
     """``alva attack`` with a minimum-norm attack: one run, the curve and the distance figures from its distances."""
     attack = build_attack(model, args, args.eps)  # eps only when given; bad settings fail before anything is written
-    norm = minimum_norm_name(attack) or "l2"
+    norm = args.norm = minimum_norm_name(attack) or args.norm  # the recorded settings name the attack's norm
     values = minimum_norm_curve_values(args, norm, data.shape[0])
     x, y = samples(data, args.n, args.seed)
     main = distributed.is_main()
