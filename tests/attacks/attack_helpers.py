@@ -35,3 +35,27 @@ def pgd_sweep(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str, rad
         broken = PGD(model, eps=eps, steps=steps, norm=norm, seed=0)(x, y).success
         smallest = torch.where(broken, eps, smallest)
     return smallest
+
+
+def pgd_sweep_distances(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_values, norm: str = "l2",
+                        steps: int = 20) -> torch.Tensor:
+    """Per sample, the smallest eps of ``eps_values`` (ascending) at which PGD under ``norm`` succeeds: 0 for a
+    sample misclassified clean, inf where no eps does. Each eps attacks only the samples not yet broken."""
+    from alva.attacks import PGD
+
+    found = torch.where(predict(model, x) != y, 0.0, math.inf)
+    for eps in eps_values:
+        open_rows = torch.isinf(found).nonzero().squeeze(1)
+        if len(open_rows) == 0:
+            break
+        result = PGD(model, eps=eps, steps=steps, norm=norm, seed=0)(x[open_rows], y[open_rows])
+        found[open_rows[result.success]] = eps
+    return found
+
+
+def median_at_same_success(distances: torch.Tensor, reference: torch.Tensor) -> tuple[float, float]:
+    """The median of the finite ``distances`` and the median of the same number of smallest ``reference``
+    distances (inf where the reference breaks fewer samples): two attacks compared at the same success."""
+    broken = distances[torch.isfinite(distances)]
+    best = reference.sort().values[:len(broken)]
+    return broken.median().item(), best.median().item()

@@ -1,14 +1,19 @@
 """The contract every registered attack honours, checked by running the same tests over the registry
 (alva.attacks.REGISTRY) on real MNIST images and the shipped mnist/cnn-small: x_adv within the bounds and the
 eps ball, a success mask that agrees with the model, the model's state restored, seeded repeatability, and a
-sample's result independent of its batch where the attack promises that."""
+sample's result independent of its batch where the attack promises that.
+
+A minimum-norm attack (a :class:`~alva.attacks.minimum_norm.MinimumNormAttack`) has no eps ball unless its eps
+is set; its result's distances must be the measured norms of the returned perturbations.
+
+To add an attack: one entry in FAST (its small budget), and its name in BATCH_INDEPENDENT if it promises that."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from alva.attacks import REGISTRY, build, get_norm
+from alva.attacks import REGISTRY, MinimumNormAttack, MinimumNormResult, build, get_norm
 
 # Small budgets, so that the whole registry runs in seconds; every other setting is the attack's default.
 FAST = {
@@ -24,9 +29,13 @@ FAST = {
     "fab-t": {"steps": 3, "restarts": 2, "n_target_classes": 2, "eps": 0.15},
     "fmn": {"steps": 10},
     "ead": {"steps": 10, "binary_steps": 2},
+    "cw": {"steps": 10, "binary_steps": 2, "initial_const": 1.0},
+    "ddn": {"steps": 10},
 }
 # Attacks whose random numbers are keyed per sample (or that draw none): a sample's result is the same in any batch.
-BATCH_INDEPENDENT = {"fgsm", "pgd", "apgd", "apgd-t", "square", "one-pixel", "sparse", "deepfool", "fab", "fmn", "ead"}
+BATCH_INDEPENDENT = {"fgsm", "pgd", "apgd", "apgd-t", "square", "one-pixel", "sparse", "deepfool", "fab", "fmn", "ead",
+                     "cw", "ddn"}
+MINIMUM_NORM = sorted(name for name, spec in REGISTRY.items() if issubclass(spec.cls, MinimumNormAttack))
 
 
 def make(name: str, model: torch.nn.Module, **settings):
@@ -50,9 +59,9 @@ def test_bounds_ball_and_success_agree_with_the_model(name, cnn_small, batch):
     result = attack(x, y)
     assert result.x_adv.shape == x.shape and len(result.success) == len(x)
     assert result.x_adv.min() >= 0 and result.x_adv.max() <= 1
-    if getattr(attack, "eps", None) is not None:  # minimum-norm attacks have no ball unless eps is set
+    if getattr(attack, "eps", None) is not None:  # a minimum-norm attack has a ball only when eps is set
         distance = get_norm(attack.norm).measure(result.x_adv - x)
-        assert (distance <= attack.eps + 1e-5).all()
+        assert (distance <= attack.eps * (1 + 1e-5) + 1e-5).all()
     with torch.no_grad():
         logits = cnn_small(result.x_adv)
     torch.testing.assert_close(result.adv_logits, logits, rtol=1e-4, atol=1e-4)
@@ -92,3 +101,18 @@ def test_a_sample_gets_the_same_result_in_any_batch(name, cnn_small, batch):
     part = make(name, cnn_small)(x[rows], y[rows])
     torch.testing.assert_close(part.x_adv, full.x_adv[rows], rtol=0, atol=1e-5)
     assert torch.equal(part.success, full.success[rows])
+
+
+@pytest.mark.parametrize("name", MINIMUM_NORM)
+def test_minimum_norm_distances_are_the_measured_norms(name, cnn_small, batch):
+    x, y = batch
+    result = make(name, cnn_small)(x, y)
+    assert isinstance(result, MinimumNormResult)
+    measured = get_norm(result.norm).measure(result.x_adv - x)
+    assert torch.allclose(result.distances[result.success], measured[result.success], rtol=1e-5, atol=1e-6)
+    assert torch.isinf(result.distances[~result.success]).all()
+    assert torch.equal(result.x_adv[~result.success], x[~result.success])  # a failure returns the clean point
+    with torch.no_grad():
+        clean_wrong = cnn_small(x).argmax(1) != y
+    assert (result.distances[clean_wrong] == 0).all()
+    assert result.success.any()  # the attack works even on this budget

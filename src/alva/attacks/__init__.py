@@ -7,6 +7,8 @@ classifier with their options, and :func:`build` makes one from its name.
 from alva.attacks.alva import ALVA, ALVAResult, alva_summary
 from alva.attacks.apgd import APGD, APGDTargeted
 from alva.attacks.base import Attack, AttackInputError, AttackResult, LatentResult, attack_mode
+from alva.attacks.carlini_wagner import CarliniWagner
+from alva.attacks.ddn import DDN
 from alva.attacks.deepfool import DeepFool
 from alva.attacks.differential_evolution import DifferentialEvolution, OnePixel
 from alva.attacks.dlr import DLRLoss, dlr, dlr_targeted
@@ -28,11 +30,11 @@ from alva.attacks.square import Square
 from alva.attacks.transfer import QueryCounter, TransferAttack
 
 __all__ = [
-    "ALVA", "APGD", "ATTACKS", "EAD", "FAB", "FGSM", "FMN", "L0", "L1", "L2", "LOSSES", "MIN_NORM_RULE", "NORMS",
-    "PGD", "REGISTRY",
+    "ALVA", "APGD", "ATTACKS", "DDN", "EAD", "FAB", "FGSM", "FMN", "L0", "L1", "L2", "LOSSES", "MIN_NORM_RULE",
+    "NORMS", "PGD", "REGISTRY",
     "ALVAResult", "APGDTargeted", "AdvGANAttack", "Attack", "AttackInputError", "AttackLoss", "AttackResult",
-    "AttackSpec", "ClassLoss", "Confident", "DLRLoss", "DeepFool", "DifferentialEvolution", "EngineAttack",
-    "FABTargeted",
+    "AttackSpec", "CarliniWagner", "ClassLoss", "Confident", "DLRLoss", "DeepFool", "DifferentialEvolution",
+    "EngineAttack", "FABTargeted",
     "GeneratorAttackResult", "GradientAttack", "KeepBest", "KeyedRandom", "LatentResult", "Linf", "MinimumNormAttack",
     "MinimumNormResult", "NaiveBCE",
     "Norm", "OnePixel", "Option", "PopulationRows", "PopulationSearch",

@@ -15,6 +15,8 @@ from torch import nn
 
 from alva.attacks.apgd import APGD, APGDTargeted
 from alva.attacks.base import Attack
+from alva.attacks.carlini_wagner import CarliniWagner
+from alva.attacks.ddn import DDN
 from alva.attacks.deepfool import DeepFool
 from alva.attacks.differential_evolution import STRATEGIES, DifferentialEvolution
 from alva.attacks.ead import DECISION_RULES, EAD
@@ -98,6 +100,7 @@ _FAB_OPTIONS = (
     Option("beta", float, 0.9, "pull back towards the clean point after an adversarial iterate"),
     Option("search_steps", int, 3, "steps of the final search towards the boundary"),
 )
+_MINIMUM_NORM_COMMON = (_COMMON[1], _COMMON[3])  # no early stop: a minimum-norm search goes on after a success
 
 
 def _common(*, loss: str = "ce", early_stop: bool = False, targeted: bool = True) -> tuple[Option, ...]:
@@ -193,6 +196,23 @@ REGISTRY: dict[str, AttackSpec] = {spec.name: spec for spec in (
         Option("abort_early", bool, True, "end a round for a sample that has stopped improving without success"),
         Option("loss", str, "margin", "the margin of the objective: margin (Carlini-Wagner) or ce"),
         _COMMON[1], _COMMON[3])),
+    AttackSpec("cw", CarliniWagner, "Carlini-Wagner L2: the smallest L2 perturbation, by Adam in tanh space with a "
+               "binary search over the constant c (Carlini and Wagner 2017; minimum-norm)", (
+        Option("steps", int, 100, "Adam steps per constant"),
+        Option("binary_steps", int, 9, "constants tried per sample (binary search)"),
+        Option("initial_const", float, 1e-2, "the first constant c"),
+        Option("lr", float, 0.1, "Adam's learning rate (the paper's 0.01 needs thousands of steps)"),
+        Option("confidence", float, 0.0, "the logit margin a success needs (kappa)"),
+        Option("abort_early", bool, True, "stop a sample's search when its objective stalls"),
+        Option("loss", str, "margin", "the margin f of the objective: margin (the paper's) or ce"),
+        *_MINIMUM_NORM_COMMON)),
+    AttackSpec("ddn", DDN, "Decoupled Direction and Norm: the smallest L2 perturbation, by normalised gradient "
+               "steps and a radius that shrinks after each success (Rony et al. 2019; minimum-norm)", (
+        Option("steps", int, 100, "iterations"),
+        Option("init_epsilon", float, 1.0, "the first radius"),
+        Option("gamma", float, 0.05, "relative change of the radius per step"),
+        Option("loss", str, "ce", _COMMON[0].help),
+        *_MINIMUM_NORM_COMMON)),
 )}
 """Every attack that takes a classifier and ``(x, y)``, by name."""
 

@@ -1,5 +1,5 @@
 """``alva attack``: attack a classifier on a fixed subset of a data set; write a summary, an image grid and the
-eps curve."""
+eps curve (for a minimum-norm attack: read from one run's distances)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from alva import distributed
-from alva.attacks import Attack
+from alva.attacks import Attack, MinimumNormAttack
 from alva.attacks.registry import REGISTRY, build, describe
 from alva.cli.common import add_common
 from alva.cli.inputs import (
@@ -24,13 +24,23 @@ from alva.cli.inputs import (
     make_out,
     samples,
 )
-from alva.evaluation import eps_curve, evaluate_attack
-from alva.report import adversarial_grid, eps_curve_plot
+from alva.evaluation import MinimumNormFigures, attack_figures, eps_curve, evaluate_attack, report_from
+from alva.evaluation.minimum_norm import minimum_norm_name
+from alva.report import adversarial_grid, distance_curve_plot, eps_curve_plot
 from alva.tracking import atomic_write_json
 
-DEFAULT_CURVE = {"linf": [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3], "l2": [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0]}
+DEFAULT_CURVE = {"linf": [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3], "l2": [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0],
+                 "l1": [0.0, 2.5, 5.0, 7.5, 10.0, 12.5, 15.0], "l0": [0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0]}
 RGB_CURVE = {"linf": [0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255, 12 / 255, 16 / 255],
-             "l2": [0.0, 0.125, 0.25, 0.5, 0.75, 1.0, 1.5]}
+             "l2": [0.0, 0.125, 0.25, 0.5, 0.75, 1.0, 1.5], "l1": [0.0, 2.0, 4.0, 6.0, 8.0, 12.0, 16.0],
+             "l0": [0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0]}
+MINIMUM_NORM_HELP = ("A minimum-norm attack (cw, ddn and the others marked minimum-norm in --list) finds each sample's "
+                     "smallest adversarial perturbation: one run gives the robust accuracy at every eps, so its eps "
+                     "curve (the --curve values, plus --eps when given) is read from the distances without running "
+                     "the attack again; summary.json then holds the median and mean distance, the curve and every "
+                     "sample's distance, and distance_curve.png the robust accuracy against eps. --eps is passed to "
+                     "such an attack only when given and only if the attack takes an eps (success then also needs "
+                     "the distance to be at most eps).")
 
 
 def register(commands) -> None:
@@ -38,12 +48,14 @@ def register(commands) -> None:
                             description="Attack a model on a fixed stratified subset of --data (default: the MNIST "
                                         "test split). Writes summary.json, grid.png and eps_curve.png to --out. "
                                         "Every attack of the registry is reachable; --list prints them with their "
-                                        "options.")
+                                        "options. " + MINIMUM_NORM_HELP)
     add_data_options(p)
     add_model_options(p)
     p.add_argument("--attack", default="pgd", choices=sorted(REGISTRY))
     p.add_argument("--list", action="store_true", help="print the attacks, their options and defaults, and exit")
-    p.add_argument("--eps", type=fraction, default=None, help=f"radius, e.g. 8/255 ({EPS_HELP})")
+    p.add_argument("--eps", type=fraction, default=None,
+                   help=f"radius, e.g. 8/255 ({EPS_HELP}); for a minimum-norm attack: an eps to read the robust "
+                        "accuracy at (added to the curve), and its eps if it takes one (no default)")
     p.add_argument("--norm", default="linf", choices=["linf", "l2"])
     p.add_argument("--steps", type=int, default=None, help="gradient steps (default: the attack's, 40 for pgd)")
     p.add_argument("--alpha", type=fraction, default=None, help="PGD step size (default 2.5 * eps / steps)")
@@ -60,8 +72,10 @@ def register(commands) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--curve", type=fractions, default=None,
                    help="comma-separated eps values for the eps curve, e.g. 0,4/255,8/255 (default: 7 values; on "
-                        "1-channel data up to 0.3 for linf, 3 for l2; on RGB data up to 16/255 for linf, 1.5 for l2)")
-    p.add_argument("--no-curve", action="store_true", help="skip the eps curve")
+                        "1-channel data up to 0.3 for linf, 3 for l2, 15 for l1, 32 pixels for l0; on RGB data up to "
+                        "16/255 for linf, 1.5 for l2, 16 for l1); for a minimum-norm attack, read from its distances")
+    p.add_argument("--no-curve", action="store_true",
+                   help="skip the eps curve (a minimum-norm attack's curve costs nothing and is always written)")
     p.add_argument("--out", default=None, help="output folder (required unless --list)")
     add_common(p)
     p.set_defaults(handler=run)
@@ -103,6 +117,8 @@ def run(args: argparse.Namespace) -> int:
     if data.task != "multiclass":
         raise ValueError(f"alva attack needs class labels; {args.data!r} has multi-hot labels (use alva attack-label)")
     model = load_model(args, data)
+    if issubclass(REGISTRY[args.attack].cls, MinimumNormAttack):
+        return run_minimum_norm(args, data, model)
     args.eps = default_eps(data) if args.eps is None else args.eps
     attack = build_attack(model, args, args.eps)  # bad settings fail before anything is written
     x, y = samples(data, args.n, args.seed)  # tensors, or a streamed set read batch by batch
@@ -134,6 +150,54 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def minimum_norm_curve_values(args: argparse.Namespace, norm: str, channels: int) -> list[float]:
+    """The eps values of a minimum-norm attack's curve: --curve, else the defaults of ``norm``; plus --eps."""
+    values = list(args.curve or (DEFAULT_CURVE if channels == 1 else RGB_CURVE)[norm])
+    if args.eps is not None and args.eps not in values:
+        values = sorted([*values, args.eps])
+    return values
+
+
+def run_minimum_norm(args: argparse.Namespace, data, model: torch.nn.Module) -> int:
+    """``alva attack`` with a minimum-norm attack: one run, the curve and the distance figures from its distances."""
+    attack = build_attack(model, args, args.eps)  # eps only when given; bad settings fail before anything is written
+    norm = args.norm = minimum_norm_name(attack) or args.norm  # the recorded settings name the attack's norm
+    values = minimum_norm_curve_values(args, norm, data.shape[0])
+    x, y = samples(data, args.n, args.seed)
+    main = distributed.is_main()
+    out = make_out(args.out) if main else Path(args.out)
+    progress = not args.no_progress and main
+    per_sample, batch = attack_figures(attack, x, y, name=args.attack, batch_size=args.batch_size,
+                                       device=args.device, progress=progress)
+    report = report_from(args.attack, per_sample, norm=norm, eps_values=values)
+    if not main:
+        return 0
+    figures = report.minimum_norm or {}
+    distances = per_sample.distance.tolist() if isinstance(per_sample, MinimumNormFigures) else []
+    summary: dict[str, Any] = {"model": args.model, "settings": {k: v for k, v in vars(args).items()
+                                                                 if k not in ("handler", "func")},
+                               "report": report.to_dict(), "eps_curve": figures.get("curve", []),
+                               "distances": distances}
+    title = f"{args.attack.upper()} ({norm} minimum-norm) on {args.model}"
+    adversarial_grid(out / "grid.png", batch, title=title)
+    distance_curve_plot(out / "distance_curve.png", {args.attack: distances}, norm=norm, marks=values,
+                        title=args.model)
+    atomic_write_json(out / "summary.json", summary, kind="attack-summary")
+    print(format_report(report))
+    print(f"wrote {out}/summary.json, {out}/grid.png, {out}/distance_curve.png")
+    return 0
+
+
+def format_minimum_norm(figures: dict[str, Any]) -> list[str]:
+    """The lines of a minimum-norm attack's figures: the distances, then the robust accuracy at each eps."""
+    return [
+        f"  minimum-norm ({figures['norm']}): success {figures['success_rate']:.4f}  median distance "
+        f"{figures['median']:.4g}  mean {figures['mean']:.4g}  (successful perturbations of correctly classified "
+        "images)",
+        "  robust acc at eps: " + "  ".join(f"{p['eps']:.4g}:{p['robust_acc']:.4f}" for p in figures["curve"]),
+    ]
+
+
 def format_report(report) -> str:
     lines = [
         f"{report.attack}: n={report.n}  clean acc {report.clean_acc:.4f}  robust acc {report.robust_acc:.4f}  "
@@ -143,7 +207,10 @@ def format_report(report) -> str:
         f"steps {report.mean_steps:.1f}  queries {report.mean_queries:.1f}",
         "  per class robust acc: " + " ".join(f"{c}:{v['robust_acc']:.2f}" for c, v in report.per_class.items()),
     ]
+    if report.minimum_norm:
+        lines += format_minimum_norm(report.minimum_norm)
     return "\n".join(lines)
 
 
-__all__ = ["attack_settings", "build_attack", "format_report", "fractions", "register", "run"]
+__all__ = ["attack_settings", "build_attack", "format_minimum_norm", "format_report", "fractions",
+           "minimum_norm_curve_values", "register", "run", "run_minimum_norm"]

@@ -2,6 +2,7 @@
 
 from alva.evaluation.accuracy import accuracy, predict_logits
 from alva.evaluation.robustness import (
+    MinimumNormFigures,
     RobustnessReport,
     SampleFigures,
     attack_figures,
@@ -13,5 +14,5 @@ from alva.evaluation.robustness import (
 )
 from alva.results import Batch
 
-__all__ = ["Batch", "RobustnessReport", "SampleFigures", "accuracy", "attack_figures", "eps_curve", "evaluate_attack",
-           "predict_logits", "report_from", "run_attack", "summarize"]
+__all__ = ["Batch", "MinimumNormFigures", "RobustnessReport", "SampleFigures", "accuracy", "attack_figures",
+           "eps_curve", "evaluate_attack", "predict_logits", "report_from", "run_attack", "summarize"]

@@ -1,5 +1,6 @@
 """Robustness of a classifier under an attack: accuracy, success, confidence and perturbation size,
-overall and per class; and accuracy against eps (the "effect of eps" figure of Goodfellow et al. 2015)."""
+overall and per class; and accuracy against eps (the "effect of eps" figure of Goodfellow et al. 2015). A
+minimum-norm attack gives that curve from one run (:mod:`alva.evaluation.minimum_norm`)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from tqdm.auto import tqdm
 
 from alva import distributed
 from alva.attacks.base import Attack, AttackResult
+from alva.attacks.minimum_norm import MinimumNormResult
 from alva.attacks.sparse import pixel_l0
 from alva.evaluation.inputs import Samples, held_in_memory, local_batches, sharded
+from alva.evaluation.minimum_norm import minimum_norm_name, minimum_norm_summary
 from alva.results import Batch
 
 CHANGED = 1e-6
@@ -30,6 +33,10 @@ class RobustnessReport:
     confidence_misclassified: mean top softmax probability on misclassified adversarial inputs.
     norms: mean L-inf, L2 and L0 of the perturbations; L0 counts pixels (positions), a pixel of an
         ``N x C x H x W`` batch counting once when any of its channels changed.
+    minimum_norm: for a minimum-norm attack, the figures of its smallest perturbations
+        (:func:`~alva.evaluation.minimum_norm.minimum_norm_summary`: norm, success rate, median and mean
+        distance, robust accuracy at each eps); None for other attacks. ``robust_acc`` is then the robust
+        accuracy at any eps (the samples the attack did not break).
     """
 
     attack: str
@@ -43,6 +50,7 @@ class RobustnessReport:
     mean_steps: float
     mean_queries: float
     per_class: dict[int, dict[str, float]] = field(default_factory=dict)
+    minimum_norm: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -53,7 +61,8 @@ class SampleFigures:
     """Per-sample figures of an attacked set, all a :class:`RobustnessReport` is made from (no images).
 
     ``linf``, ``l2`` and ``l0`` are the sizes of each perturbation (L0 in pixels, see :data:`CHANGED`);
-    ``confidence`` the top softmax probability at the adversarial input.
+    ``confidence`` the top softmax probability at the adversarial input. A minimum-norm attack's figures are a
+    :class:`MinimumNormFigures`.
     """
 
     y: torch.Tensor
@@ -72,10 +81,13 @@ class SampleFigures:
         """The figures of an attacked set (all tensors on the CPU)."""
         adv = result.x_adv.detach().cpu()
         delta = (adv - x).reshape(len(x), -1)
-        return cls(y=y, clean_ok=result.clean_logits.argmax(1) == y, adv_ok=result.adv_pred == y,
+        figures = dict(y=y, clean_ok=result.clean_logits.argmax(1) == y, adv_ok=result.adv_pred == y,
                    success=result.success, confidence=result.adv_logits.softmax(1).amax(1), linf=delta.abs().amax(1),
                    l2=delta.norm(dim=1), l0=pixel_l0(adv - x, 0.0, CHANGED), steps=result.steps,
                    queries=result.queries)
+        if isinstance(result, MinimumNormResult):
+            return MinimumNormFigures(**figures, distance=result.distances.detach().cpu().float())
+        return SampleFigures(**figures)
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -84,6 +96,14 @@ class SampleFigures:
     def cat(cls, parts: Sequence[SampleFigures]) -> SampleFigures:
         """The figures of several parts, one after the other."""
         return cls(**{f.name: torch.cat([getattr(p, f.name).detach().cpu() for p in parts]) for f in fields(cls)})
+
+
+@dataclass
+class MinimumNormFigures(SampleFigures):
+    """The figures of a minimum-norm attack: also each sample's ``distance``, the norm of its smallest adversarial
+    perturbation found (0 where the clean input is already wrong, inf where the attack failed)."""
+
+    distance: torch.Tensor = field(default_factory=lambda: torch.empty(0))
 
 
 def _rates(clean_ok: torch.Tensor, adv_ok: torch.Tensor, success: torch.Tensor) -> dict[str, float]:
@@ -98,8 +118,11 @@ def _rates(clean_ok: torch.Tensor, adv_ok: torch.Tensor, success: torch.Tensor) 
     }
 
 
-def report_from(attack_name: str, figures: SampleFigures) -> RobustnessReport:
-    """The report made from per-sample figures (of one process, or merged over several)."""
+def report_from(attack_name: str, figures: SampleFigures, *, norm: str | None = None,
+                eps_values: Sequence[float] | None = None) -> RobustnessReport:
+    """The report made from per-sample figures (of one process, or merged over several); with the ``norm`` of a
+    minimum-norm attack, also its figures (robust accuracy at each of ``eps_values``, see
+    :func:`~alva.evaluation.minimum_norm.minimum_norm_summary`)."""
     f = figures
     per_class = {}
     for c in torch.unique(f.y).tolist():
@@ -119,6 +142,8 @@ def report_from(attack_name: str, figures: SampleFigures) -> RobustnessReport:
         mean_steps=f.steps.float().mean().item(),
         mean_queries=f.queries.float().mean().item(),
         per_class=per_class,
+        minimum_norm=minimum_norm_summary(f.distance, f.clean_ok, norm, eps_values)
+        if norm is not None and isinstance(f, MinimumNormFigures) else None,
     )
 
 
@@ -136,8 +161,19 @@ def run_attack(attack: Attack, x: torch.Tensor, y: torch.Tensor, *, batch_size: 
         parts.append(r)
     cat = lambda name: torch.cat([getattr(p, name).detach().cpu() for p in parts])  # noqa: E731
     target = cat("target") if parts[0].target is not None else None
-    return AttackResult(cat("x_adv"), cat("success"), cat("steps"), cat("queries"), cat("adv_logits"),
-                        cat("clean_logits"), target)
+    fields_ = (cat("x_adv"), cat("success"), cat("steps"), cat("queries"), cat("adv_logits"), cat("clean_logits"),
+               target)
+    if isinstance(parts[0], MinimumNormResult):
+        return MinimumNormResult(*fields_, norm=parts[0].norm, distances=cat("distances"))
+    return AttackResult(*fields_)
+
+
+def _on_cpu(r: AttackResult) -> AttackResult:
+    fields_ = (r.x_adv.detach().cpu(), r.success.cpu(), r.steps.cpu(), r.queries.cpu(), r.adv_logits.detach().cpu(),
+               r.clean_logits.detach().cpu())
+    if isinstance(r, MinimumNormResult):
+        return MinimumNormResult(*fields_, norm=r.norm, distances=r.distances.detach().cpu())
+    return AttackResult(*fields_)
 
 
 def _batch_fields(batch: Batch) -> dict[str, torch.Tensor]:
@@ -187,8 +223,7 @@ def attack_figures(attack: Attack, x: Samples, y: torch.Tensor | None = None, *,
     for images, labels, at in local_batches(x, y, batch_size, num_workers=num_workers):
         labels = labels.cpu().long()
         r = attack(images.to(device), labels.to(device))
-        r = AttackResult(r.x_adv.detach().cpu(), r.success.cpu(), r.steps.cpu(), r.queries.cpu(),
-                         r.adv_logits.detach().cpu(), r.clean_logits.detach().cpu())
+        r = _on_cpu(r)
         parts.append(SampleFigures.of(images.cpu(), labels, r))
         index.append(at)
         near = at < limit
@@ -198,16 +233,18 @@ def attack_figures(attack: Attack, x: Samples, y: torch.Tensor | None = None, *,
     bar.close()
     if not parts:
         raise ValueError("no images to attack in this process")
-    _, merged = distributed.gather_samples(torch.cat(index), SampleFigures.cat(parts).tensors())
+    kind = type(parts[0])  # SampleFigures, or MinimumNormFigures with the distances
+    _, merged = distributed.gather_samples(torch.cat(index), kind.cat(parts).tensors())
     kept_fields = [_batch_fields(b) for _, b in kept]
     shown = {k: torch.cat([f[k] for f in kept_fields]) for k in kept_fields[0]}
     _, shown = distributed.gather_samples(torch.cat([i for i, _ in kept]), shown)
-    return SampleFigures(**merged), Batch(**shown)
+    return kind(**merged), Batch(**shown)
 
 
 def evaluate_attack(attack: Attack, x: Samples, y: torch.Tensor | None = None, *, name: str | None = None,
                     batch_size: int = 500, device: str | torch.device = "cpu", progress: bool = True,
-                    keep: int | None = None, num_workers: int = 0) -> tuple[RobustnessReport, Batch]:
+                    keep: int | None = None, num_workers: int = 0, eps_values: Sequence[float] | None = None
+                    ) -> tuple[RobustnessReport, Batch]:
     """Attack a set and return the report and the attacked images kept (for image grids).
 
     ``x`` is an image tensor (with its labels ``y``), an :class:`~alva.data.ImageData` or any iterable of
@@ -215,11 +252,16 @@ def evaluate_attack(attack: Attack, x: Samples, y: torch.Tensor | None = None, *
     set holds only a few batches at a time and the batch returned holds its first ``keep`` images (default:
     one batch). Under ``torchrun`` the images are split over the processes and the report is that of the
     whole set (see :func:`attack_figures`, which takes the same arguments and returns per-sample figures).
+
+    A minimum-norm attack (:class:`~alva.attacks.minimum_norm.MinimumNormAttack`) gives, from this one run, the
+    report's ``minimum_norm`` figures: the median and mean size of its smallest perturbations and the robust
+    accuracy at each of ``eps_values`` (default: 7 values from 0 to the largest distance found); other attacks
+    ignore ``eps_values``.
     """
     label = name or type(attack).__name__
     figures, batch = attack_figures(attack, x, y, name=label, batch_size=batch_size, device=device,
                                     progress=progress, keep=keep, num_workers=num_workers)
-    return report_from(label, figures), batch
+    return report_from(label, figures, norm=minimum_norm_name(attack), eps_values=eps_values), batch
 
 
 def eps_curve(make_attack: Callable[[float], Attack], eps_values: Sequence[float], x: Samples,

@@ -20,8 +20,9 @@ from alva.attacks.sparse import pixel_l0  # noqa: E402
 from alva.results import Batch  # noqa: E402
 from alva.tracking.files import atomic_write_bytes  # noqa: E402
 
-__all__ = ["WRONG_BEFORE_COLOR", "adversarial_grid", "eps_curve_plot", "figure_png", "grouped_bars", "line_panels_png",
-           "pick_examples", "plt", "save_figure", "show_image", "sparse_grid"]
+__all__ = ["WRONG_BEFORE_COLOR", "adversarial_grid", "distance_curve_plot", "eps_curve_plot", "figure_png",
+           "grouped_bars", "line_panels_png", "pick_examples", "plt", "robust_accuracy_steps", "save_figure",
+           "show_image", "sparse_grid"]
 
 SUCCESS_COLOR = "red"  # the attack changed a correct prediction
 WRONG_BEFORE_COLOR = "darkorange"  # misclassified before any attack: not the attack's doing
@@ -115,6 +116,43 @@ def eps_curve_plot(path: str | os.PathLike, curves: Mapping[str, Sequence[Mappin
         ax.set_ylim(-0.02, 1.02)
     else:
         ax.set_ylim(bottom=min(0.0, *values) - 0.02)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    if title:
+        ax.set_title(title, fontsize=10)
+    return save_figure(fig, path)
+
+
+def robust_accuracy_steps(distances: Sequence[float]) -> tuple[list[float], list[float]]:
+    """The exact curve of robust accuracy against eps given each sample's minimum-norm distance (0: wrong before
+    the attack, inf: not broken): eps values where it steps, and the robust accuracy from each of them on."""
+    d = torch.as_tensor(list(distances), dtype=torch.float64).sort().values
+    if len(d) == 0:
+        return [0.0], [0.0]
+    steps = torch.unique(torch.cat([torch.zeros(1, dtype=d.dtype), d[torch.isfinite(d)]]))
+    broken = torch.searchsorted(d, steps, right=True)
+    return steps.tolist(), (1 - broken.double() / len(d)).tolist()
+
+
+def distance_curve_plot(path: str | os.PathLike, distances: Mapping[str, Sequence[float]], *, norm: str,
+                        marks: Sequence[float] = (), title: str = "") -> Path:
+    """Robust accuracy against eps from minimum-norm attacks (one line per attack): the share of samples whose
+    smallest adversarial perturbation found is larger than eps, drawn exactly (a step at each distance), with
+    dots at the eps values of ``marks``."""
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    right = max([*marks, 0.0])
+    for label, values in distances.items():
+        xs, ys = robust_accuracy_steps(values)
+        right = max(right, xs[-1] * 1.05)
+        line = ax.step([*xs, right], [*ys, ys[-1]], where="post", label=label)[0]
+        if marks:
+            at = torch.searchsorted(torch.tensor(xs, dtype=torch.float64),
+                                    torch.tensor(list(marks), dtype=torch.float64), right=True) - 1
+            ax.plot(list(marks), [ys[max(int(i), 0)] for i in at], "o", color=line.get_color(), markersize=4)
+    ax.set_xlim(0, right or 1.0)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel(f"eps ({norm})")
+    ax.set_ylabel("robust accuracy")
     ax.grid(alpha=0.3)
     ax.legend()
     if title:

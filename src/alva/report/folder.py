@@ -30,6 +30,9 @@ def _caption(section: Section, name: str) -> str:
     stem = name[:-4]
     if stem == "grid":
         return f"{name}: {SPARSE_CAPTION if section.kind == 'sparse images' else GRID_CAPTION}"
+    if stem == "distance_curve":
+        return (f"{name}: robust accuracy against eps from one run of a minimum-norm attack (the share of images "
+                "whose smallest adversarial perturbation found is larger than eps; dots: the eps values of the table)")
     if stem in ("eps_curve", "accuracy_vs_eps"):
         return f"{name}: accuracy against eps (L-inf)"
     if stem == "rounds":

@@ -35,6 +35,16 @@ def _attack_tables(section: Section, report: Mapping[str, Any], what: str) -> No
         section.tables.append(Table(f"{what}: per true class", ["class", *map(label, columns)], rows, folded=True))
 
 
+def _minimum_norm_table(section: Section, figures: Mapping[str, Any], what: str) -> None:
+    """The figures of a minimum-norm attack: the size of its smallest perturbations (the curve is an eps table)."""
+    norm = figures.get("norm", "")
+    section.text.append(f"{what} is a minimum-norm attack ({norm}): it finds each image's smallest adversarial "
+                        "perturbation, so one run gives the robust accuracy at every eps.")
+    names = {"success_rate": "success rate", "median": f"median {norm} distance (successes)",
+             "mean": f"mean {norm} distance (successes)", "median_all": f"median {norm} distance (all images)"}
+    section.add_figures(f"{what}: smallest perturbations", {names[k]: figures.get(k) for k in names})
+
+
 def _settings(section: Section, settings: Mapping[str, Any], caption: str = "settings") -> None:
     """A command's recorded arguments as its command line; settings of a library call (no ``command``) as a
     folded table."""
@@ -97,8 +107,11 @@ def attack_summary(section: Section, name: str, data: Mapping[str, Any], folder:
     what = str(report.get("attack", "attack")).upper()
     where = f" on {data['model']}" if data.get("model") else ""
     eps = settings.get("eps")
-    budget = f" ({settings.get('norm', '')} eps {fmt(eps)})" if eps is not None else ""
+    minimum_norm = _mapping(report.get("minimum_norm"))
+    budget = f" ({settings.get('norm', '')} eps {fmt(eps)})" if eps is not None and not minimum_norm else ""
     section.text.append(f"{what} attack{where}{budget} on {fmt(report.get('n'))} test images.")
+    if minimum_norm:
+        _minimum_norm_table(section, minimum_norm, what)
     _attack_tables(section, report, what)
     if data.get("eps_curve"):
         _eps_table(section, {what: data["eps_curve"]}, "robust accuracy against eps")
