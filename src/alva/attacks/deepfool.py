@@ -8,8 +8,8 @@ the bounds; a sample stops as soon as it is misclassified (or classified as its 
 
 The step keeps to the box: ``d`` is the smallest step onto the hyperplane that stays within the bounds (the
 projection FAB uses), where the paper and foolbox take the step of the unbounded problem and clip it. On images
-with many pixels at a bound the clipped step makes little progress (on ``mnist/softmax`` with 50 steps it
-leaves 44% of the points unbroken); the step within the box reaches the hyperplane whenever the box allows it.
+with many pixels at a bound (MNIST) the clipped step makes little progress towards the boundary and many points
+stay unbroken after 50 steps; the step within the box reaches the hyperplane whenever the box allows it.
 """
 
 from __future__ import annotations
