@@ -58,3 +58,14 @@ def test_cw_prints_the_curve_and_refuses_a_bad_option(tmp_path, capsys):
     assert main(["attack", "--attack", "cw", "--option", "binary_steps=0", "--n", "5", "--no-progress",
                  "--out", str(tmp_path / "bad")]) != 0
     assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize(("norm", "expected"), [(None, "l2"), ("linf", "linf")])
+def test_deepfool_runs_under_its_own_norm_unless_told(tmp_path, norm, expected):
+    out = tmp_path / "deepfool"
+    args = ["attack", "--model", "mnist/cnn-small", "--attack", "deepfool", "--steps", "10", "--n", "20",
+            "--no-progress", "--out", str(out)] + (["--norm", norm] if norm else [])
+    assert main(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["settings"]["norm"] == expected and summary["report"]["minimum_norm"]["norm"] == expected
+    assert summary["report"]["minimum_norm"]["success_rate"] > 0.8

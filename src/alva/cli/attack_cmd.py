@@ -11,6 +11,7 @@ import torch
 
 from alva import distributed
 from alva.attacks import Attack, MinimumNormAttack
+from alva.attacks.norms import NORMS
 from alva.attacks.registry import REGISTRY, build, describe
 from alva.cli.common import add_common
 from alva.cli.inputs import (
@@ -56,7 +57,8 @@ def register(commands) -> None:
     p.add_argument("--eps", type=fraction, default=None,
                    help=f"radius, e.g. 8/255 ({EPS_HELP}); for a minimum-norm attack: an eps to read the robust "
                         "accuracy at (added to the curve), and its eps if it takes one (no default)")
-    p.add_argument("--norm", default="linf", choices=["linf", "l2"])
+    p.add_argument("--norm", default=None, choices=sorted(NORMS),
+                   help="the threat model (default: the attack's own, linf for the eps-ball attacks)")
     p.add_argument("--steps", type=int, default=None, help="gradient steps (default: the attack's, 40 for pgd)")
     p.add_argument("--alpha", type=fraction, default=None, help="PGD step size (default 2.5 * eps / steps)")
     p.add_argument("--restarts", type=int, default=None, help="restarts (default: the attack's, 1)")
@@ -102,6 +104,12 @@ def attack_settings(args: argparse.Namespace, eps: float) -> dict[str, Any]:
     return settings
 
 
+def own_norm(attack: str) -> str:
+    """The default norm of the registered ``attack`` (linf where it has no norm option)."""
+    spec = REGISTRY[attack]
+    return next((str(o.default) for o in spec.options if o.name == "norm"), "linf")
+
+
 def build_attack(model: torch.nn.Module, args: argparse.Namespace, eps: float) -> Attack:
     return build(args.attack, model, **attack_settings(args, eps))
 
@@ -117,6 +125,8 @@ def run(args: argparse.Namespace) -> int:
     if data.task != "multiclass":
         raise ValueError(f"alva attack needs class labels; {args.data!r} has multi-hot labels (use alva attack-label)")
     model = load_model(args, data)
+    if args.norm is None:
+        args.norm = own_norm(args.attack)
     if issubclass(REGISTRY[args.attack].cls, MinimumNormAttack):
         return run_minimum_norm(args, data, model)
     args.eps = default_eps(data) if args.eps is None else args.eps
@@ -212,5 +222,5 @@ def format_report(report) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["attack_settings", "build_attack", "format_minimum_norm", "format_report", "fractions",
+__all__ = ["attack_settings", "build_attack", "own_norm", "format_minimum_norm", "format_report", "fractions",
            "minimum_norm_curve_values", "register", "run", "run_minimum_norm"]
