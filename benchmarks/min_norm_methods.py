@@ -39,7 +39,7 @@ class Settings:
     inner_steps: int = 100
     deepfool_steps: int = 50
     queries: int = 1000
-    slow_n: int = 100
+    slow_n: int = 50
     eps: tuple[tuple[str, float], ...] = (("linf", 0.3), ("l2", 2.0), ("l1", 10.0))
     cw_lr: float = 0.1
     cw_const: float = 1.0
