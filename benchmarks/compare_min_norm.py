@@ -6,17 +6,19 @@ Every attack that a peer library also implements runs on the shipped ``mnist/cnn
 rate over the images the model classifies correctly, the median and mean norm of the successful perturbations
 (measured here from ``x_adv - x``, in the attack's norm; L0 counts changed pixels, a pixel being all channels
 of one location, changed meaning more than 1e-6), the wall-clock seconds of one run after a warm-up on 8
-images, and the ratios of the seconds and of the median norm to the best peer's (the fastest peer, the peer of
+images, its process CPU seconds (the steadier measure on a shared machine), and the ratios of the seconds per
+image, of the CPU seconds per image and of the median norm to the best peer's (the fastest peer, the peer of
 smallest median norm). Every result is clipped to the box [0, 1] (a library that leaves it is named in its
 row); a point counts as a success only if, for an attack with a radius, it is inside the ball; targeted rows
 (JSMA) need the target class.
 
 Groups and budgets (``--n 1000``; each peer row takes seconds to a few minutes on one CPU thread):
 
-* ``cw-l2``: ``--binary-steps`` (5) x ``--inner-steps`` (100) Adam steps, learning rate 0.01, initial
-  constant 0.01, confidence 0: alva ``cw``, foolbox ``L2CarliniWagnerAttack``, ART ``CarliniL2Method``
-  (its line search of at most 5 halvings and 5 doublings is its own). torchattacks ``CW`` has no binary
-  search: one run of 5 x 100 steps at its own default constant c = 1.
+* ``cw-l2``: ``--binary-steps`` (5) x ``--inner-steps`` (100) steps, learning rate 0.1 (0.01 leaves the
+  many MNIST pixels at 0 or 1, saturated in tanh space, nearly still in 100 steps), initial constant 1,
+  confidence 0: alva ``cw``, foolbox ``L2CarliniWagnerAttack`` (Adam), ART ``CarliniL2Method`` (its own
+  gradient descent with a line search of at most 5 halvings and 5 doublings). torchattacks ``CW`` has no
+  binary search: one run of 5 x 100 Adam steps at the same constant, 1 (its default).
 * ``deepfool-l2``, ``deepfool-linf``: ``--deepfool-steps`` (50), overshoot 0.02, all 10 classes: alva
   ``deepfool``, foolbox ``L2DeepFoolAttack`` / ``LinfDeepFoolAttack``, torchattacks ``DeepFool`` and ART
   ``DeepFool`` (L2 only; ART's overshoot is ``epsilon``).
@@ -38,6 +40,10 @@ Groups and budgets (``--n 1000``; each peer row takes seconds to a few minutes o
   ``--eps-linf`` / ``--eps-l2`` / ``--eps-l1`` (10): alva ``apgd``, torchattacks ``APGD`` (no L1), AutoAttack
   ``APGDAttack``, ART ``AutoProjectedGradientDescent`` (initial step 2 eps).
 
+The implementations that attack image by image or in numpy loops (torchattacks ``DeepFool`` and ``JSMA``,
+ART ``CarliniL2Method`` and ``ElasticNet``: 0.3 to 5 seconds per image) run on the first ``--slow-n`` (50)
+images of the subset; their row says how many, and their time is compared per image.
+
 alva's attacks are built from the registry (``alva.attacks.build(name, model, **settings)``); a setting that an
 attack does not offer is left at its default and named in the output, and an attack that is not in the registry
 is reported as not available. Optional dependencies (``pip install -e '.[bench]'``; torchattacks and
@@ -47,7 +53,8 @@ skipped with the reason printed.
 Usage::
 
     python benchmarks/compare_min_norm.py [--n 1000] [--models mnist/cnn-small,mnist/cnn-small-pgd]
-        [--attacks cw-l2,fab,...] [--libraries alva,torchattacks,foolbox,art,autoattack] [--threads 1]
+        [--attacks cw-l2,fab,...] [--libraries alva,torchattacks,foolbox,art,autoattack] [--slow-n 50]
+        [--threads 1]
         [--json benchmarks/results/min_norm_peers.json]
 """
 
@@ -57,6 +64,7 @@ import argparse
 import datetime
 import gc
 import importlib
+import json
 import platform
 import shlex
 import sys
@@ -94,8 +102,8 @@ class Group:
     targeted: bool = False
 
 
-def groups(args: argparse.Namespace) -> dict[str, Group]:
-    eps = {"linf": args.eps_linf, "l2": args.eps_l2, "l1": args.eps_l1}
+def groups(eps: dict[str, float]) -> dict[str, Group]:
+    """Every row group, with the radius ``eps[norm]`` of the attacks that have one."""
     rows = [Group("cw-l2", "l2"), Group("deepfool-l2", "l2"), Group("deepfool-linf", "linf"),
             *(Group(f"fab-{n}", n) for n in ("linf", "l2", "l1")),
             *(Group(f"fmn-{n}", n) for n in ("l0", "l1", "l2", "linf")),
@@ -124,8 +132,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="images for the implementations that go image by image or in numpy (default 50)")
     p.add_argument("--system-malloc", action="store_true", help="leave glibc's malloc as it is")
     p.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the results here")
+    p.add_argument("--report", type=Path, default=None, metavar="PATH",
+                   help="measure nothing: print the table of results written by --json")
     args = p.parse_args(argv)
-    known = groups(args)
+    known = groups({"linf": args.eps_linf, "l2": args.eps_l2, "l1": args.eps_l1})
     wanted = [s for s in args.attacks.split(",") if s]
     args.attacks = list(known) if wanted == ["all"] else [
         g for g in known if any(g == w or g.split("-")[0] == w for w in wanted)]
@@ -200,14 +210,15 @@ def timed(method: Method, *inputs: torch.Tensor | None) -> tuple[torch.Tensor, f
 
 
 def add_ratios(rows: list[dict]) -> None:
-    """Seconds per image and median norm of each row relative to the best peer's of its model and group."""
+    """Wall-clock and CPU seconds per image and the median norm of each row relative to the best peer's of its
+    model and group (the peers that broke at least one image)."""
     for row in rows:
         peers = [r for r in rows if r["model"] == row["model"] and r["group"] == row["group"]
                  and r["library"] != "alva" and r.get("success")]
-        medians = [r["median_norm"] for r in peers if r["median_norm"] is not None]
-        best_time = min((r["seconds"] / r["images"] for r in peers), default=None)
-        best_median = min(medians, default=None)
-        row["time_ratio"] = row["seconds"] / row["images"] / best_time if best_time and "seconds" in row else None
+        for key, ratio in (("seconds", "time_ratio"), ("cpu_seconds", "cpu_ratio")):
+            best = min((r[key] / r["images"] for r in peers), default=None)
+            row[ratio] = row[key] / row["images"] / best if best and key in row else None
+        best_median = min((r["median_norm"] for r in peers if r["median_norm"] is not None), default=None)
         row["norm_ratio"] = (row["median_norm"] / best_median if best_median and row.get("median_norm") is not None
                              else None)
 
@@ -281,26 +292,48 @@ def _num(value: float | None, digits: int = 4) -> str:
 
 def table(rows: list[dict], group_info: dict[str, Group]) -> str:
     """The Markdown table of ``rows`` (with ratios from :func:`add_ratios`)."""
-    lines = ["| model | attack | library | images | success | median norm | mean norm | seconds | time / best peer "
-             "| median norm / best peer |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| model | attack | library | images | success | median norm | mean norm | seconds | CPU seconds "
+             "| time / best peer | CPU time / best peer | median norm / best peer |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         g = group_info[r["group"]]
         attack = r["group"] + ("" if g.eps is None else f" (eps {g.eps:g})")
         library = f"{r['library']} {r['version']}"
         if "seconds" not in r:
-            lines.append(f"| {r['model']} | {attack} | {library} | | {r['note']} | | | | | |")
+            lines.append(f"| {r['model']} | {attack} | {library} | | {r['note']} | | | | | | | |")
             continue
         library += f" ({r['note']})" if r.get("note") else ""
-        if r["out_of_box"]:
+        if r.get("out_of_box"):
             library += f" ({r['out_of_box']} points outside [0, 1] by up to {r['box_excess']:.1g}, clipped)"
         lines.append(f"| {r['model']} | {attack} | {library} | {r['images']} | {r['success_rate']:.3f} "
                      f"| {_num(r['median_norm'])} | {_num(r['mean_norm'])} | {r['seconds']:.1f} "
-                     f"| {_num(r['time_ratio'], 3)} | {_num(r['norm_ratio'], 3)} |")
+                     f"| {r['cpu_seconds']:.1f} | {_num(r['time_ratio'], 3)} | {_num(r['cpu_ratio'], 3)} "
+                     f"| {_num(r['norm_ratio'], 3)} |")
     return "\n".join(lines)
+
+
+def header(env: dict, n: int) -> str:
+    return (f"{env['date']}; torch {env['torch']}, {env['threads']} thread(s), Python {env['python']}, "
+            f"{env['machine']}; malloc: {env['malloc']}\nlibraries: "
+            + ", ".join(f"{k} {v}" for k, v in env["versions"].items())
+            + "".join(f"; {k} skipped ({v})" for k, v in env["skipped"].items())
+            + f"\ncommand: `{env['command']}`\n{n} MNIST test images; success over the clean-correct ones\n")
+
+
+def print_report(path: Path) -> None:
+    """The header and table of the results that ``--json`` wrote to ``path``, the ratios computed again."""
+    stored = json.loads(path.read_text(encoding="utf-8"))
+    env, rows = stored["environment"], stored["rows"]
+    add_ratios(rows)
+    print(header(env, env["settings"]["n"]))
+    print(table(rows, groups(dict(env["settings"]["eps"]))))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.report is not None:
+        print_report(args.report)
+        return 0
     torch.set_num_threads(args.threads)
     malloc = "system" if args.system_malloc or not keep_freed_memory() else "keeps freed memory"
     versions, skipped = probe(args.libraries)
@@ -313,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
            "malloc": malloc, "versions": versions, "skipped": skipped, "settings": asdict(settings),
            "command": "python " + shlex.join(["benchmarks/compare_min_norm.py", *sys.argv[1:]])}
     x_all, y_all = fixed_subset(*load_mnist("test"), args.n, seed=SEED)
-    info = groups(args)
+    info = groups(dict(settings.eps))
     rows: list[dict] = []
     for model_name in args.models:
         model = models.load(model_name).eval()
@@ -325,10 +358,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.json is not None:
                 atomic_write_json(args.json, {"environment": env, "rows": rows, "table": table(rows, info)},
                                   kind="min-norm-peers")
-    print(f"{env['date']}; torch {env['torch']}, {env['threads']} thread(s), Python {env['python']}, "
-          f"{env['machine']}; malloc: {malloc}\nlibraries: " + ", ".join(f"{k} {v}" for k, v in versions.items())
-          + "".join(f"; {k} skipped ({v})" for k, v in skipped.items())
-          + f"\ncommand: `{env['command']}`\n{args.n} MNIST test images; success over the clean-correct ones\n")
+    print(header(env, args.n))
     print(table(rows, info))
     return 0
 

@@ -51,8 +51,8 @@ def test_score_clips_to_the_box_and_counts_only_clean_correct_points_inside_the_
 
 def row(library: str, seconds: float, images: int, median: float | None, success: int = 10) -> dict:
     return {"model": "m", "group": "g", "library": library, "version": "1", "note": "", "seconds": seconds,
-            "images": images, "median_norm": median, "mean_norm": median, "success": success,
-            "success_rate": success / 10, "out_of_box": 0, "box_excess": 0.0}
+            "cpu_seconds": seconds / 2, "images": images, "median_norm": median, "mean_norm": median,
+            "success": success, "success_rate": success / 10, "out_of_box": 0, "box_excess": 0.0}
 
 
 def test_ratios_are_per_image_against_the_best_peer_that_succeeded():
@@ -61,9 +61,12 @@ def test_ratios_are_per_image_against_the_best_peer_that_succeeded():
                                                   "note": "failed: error"}]
     add_ratios(rows)
     assert [r["time_ratio"] for r in rows[:3]] == pytest.approx([1.0, 2.0, 1.0])  # b: 0.02 s per image
+    assert [r["cpu_ratio"] for r in rows[:3]] == pytest.approx([1.0, 2.0, 1.0])
+    assert rows[4]["time_ratio"] is None and rows[4]["norm_ratio"] is None
     assert [r["norm_ratio"] for r in rows[:3]] == pytest.approx([0.9, 1.2, 1.0])
     text = table(rows, {"g": Group("g", "l2")})
     assert text.count("\n") == 6 and "| m | g | d 1 | | failed: error |" in text
+    assert "| m | g | alva 1 | 100 | 1.000 | 0.9 | 0.9 | 2.0 | 1.0 | 1 | 1 | 0.9 |" in text
 
 
 def test_attack_families_select_their_groups():
