@@ -132,8 +132,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="images for the implementations that go image by image or in numpy (default 50)")
     p.add_argument("--system-malloc", action="store_true", help="leave glibc's malloc as it is")
     p.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the results here")
-    p.add_argument("--report", type=Path, default=None, metavar="PATH",
-                   help="measure nothing: print the table of results written by --json")
+    p.add_argument("--report", type=Path, nargs="+", default=None, metavar="PATH",
+                   help="measure nothing: print one table of the results that --json wrote to these files")
     args = p.parse_args(argv)
     known = groups({"linf": args.eps_linf, "l2": args.eps_l2, "l1": args.eps_l1})
     wanted = [s for s in args.attacks.split(",") if s]
@@ -235,7 +235,7 @@ def alva_method(group: Group, model: nn.Module, settings: Settings) -> tuple[Met
         attack = build(name, model, **{k: v for k, v in wanted.items() if k in offered})
     except Exception as err:  # noqa: BLE001 - a registered attack that cannot be built is reported, not fatal
         return None, f"not available: {type(err).__name__}: {err}"
-    dropped = sorted(set(wanted) - offered)
+    dropped = sorted(set(wanted) - offered - {"seed"})  # the seed is passed where the attack takes one
     return (lambda x, y, target: attack(x, y, target=target).x_adv), (
         f"settings not offered (defaults used): {', '.join(dropped)}" if dropped else "")
 
@@ -320,12 +320,15 @@ def header(env: dict, n: int) -> str:
             + f"\ncommand: `{env['command']}`\n{n} MNIST test images; success over the clean-correct ones\n")
 
 
-def print_report(path: Path) -> None:
-    """The header and table of the results that ``--json`` wrote to ``path``, the ratios computed again."""
-    stored = json.loads(path.read_text(encoding="utf-8"))
-    env, rows = stored["environment"], stored["rows"]
+def print_report(paths: list[Path]) -> None:
+    """The headers and one table of the results that ``--json`` wrote to ``paths``, the ratios computed again."""
+    rows: list[dict] = []
+    for path in paths:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+        env = stored["environment"]
+        rows += stored["rows"]
+        print(header(env, env["settings"]["n"]))
     add_ratios(rows)
-    print(header(env, env["settings"]["n"]))
     print(table(rows, groups(dict(env["settings"]["eps"]))))
 
 

@@ -74,7 +74,7 @@ def alva_settings(group: str, eps: float | None, s: Settings) -> tuple[str, dict
         return "ead", {"steps": s.inner_steps, "binary_steps": s.binary_steps, "initial_const": s.ead_const,
                        "lr": s.ead_lr, "beta": s.ead_beta, "decision_rule": "l1"}
     if family == "deepfool":
-        return "deepfool", {"norm": norm, "steps": s.deepfool_steps, "overshoot": s.overshoot}
+        return "deepfool", {"norm": norm, "steps": s.deepfool_steps, "overshoot": s.overshoot, "candidates": 10}
     if family == "fab":
         return "fab", {"norm": norm, "steps": s.steps, "restarts": 1, "alpha_max": s.alpha_max, "eta": s.eta,
                        "beta": s.beta, "seed": SEED}
