@@ -52,21 +52,24 @@ def test_score_clips_to_the_box_and_counts_only_clean_correct_points_inside_the_
 def row(library: str, seconds: float, images: int, median: float | None, success: int = 10) -> dict:
     return {"model": "m", "group": "g", "library": library, "version": "1", "note": "", "seconds": seconds,
             "cpu_seconds": seconds / 2, "images": images, "median_norm": median, "mean_norm": median,
-            "success": success, "success_rate": success / 10, "out_of_box": 0, "box_excess": 0.0}
+            "median_norm_failures_inf": median if success else float("inf"), "success": success,
+            "success_rate": success / 10, "out_of_box": 0, "box_excess": 0.0}
 
 
 def test_ratios_are_per_image_against_the_best_peer_that_succeeded():
     rows = [row("alva", 2.0, 100, 0.9), row("a", 4.0, 100, 1.2), row("b", 1.0, 50, 1.0),
             row("c", 0.1, 100, None, success=0), {"model": "m", "group": "g", "library": "d", "version": "1",
                                                   "note": "failed: error"}]
-    add_ratios(rows)
+    add_ratios(rows, {"g": Group("g", "l2")})
     assert [r["time_ratio"] for r in rows[:3]] == pytest.approx([1.0, 2.0, 1.0])  # b: 0.02 s per image
     assert [r["cpu_ratio"] for r in rows[:3]] == pytest.approx([1.0, 2.0, 1.0])
     assert rows[4]["time_ratio"] is None and rows[4]["norm_ratio"] is None
     assert [r["norm_ratio"] for r in rows[:3]] == pytest.approx([0.9, 1.2, 1.0])
     text = table(rows, {"g": Group("g", "l2")})
     assert text.count("\n") == 6 and "| m | g | d 1 | | failed: error |" in text
-    assert "| m | g | alva 1 | 100 | 1.000 | 0.9 | 0.9 | 2.0 | 1.0 | 1 | 1 | 0.9 |" in text
+    assert "| m | g | alva 1 | 100 | 1.000 | 0.9 | 0.9 | 0.9 | 2.0 | 1.0 | 1 | 1 | 0.9 |" in text
+    add_ratios(rows, {"g": Group("g", "l2", eps=1.0)})
+    assert all(r["norm_ratio"] is None for r in rows)  # a radius: the success rates compare, not the norms
 
 
 def test_attack_families_select_their_groups():
