@@ -44,7 +44,7 @@ Groups and budgets (``--n 1000``; each peer row takes seconds to a few minutes o
   ``APGDAttack``, ART ``AutoProjectedGradientDescent`` (initial step 2 eps).
 
 The implementations that attack image by image or in numpy loops (torchattacks ``DeepFool`` and ``JSMA``,
-ART ``CarliniL2Method`` and ``ElasticNet``: 0.3 to 5 seconds per image) run on the first ``--slow-n`` (50)
+ART ``CarliniL2Method`` and ``ElasticNet``: 0.2 to 1 CPU seconds per image) run on the first ``--slow-n`` (50)
 images of the subset; their row says how many, and their time is compared per image.
 
 alva's attacks are built from the registry (``alva.attacks.build(name, model, **settings)``); a setting that an
@@ -57,8 +57,8 @@ Usage::
 
     python benchmarks/compare_min_norm.py [--n 1000] [--models mnist/cnn-small,mnist/cnn-small-pgd]
         [--attacks cw-l2,fab,...] [--libraries alva,torchattacks,foolbox,art,autoattack] [--slow-n 50]
-        [--threads 1]
-        [--json benchmarks/results/min_norm_peers.json]
+        [--threads 1] [--json benchmarks/results/min_norm_peers.json]
+    python benchmarks/compare_min_norm.py --report RESULTS.json [MORE.json ...]
 """
 
 from __future__ import annotations
