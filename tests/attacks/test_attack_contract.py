@@ -28,7 +28,7 @@ FAST = {
     "fab": {"steps": 5, "restarts": 2, "eps": 0.15},
     "fab-t": {"steps": 3, "restarts": 2, "n_target_classes": 2, "eps": 0.15},
     "fmn": {"steps": 10},
-    "ead": {"steps": 10, "binary_steps": 2},
+    "ead": {"steps": 10, "binary_steps": 2, "initial_const": 1.0},
     "cw": {"steps": 10, "binary_steps": 2, "initial_const": 1.0},
     "ddn": {"steps": 10},
 }
