@@ -12,7 +12,8 @@ it, the points broken by one setting and not by the strong evaluation's, and sec
   ``autoattack`` package can be imported (it is not a dependency of alva).
 
 Usage: ``python benchmarks/square_settings.py [--model mnist/cnn-small-pgd] [--eps 0.3] [--n 1000]
-[--settings strong,rescaled,autoattack] [--threads 1] [--json PATH]``.
+[--settings strong,rescaled,autoattack] [--attack-seed 0] [--threads 1] [--json PATH]`` (``--seed`` picks the
+images, ``--attack-seed`` the attacks' random numbers).
 """
 
 from __future__ import annotations
@@ -62,11 +63,12 @@ def _autoattack(eps: float, norm: str, seed: int, batch_size: int) -> Runner:
 
 def runners(args: argparse.Namespace) -> dict[str, Runner]:
     """The settings to compare, by name."""
-    strong = lambda model: StrongEvaluation(model, args.eps, args.norm, seed=args.seed,  # noqa: E731
+    seed = args.attack_seed
+    strong = lambda model: StrongEvaluation(model, args.eps, args.norm, seed=seed,  # noqa: E731
                                             progress=False, sanity=False).member("square")
-    rescaled = lambda model: Square(model, args.eps, n_queries=5000, norm=args.norm, seed=args.seed)  # noqa: E731
+    rescaled = lambda model: Square(model, args.eps, n_queries=5000, norm=args.norm, seed=seed)  # noqa: E731
     return {"strong": _alva(strong, args.batch_size), "rescaled": _alva(rescaled, args.batch_size),
-            "autoattack": _autoattack(args.eps, args.norm, args.seed, args.batch_size)}
+            "autoattack": _autoattack(args.eps, args.norm, seed, args.batch_size)}
 
 
 def main() -> None:
@@ -78,7 +80,8 @@ def main() -> None:
     parser.add_argument("--settings", default="strong,rescaled,autoattack")
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="picks the images")
+    parser.add_argument("--attack-seed", type=int, default=0, help="seeds the attacks")
     parser.add_argument("--json", default=None, help="also write the figures to this file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -95,8 +98,8 @@ def main() -> None:
             print(f"{name}: skipped ({error})")
             continue
         seconds[name] = time.perf_counter() - started
-    print(f"Square alone on {args.model}, {args.norm} eps={args.eps}, {args.n} test images, {args.threads} "
-          f"thread(s), torch {torch.__version__}")
+    print(f"Square alone on {args.model}, {args.norm} eps={args.eps}, {args.n} test images, attack seed "
+          f"{args.attack_seed}, {args.threads} thread(s), torch {torch.__version__}")
     print(f"{'setting':12s} {'robust acc':>10s} {'seconds':>8s} {'only it broke':>13s} {'only strong broke':>17s}")
     ref = robust.get("strong")
     rows = []
