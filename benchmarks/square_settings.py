@@ -2,7 +2,7 @@
 
 Runs the Square attack alone (no APGD before it) on N (default 1000) fixed MNIST test images of a shipped
 model (default ``mnist/cnn-small-pgd``, L-inf eps 0.3) under each setting and prints robust accuracy after
-it, the points broken by one setting and not by the strong evaluation's, and seconds:
+it, the points broken by one setting and not by the strong evaluation's, and wall-clock and CPU seconds:
 
 - ``strong``: as the strong evaluation configures it (``StrongEvaluation(...).member("square")``): the schedule
   of ``p`` not rescaled (AutoAttack's), 5000 random-search steps, windows drawn per sample;
@@ -90,25 +90,28 @@ def main() -> None:
     available = runners(args)
     robust: dict[str, torch.Tensor] = {}
     seconds: dict[str, float] = {}
+    cpu: dict[str, float] = {}
     for name in args.settings.split(","):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         try:
             robust[name] = available[name](model, x, y)
         except ImportError as error:
             print(f"{name}: skipped ({error})")
             continue
-        seconds[name] = time.perf_counter() - started
+        seconds[name], cpu[name] = time.perf_counter() - started, time.process_time() - cpu_started
     print(f"Square alone on {args.model}, {args.norm} eps={args.eps}, {args.n} test images, attack seed "
           f"{args.attack_seed}, {args.threads} thread(s), torch {torch.__version__}")
-    print(f"{'setting':12s} {'robust acc':>10s} {'seconds':>8s} {'only it broke':>13s} {'only strong broke':>17s}")
+    print(f"{'setting':12s} {'robust acc':>10s} {'seconds':>8s} {'CPU s':>8s} {'only it broke':>13s} "
+          f"{'only strong broke':>17s}")
     ref = robust.get("strong")
     rows = []
     for name, flags in robust.items():
         only_it = "" if ref is None else int((~flags & ref).sum())
         only_ref = "" if ref is None else int((flags & ~ref).sum())
         rows.append({"setting": name, "robust_acc": flags.float().mean().item(), "seconds": seconds[name],
-                     "only_it_broke": only_it, "only_strong_broke": only_ref})
-        print(f"{name:12s} {rows[-1]['robust_acc']:10.4f} {seconds[name]:8.1f} {only_it!s:>13s} {only_ref!s:>17s}")
+                     "cpu_seconds": cpu[name], "only_it_broke": only_it, "only_strong_broke": only_ref})
+        print(f"{name:12s} {rows[-1]['robust_acc']:10.4f} {seconds[name]:8.1f} {cpu[name]:8.1f} {only_it!s:>13s} "
+              f"{only_ref!s:>17s}")
     if args.json:
         Path(args.json).write_text(json.dumps({
             "settings": vars(args), "rows": rows, "when": datetime.datetime.now().isoformat(timespec="seconds"),
