@@ -125,6 +125,10 @@ def test_p_schedule_halves_at_the_papers_steps():
     assert square_p(0.8, 51, 10000) == 0.2
     assert square_p(0.8, 9999, 10000) == 0.8 / 2**9
     assert square_p(0.8, 2, 1000) == 0.4  # rescaled to the budget: step 2 of 1000 is step 20 of 10000
+    # AutoAttack's setting: the steps as they are, whatever the budget
+    assert square_p(0.8, 2, 1000, rescale=False) == 0.8
+    assert square_p(0.8, 4001, 5002, rescale=False) == 0.8 / 2**7
+    assert square_p(0.8, 4001, 5002) == 0.8 / 2**8  # step 7998 of 10000
 
 
 def test_square_eps_zero_and_tiny_budget_change_nothing(cnn_small, attack_batch):

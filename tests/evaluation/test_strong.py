@@ -1,5 +1,6 @@
-"""The strong evaluation (APGD-CE, APGD-T, Square): the ensemble per sample against its members alone,
-resuming after an interruption, the table, and ``alva eval``."""
+"""The strong evaluation: the ensemble per sample against its members alone, resuming after an interruption, the
+table, and ``alva eval``. These tests run the ensemble's machinery on APGD-CE, APGD-T and Square (``CORE``);
+the versions and their members are in ``test_strong_versions.py``."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import torch
 
 from alva.cli.main import main
 from alva.data import fixed_subset
-from alva.evaluation.strong import MEMBERS, STANDARD, StrongEvaluation, strong_evaluation
+from alva.evaluation.strong import MEMBERS, StrongEvaluation, strong_evaluation
 
+CORE = ["apgd-ce", "apgd-t", "square"]
 # Small budgets keep the tests fast; the ensemble logic is the same as with the standard ones.
 SMALL = {"apgd-ce": {"steps": 15}, "apgd-t": {"steps": 10, "n_target_classes": 3}, "apgd-dlr": {"steps": 10},
          "square": {"n_queries": 150}}
@@ -29,7 +31,7 @@ def batch(mnist_test) -> tuple[torch.Tensor, torch.Tensor]:
 @pytest.fixture(scope="module")
 def reference(cnn_small, batch):
     """The ensemble at eps 0.08 (about half the points stand) with SMALL budgets, uninterrupted, one batch."""
-    ev = StrongEvaluation(cnn_small, 0.08, options=SMALL, progress=False, sanity=False)
+    ev = StrongEvaluation(cnn_small, 0.08, attacks=CORE, options=SMALL, progress=False, sanity=False)
     return ev, ev.run(*batch)
 
 
@@ -62,8 +64,8 @@ def test_the_ensemble_is_never_weaker_than_any_member_alone(batch, reference):
 
 def test_result_and_table_are_consistent(cnn_small, batch):
     x, y = batch
-    res = strong_evaluation(cnn_small, x, y, 0.1, options=SMALL, progress=False, sanity=False)
-    assert [r["attack"] for r in res.table] == ["clean", *STANDARD]
+    res = strong_evaluation(cnn_small, x, y, 0.1, attacks=CORE, options=SMALL, progress=False, sanity=False)
+    assert [r["attack"] for r in res.table] == ["clean", *CORE]
     accs = [r["robust_acc"] for r in res.table]
     assert accs == sorted(accs, reverse=True)  # cumulative: never rises
     for before, row in zip(res.table[:-1], res.table[1:], strict=True):
@@ -98,7 +100,7 @@ def test_a_resumed_evaluation_gives_the_same_result(cnn_small, batch, tmp_path, 
     """Stopped after an attack or within one (batches of 25), then resumed: the same result as the
     uninterrupted run (which ran in one batch: the batches do not matter either)."""
     x, y = batch
-    kwargs = dict(options=SMALL, progress=False, sanity=False, batch_size=25)
+    kwargs = dict(attacks=CORE, options=SMALL, progress=False, sanity=False, batch_size=25)
     reference = reference[1]
 
     class Stop(Exception):
@@ -114,7 +116,7 @@ def test_a_resumed_evaluation_gives_the_same_result(cnn_small, batch, tmp_path, 
     with pytest.raises(Stop):
         strong_evaluation(cnn_small, x, y, 0.08, state_dir=tmp_path, callback=stop, **kwargs)
     state = json.loads((tmp_path / "state.json").read_text())
-    assert state["done"] == list(STANDARD[:STANDARD.index(stop_at[1]) + (stop_at[0] == "attack")])
+    assert state["done"] == CORE[:CORE.index(stop_at[1]) + (stop_at[0] == "attack")]
     assert (state["current"] is None) == (stop_at[0] == "attack")
     resumed = strong_evaluation(cnn_small, x, y, 0.08, state_dir=tmp_path, resume=True, **kwargs)
     same_result(resumed, reference)
@@ -130,7 +132,7 @@ def test_running_a_prefix_of_the_attacks_then_the_rest(cnn_small, batch, tmp_pat
     kwargs = dict(options=SMALL, progress=False, sanity=False)
     first = strong_evaluation(cnn_small, x, y, 0.08, attacks=["apgd-ce"], state_dir=tmp_path, **kwargs)
     assert [r["attack"] for r in first.table] == ["clean", "apgd-ce"]
-    full = strong_evaluation(cnn_small, x, y, 0.08, state_dir=tmp_path, resume=True, **kwargs)
+    full = strong_evaluation(cnn_small, x, y, 0.08, attacks=CORE, state_dir=tmp_path, resume=True, **kwargs)
     same_result(full, reference[1])
 
 
@@ -140,7 +142,7 @@ def test_resume_refuses_other_settings_and_an_existing_state_needs_resume(cnn_sm
     kwargs = dict(options=SMALL, progress=False, sanity=False)
     strong_evaluation(cnn_small, x, y, 0.3, attacks=["apgd-ce"], state_dir=tmp_path, **kwargs)
     with pytest.raises(ValueError, match="resume"):
-        strong_evaluation(cnn_small, x, y, 0.3, state_dir=tmp_path, **kwargs)
+        strong_evaluation(cnn_small, x, y, 0.3, attacks=CORE, state_dir=tmp_path, **kwargs)
     with pytest.raises(ValueError, match="eps"):
         strong_evaluation(cnn_small, x, y, 0.2, state_dir=tmp_path, resume=True, **kwargs)
     with pytest.raises(ValueError, match="data_sha256"):
@@ -151,7 +153,7 @@ def test_resume_refuses_other_settings_and_an_existing_state_needs_resume(cnn_sm
 
 @pytest.mark.parametrize("bad, message", [
     (dict(attacks=["pgd"]), "attacks must be"), (dict(attacks=["square", "square"]), "attacks must be"),
-    (dict(version="fast"), "unknown version"), (dict(options={"fab": {}}), "unknown attacks"),
+    (dict(version="fast"), "unknown version"), (dict(options={"cw": {}}), "unknown attacks"),
     (dict(options={"square": {"n_queries": 0}}), "n_queries"),
 ])
 def test_bad_settings_give_clear_errors(cnn_small, bad, message):
@@ -170,7 +172,8 @@ def test_other_members_and_orders_run(cnn_small, batch):
 
 def test_l2_evaluation_stays_in_the_ball(cnn_small, batch):
     x, y = batch[0][:40], batch[1][:40]
-    res = strong_evaluation(cnn_small, x, y, 1.5, norm="l2", options=SMALL, progress=False, sanity=False)
+    res = strong_evaluation(cnn_small, x, y, 1.5, norm="l2", attacks=CORE, options=SMALL, progress=False,
+                            sanity=False)
     dist = (res.x_adv - x).reshape(len(x), -1).norm(dim=1)
     assert (dist <= 1.5 + 1e-4).all()
     assert res.robust_acc < res.clean_acc - 0.3
@@ -193,8 +196,8 @@ def test_cli_eval_writes_result_prints_the_table_and_resumes(tmp_path, capsys):
     assert main([*argv, "--resume"]) == 0
     assert json.loads((out / "result.json").read_text())["table"] == result["table"]
     with pytest.raises(SystemExit):
-        main(["eval", "--eps", "0.3", "--attacks", "apgd-ce,fab", "--out", str(out)])
-    assert "fab" in capsys.readouterr().err
+        main(["eval", "--eps", "0.3", "--attacks", "apgd-ce,cw", "--out", str(out)])
+    assert "cw" in capsys.readouterr().err
 
 
 def test_a_streamed_set_gives_the_per_sample_results_and_table_of_the_tensors(cnn_small, batch, reference):

@@ -1,5 +1,5 @@
-"""``alva eval``: the strong evaluation (APGD-CE, APGD-T, Square) of a classifier on a fixed subset of a data
-set."""
+"""``alva eval``: the strong evaluation (by default AutoAttack's standard version: APGD-CE, APGD-T, FAB-T, Square)
+of a classifier on a fixed subset of a data set."""
 
 from __future__ import annotations
 
@@ -12,13 +12,14 @@ import torch
 from alva import distributed
 from alva.cli import inputs
 from alva.cli.common import add_common, paragraph
-from alva.evaluation.strong import MEMBERS, STANDARD, VERSIONS, StrongEvaluation
+from alva.evaluation.strong import MEMBERS, NORMS, VERSIONS, StrongEvaluation
 from alva.evaluation.strong_result import write_result
 
 DESCRIPTION = paragraph("""
-Run APGD-CE, APGD-T and Square (AutoAttack's standard order; each attack only on the points still classified
-correctly) on a fixed stratified subset of --data (default: the MNIST test split), with sanity checks. Writes
-result.json and a resumable state (state.safetensors) to --out and prints the per-attack table.
+Run AutoAttack's standard version (APGD-CE, APGD-T, FAB-T and Square, in that order, with AutoAttack's budgets;
+each attack only on the points still classified correctly), or another version, on a fixed stratified subset of
+--data (default: the MNIST test split), with sanity checks. Writes result.json and a resumable state
+(state.safetensors) to --out and prints the per-attack table.
 """)
 
 
@@ -37,12 +38,12 @@ def register(commands) -> None:
     inputs.add_model_options(p)
     p.add_argument("--eps", type=inputs.fraction, default=None,
                    help=f"radius of the threat model, e.g. 8/255 ({inputs.EPS_HELP})")
-    p.add_argument("--norm", default="linf", choices=["linf", "l2"])
-    p.add_argument("--attacks", type=_attack_list, default=list(STANDARD),
-                   help=f"comma-separated attacks in order, from {','.join(MEMBERS)} "
-                        f"(default: {','.join(STANDARD)})")
+    p.add_argument("--norm", default="linf", choices=list(NORMS))
+    p.add_argument("--attacks", type=_attack_list, default=None,
+                   help=f"comma-separated attacks in order, from {','.join(MEMBERS)} (default: the version's)")
     p.add_argument("--version", default="standard", choices=sorted(VERSIONS),
-                   help="attack budgets: standard (AutoAttack's: 100 steps, 9 targets, 5000 queries) or quick")
+                   help="standard (AutoAttack's: APGD-CE, APGD-T, FAB-T, Square; 100 steps, 9 targets, 5000 "
+                        "queries), plus (AutoAttack+), rand (EOT over 20 passes, for randomised models) or quick")
     p.add_argument("--n", type=int, default=1000, help="number of test images (fixed stratified subset)")
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--seed", type=int, default=0, help="seeds the attacks and the choice of images")

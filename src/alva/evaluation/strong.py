@@ -1,6 +1,8 @@
-"""The strong evaluation: an ensemble of diverse attacks in the order of AutoAttack's standard version
+"""The strong evaluation: an ensemble of diverse attacks, by default exactly AutoAttack's standard version
 (Croce and Hein 2020): APGD with the cross-entropy, APGD-T (targeted DLR against the 9 most likely other
-classes), then the black-box Square attack (5000 queries). FAB-T, the third attack of AutoAttack, is left out.
+classes), FAB-T (targeted FAB, 9 targets), then the black-box Square attack (5000 random-search steps), under
+L-inf, L2 or L1. The versions ``plus`` (AutoAttack+), ``rand`` (for randomised defences) and ``quick`` are in
+:mod:`alva.evaluation.strong_members`.
 
 Each attack works only on the points that are still classified correctly; the result per sample is its
 worst case: the adversarial example that broke it and the attack that did, or the clean image where none
@@ -30,34 +32,23 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from alva.attacks.apgd import APGD, APGDTargeted
 from alva.attacks.base import Attack, AttackResult, attack_mode, check_batch
 from alva.attacks.errors import finite
 from alva.attacks.norms import get_norm
-from alva.attacks.square import Square
 from alva.evaluation.inputs import Samples, held_in_memory, sharded
 from alva.evaluation.robustness import summarize
 from alva.evaluation.sanity import emit, run_sanity_checks
+from alva.evaluation.strong_members import NORMS, STANDARD, VERSIONS, build_member, member_problem
 from alva.evaluation.strong_result import CLEAN_WRONG, MEMBERS, ROBUST, StrongResult, broken_by_names, write_result
 from alva.evaluation.strong_stream import run_streaming
 from alva.models.zoo import tensor_sha256
 from alva.tracking import atomic_write_json, load_checkpoint, save_checkpoint
 
-__all__ = ["MEMBERS", "STANDARD", "VERSIONS", "StrongEvaluation", "StrongResult", "strong_evaluation", "write_result"]
-
-STANDARD = ("apgd-ce", "apgd-t", "square")
-"""AutoAttack's standard order (without FAB-T)."""
-VERSIONS: dict[str, dict[str, dict[str, Any]]] = {
-    "standard": {"apgd-ce": {"steps": 100, "restarts": 1}, "apgd-t": {"steps": 100, "restarts": 1,
-                 "n_target_classes": 9}, "apgd-dlr": {"steps": 100, "restarts": 1},
-                 "square": {"n_queries": 5000, "p_init": 0.8}},
-    "quick": {"apgd-ce": {"steps": 50, "restarts": 1}, "apgd-t": {"steps": 50, "restarts": 1, "n_target_classes": 3},
-              "apgd-dlr": {"steps": 50, "restarts": 1}, "square": {"n_queries": 1000, "p_init": 0.8}},
-}
-"""Settings of each attack per version: ``standard`` is AutoAttack's; ``quick`` is a cheaper first look."""
+__all__ = ["MEMBERS", "NORMS", "STANDARD", "VERSIONS", "StrongEvaluation", "StrongResult", "strong_evaluation",
+           "write_result"]
 
 STATE_FILE, STATE_JSON = "state.safetensors", "state.json"
-FORMAT = "alva-strong-eval/1"
+FORMAT = "alva-strong-eval/2"
 
 
 def _model_fingerprint(model: torch.nn.Module) -> str:
@@ -71,9 +62,12 @@ class StrongEvaluation:
     Args:
         model: a classifier on images in ``bounds``.
         eps: radius of the threat model.
-        norm: ``"linf"`` or ``"l2"``.
-        version: ``"standard"`` (AutoAttack's budgets) or ``"quick"``; see :data:`VERSIONS`.
-        attacks: names from :data:`MEMBERS` in the order to run (default :data:`STANDARD`).
+        norm: ``"linf"``, ``"l2"`` or ``"l1"``.
+        version: ``"standard"`` (AutoAttack's), ``"plus"`` (AutoAttack+), ``"rand"`` (for randomised models) or
+            ``"quick"``; see :data:`VERSIONS`.
+        attacks: names from :data:`MEMBERS` in the order to run (default: the version's). Of the version's own
+            list, an attack that cannot run here (no form for the norm, a missing module) is left out with a
+            warning; one asked for by name is an error.
         options: per attack, settings that replace the version's (``{"square": {"n_queries": 500}}``).
         seed: seeds every attack (attack ``i`` of :data:`MEMBERS` gets ``seed + i``).
         batch_size: the samples attacked at once; it does not change the result.
@@ -94,21 +88,33 @@ class StrongEvaluation:
         eps = finite("eps", eps)
         if version not in VERSIONS:
             raise ValueError(f"unknown version {version!r}; choose one of {sorted(VERSIONS)}")
-        attacks = list(STANDARD if attacks is None else attacks)
-        unknown = [a for a in attacks if a not in MEMBERS]
-        if unknown or not attacks or len(set(attacks)) != len(attacks):
-            raise ValueError(f"attacks must be distinct names from {list(MEMBERS)}, got {attacks}")
+        norm = get_norm(norm).name
+        if norm not in NORMS:
+            raise ValueError(f"the strong evaluation runs under {', '.join(NORMS)}, not {norm!r}")
         options = options or {}
         if set(options) - set(MEMBERS):
             raise ValueError(f"options for unknown attacks {sorted(set(options) - set(MEMBERS))}")
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size}")
+        defaults = VERSIONS[version].options_for(norm)
+        self.options = {name: {**defaults[name], **options.get(name, {})} for name in MEMBERS}
+        self.left_out: dict[str, str] = {}
+        if attacks is None:
+            self.left_out = {a: why for a in VERSIONS[version].attacks
+                             if (why := member_problem(a, norm, self.options[a])) is not None}
+            attacks = [a for a in VERSIONS[version].attacks if a not in self.left_out]
+            if not attacks:
+                reasons = "; ".join(self.left_out.values())
+                raise ValueError(f"no attack of the {version} version can run here: {reasons}")
+        attacks = list(attacks)
+        unknown = [a for a in attacks if a not in MEMBERS]
+        if unknown or not attacks or len(set(attacks)) != len(attacks):
+            raise ValueError(f"attacks must be distinct names from {list(MEMBERS)}, got {attacks}")
         self.model = model
         self.eps = float(eps)
-        self.norm = get_norm(norm).name
+        self.norm = norm
         self.version = version
         self.attacks = attacks
-        self.options = {name: {**VERSIONS[version][name], **options.get(name, {})} for name in MEMBERS}
         self.seed = int(seed)
         self.batch_size = batch_size
         self.device = device
@@ -120,21 +126,20 @@ class StrongEvaluation:
         self.log = log or (lambda line: None)
         for name in attacks:
             self.member(name)  # fail early on bad options
+        for name, why in self.left_out.items():
+            self.log(f"[{name}] left out: {why}")
 
     def member(self, name: str) -> Attack:
         """The attack ``name`` exactly as the ensemble runs it (to run it alone for comparison)."""
-        opts = dict(self.options[name])
-        common: dict[str, Any] = {"norm": self.norm, "early_stop": True, "seed": self.seed + MEMBERS.index(name),
-                                  "bounds": self.bounds}
-        if name == "apgd-ce":
-            return APGD(self.model, self.eps, loss="ce", **opts, **common)
-        if name == "apgd-dlr":
-            return APGD(self.model, self.eps, loss="dlr", **opts, **common)
-        if name == "apgd-t":
-            return APGDTargeted(self.model, self.eps, loss="dlr", **opts, **common)
-        if name == "square":
-            return Square(self.model, self.eps, **opts, **common)
-        raise ValueError(f"unknown attack {name!r}; choose from {list(MEMBERS)}")
+        if name not in MEMBERS:
+            raise ValueError(f"unknown attack {name!r}; choose from {list(MEMBERS)}")
+        return build_member(name, self.model, self.eps, self.norm, self.options[name],
+                            seed=self.seed + MEMBERS.index(name), bounds=self.bounds)
+
+    def notes(self) -> list[str]:
+        """Warnings about the ensemble itself: the attacks of the version that could not run here."""
+        return [f"{self.version} version without {name}: {why}; the robust accuracy is an upper bound that "
+                f"{name} might lower" for name, why in self.left_out.items()]
 
     def settings(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
         """What a resumed run must share with the stopped one."""
@@ -159,13 +164,20 @@ class StrongEvaluation:
         broken_by = torch.where(correct, ROBUST, CLEAN_WRONG).long()
         row = {"attack": "clean", "robust_acc": correct.float().mean().item(), "attacked": len(x),
                "broken": int((~correct).sum()), "seconds": round(time.perf_counter() - started, 3)}
-        return {"format": FORMAT, "settings": settings, "done": [], "table": [row], "current": None,
+        return {"format": FORMAT, "members": list(MEMBERS), "settings": settings, "done": [], "table": [row],
+                "current": None,
                 "x_adv": x.clone(), "adv_logits": clean_logits.clone(), "clean_logits": clean_logits,
                 "broken_by": broken_by, "queries": torch.ones(len(x), dtype=torch.long),
                 "steps": torch.zeros(len(x), dtype=torch.long)}
 
     def _check_state(self, state: dict[str, Any], settings: dict[str, Any], folder: Path) -> None:
-        if state.get("format") != FORMAT:
+        made = state.get("format")
+        if made != FORMAT or state.get("members") != list(MEMBERS):
+            if isinstance(made, str) and made.startswith(FORMAT.split("/")[0] + "/"):
+                raise ValueError(f"cannot resume {folder}: its state was written by another version of the strong "
+                                 f"evaluation ({made}, with the attacks {state.get('members', 'of that version')}), "
+                                 f"whose results do not carry over to this one ({FORMAT}, attacks {list(MEMBERS)}); "
+                                 "evaluate again in another output folder")
             raise ValueError(f"{folder / STATE_FILE} is not a strong-evaluation state ({FORMAT})")
         old = state["settings"]
         changed = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
@@ -184,7 +196,8 @@ class StrongEvaluation:
         save_checkpoint(folder / STATE_FILE, state)
         codes = state["broken_by"]
         atomic_write_json(folder / STATE_JSON, {
-            "format": state["format"], "settings": state["settings"], "done": state["done"], "table": state["table"],
+            "format": state["format"], "members": state["members"], "settings": state["settings"],
+            "done": state["done"], "table": state["table"],
             "current": None if state["current"] is None else {
                 k: v for k, v in state["current"].items() if k != "order"} | {
                 "total": len(state["current"]["order"])},
@@ -289,6 +302,19 @@ class StrongEvaluation:
             logits = self.model(res.x_adv.to(self.device)).detach().cpu()
         return res.success.cpu() & (logits.argmax(1) != y), logits
 
+    def checks(self, x: torch.Tensor, y: torch.Tensor, table: list[dict[str, Any]], n_total: int) -> list[str]:
+        """The warnings of a finished run: the attacks left out, then the sanity checks on the first samples of
+        ``(x, y)`` (issued as warnings too with ``warn``)."""
+        messages = self.notes()
+        if self.sanity:
+            messages += run_sanity_checks(self.model, x[:self.sanity_n], y[:self.sanity_n], self.eps, self.norm,
+                                          table=table, n_total=n_total, n=self.sanity_n, seed=self.seed,
+                                          bounds=self.bounds, device=self.device, warn=False,
+                                          randomised=self.version == "rand")
+        if self.warn:
+            emit(messages)
+        return messages
+
     def _result(self, x: torch.Tensor, y: torch.Tensor, state: dict[str, Any]) -> StrongResult:
         codes = state["broken_by"]
         broken_by = broken_by_names(codes)
@@ -296,13 +322,7 @@ class StrongEvaluation:
         summary = AttackResult(state["x_adv"], success, state["steps"], state["queries"], state["adv_logits"],
                                state["clean_logits"])
         report = summarize("strong", x, y, summary)
-        messages: list[str] = []
-        if self.sanity:
-            messages = run_sanity_checks(self.model, x, y, self.eps, self.norm, table=state["table"], n_total=len(x),
-                                         n=self.sanity_n, seed=self.seed, bounds=self.bounds, device=self.device,
-                                         warn=False)
-            if self.warn:
-                emit(messages)
+        messages = self.checks(x, y, state["table"], len(x))
         settings = {**state["settings"], "attacks": list(state["done"])}
         return StrongResult(state["x_adv"], y, state["adv_logits"], state["clean_logits"], broken_by, state["queries"],
                             state["steps"], [dict(r) for r in state["table"]], settings, report, messages)

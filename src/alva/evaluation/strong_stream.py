@@ -22,7 +22,6 @@ from alva import distributed
 from alva.attacks.base import AttackResult, check_batch
 from alva.evaluation.inputs import Samples, held_in_memory, local_batches, sharded
 from alva.evaluation.robustness import SampleFigures, report_from
-from alva.evaluation.sanity import emit, run_sanity_checks
 from alva.evaluation.strong_result import CLEAN_WRONG, ROBUST, StrongResult, broken_by_names, table_from_codes
 from alva.models.zoo import tensor_sha256
 
@@ -105,15 +104,7 @@ def run_streaming(evaluation: StrongEvaluation, x: Samples, y: torch.Tensor | No
     codes = merged["codes"]
     table = table_from_codes(codes, evaluation.attacks, times["s"].amax(0).tolist())
     report = report_from("strong", SampleFigures(**{f.name: merged[f.name] for f in fields(SampleFigures)}))
-    messages: list[str] = []
-    if evaluation.sanity:
-        n = evaluation.sanity_n
-        messages = run_sanity_checks(evaluation.model, firsts["x"][:n], labels_all[:n], evaluation.eps,
-                                     evaluation.norm, table=table, n_total=len(labels_all), n=n,
-                                     seed=evaluation.seed, bounds=evaluation.bounds, device=evaluation.device,
-                                     warn=False)
-        if evaluation.warn:
-            emit(messages)
+    messages = evaluation.checks(firsts["x"], labels_all, table, len(labels_all))
     settings = {**evaluation.settings_for(len(labels_all), data_sha), "attacks": list(evaluation.attacks)}
     return StrongResult(firsts["x_adv"][:shown], labels_all, merged["adv_logits"], merged["clean_logits"],
                         broken_by_names(codes), merged["queries"], merged["steps"], table, settings, report,
