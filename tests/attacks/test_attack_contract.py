@@ -19,9 +19,11 @@ FAST = {
     "square": {"n_queries": 30},
     "one-pixel": {"popsize": 10, "generations": 3},
     "sparse": {"steps": 20},
+    "sparse-rs": {"n_queries": 30},
+    "jsma": {"gamma": 0.02},
 }
 # Attacks whose random numbers are keyed per sample (or that draw none): a sample's result is the same in any batch.
-BATCH_INDEPENDENT = {"fgsm", "pgd", "apgd", "apgd-t", "square", "sparse"}
+BATCH_INDEPENDENT = {"fgsm", "pgd", "apgd", "apgd-t", "square", "sparse", "sparse-rs"}
 
 
 def make(name: str, model: torch.nn.Module, **settings):

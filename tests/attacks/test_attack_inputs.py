@@ -188,7 +188,7 @@ def test_fgsm_and_pgd_reject_bad_eps(cnn_small, cls, eps):
         cls(cnn_small, eps=eps)
 
 
-@pytest.mark.parametrize("norm", ["l1", "linf2", "euclidean", ""])
+@pytest.mark.parametrize("norm", ["l3", "linf2", "euclidean", ""])
 def test_unknown_norm_raises_value_error(cnn_small, norm):
     with pytest.raises(ValueError, match="unknown norm"):
         PGD(cnn_small, norm=norm)

@@ -23,7 +23,7 @@ An attack supplies only what is its own (after foolbox 3's ``attacks/base.py`` a
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -34,6 +34,9 @@ from alva.attacks.keyed import KeyedRandom, Uniform
 
 __all__ = ["LAST_ITERATE", "PGD_RULE", "SCORE_RULE", "EngineAttack", "GradientAttack", "KeepBest", "Repeated", "Rows",
            "Run", "SearchAttack"]
+
+
+RowsT = TypeVar("RowsT", bound="Rows")
 
 
 class Rows:
@@ -61,6 +64,13 @@ class Rows:
         self.n = n
         for name, value in state.items():
             setattr(self, name, value)
+
+    @classmethod
+    def of(cls: type[RowsT], rows: Rows) -> RowsT:
+        """``rows`` as this class (a search hands its attack the ``rows_type`` it declared), or TypeError."""
+        if not isinstance(rows, cls):
+            raise TypeError(f"a search on {cls.__name__} got {type(rows).__name__}")
+        return rows
 
     def keep(self, mask: torch.Tensor) -> None:
         """Keep only the rows where ``mask`` is True."""
@@ -221,6 +231,8 @@ class GradientAttack(EngineAttack):
     """
 
     steps: int = 1
+    eot_iter: int = 1
+    """Forward and backward passes whose gradients are averaged at each step (1: the plain gradient)."""
     rows_type: type[Rows] = Rows
     """The class of the per-row state of a search (a subclass declares the attack's own state)."""
 
@@ -243,6 +255,23 @@ class GradientAttack(EngineAttack):
         """What ranks two failed iterates of a sample (default: the loss)."""
         return loss
 
+    def gradient(self, rows: Rows) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The logits and loss at ``rows.x`` and the gradient that :meth:`step` follows: that of the loss, averaged
+        over ``eot_iter`` forward and backward passes (expectation over transformation, Athalye et al. 2018, for
+        models with random transforms; the loss is averaged too, the logits are those of the last pass)."""
+        grad = loss = logits = None
+        for _ in range(self.eot_iter):
+            x = rows.x.detach().requires_grad_(True)
+            logits = self.predict(x, rows.y)
+            pass_loss = self.loss(logits, rows.y, rows.loss_target)
+            (pass_grad,) = torch.autograd.grad(pass_loss.sum(), x)
+            grad = pass_grad if grad is None else grad.add_(pass_grad)
+            loss = pass_loss.detach() if loss is None else loss + pass_loss.detach()
+        assert grad is not None and loss is not None and logits is not None
+        if self.eot_iter > 1:
+            grad, loss = grad.div_(self.eot_iter), loss.div_(self.eot_iter)
+        return logits, loss, grad
+
     def walk(self, rows: Rows, visit: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None
              ) -> torch.Tensor:
         """The step loop, the one of every gradient attack: from ``rows.x``, ``steps`` times: the logits, the
@@ -250,10 +279,7 @@ class GradientAttack(EngineAttack):
         rows), then the next iterate. Returns the last iterate; without ``visit`` it is the lean loop of
         adversarial training (no bookkeeping, no extra forward pass)."""
         for k in range(self.steps):
-            x = rows.x.detach().requires_grad_(True)
-            logits = self.predict(x, rows.y)
-            loss = self.loss(logits, rows.y, rows.loss_target)
-            (rows.grad,) = torch.autograd.grad(loss.sum(), x)
+            logits, loss, rows.grad = self.gradient(rows)
             with torch.no_grad():
                 if visit is not None:
                     visit(k, logits.detach(), loss.detach())
@@ -279,7 +305,7 @@ class GradientAttack(EngineAttack):
         rows.x = self.start(run, rows)
 
         def visit(k: int, logits: torch.Tensor, loss: torch.Tensor) -> None:
-            run.count_queries(rows)
+            run.count_queries(rows, self.eot_iter)
             success = self.is_success(rows.x, logits, rows.y, rows.target)
             run.offer(rows, rows.x, logits, self.score(logits, loss, rows), success)
             self.checked(run, rows, k, logits, success)
@@ -310,6 +336,8 @@ class SearchAttack(EngineAttack):
 
     rule = SCORE_RULE
     n_queries: int = 1
+    rows_type: type[Rows] = Rows
+    """The class of the per-row state of a search (a subclass declares the attack's own state)."""
 
     def start(self, run: Run, rows: Rows) -> torch.Tensor:
         raise NotImplementedError
@@ -329,7 +357,8 @@ class SearchAttack(EngineAttack):
         return logits, self.loss(logits, rows.y, rows.target), self.is_success(candidate, logits, rows.y, rows.target)
 
     def search(self, run: Run, index: torch.Tensor | None, restart: int) -> None:
-        rows = run.rows(torch.arange(len(run), device=run.x.device) if index is None else index)
+        rows = run.rows(torch.arange(len(run), device=run.x.device) if index is None else index,
+                        rows_type=self.rows_type)
         if self.n_queries < 2 or rows.n == 0:
             return
         rows.x = self.start(run, rows)
