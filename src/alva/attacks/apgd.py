@@ -74,6 +74,12 @@ class APGDRows(Rows):
     l0_check: torch.Tensor
 
 
+def _apgd_rows(rows: Rows) -> APGDRows:
+    if not isinstance(rows, APGDRows):
+        raise TypeError(f"APGD searches on APGDRows, got {type(rows).__name__}")
+    return rows
+
+
 class APGD(GradientAttack):
     """Auto-PGD: a budget of ``steps`` gradient steps and nothing to tune.
 
@@ -135,7 +141,7 @@ class APGD(GradientAttack):
         return (x0 + self.norm.project(v - x0, self.eps)).clamp_(*self.bounds)
 
     def start(self, run: Run, rows: Rows) -> torch.Tensor:
-        rows = APGDRows.of(rows)
+        rows = _apgd_rows(rows)
         x0 = rows.x0
         start = x0.clone()
         if self.random_start and self.eps > 0:
@@ -153,7 +159,7 @@ class APGD(GradientAttack):
 
     def observe(self, rows: Rows, k: int, loss: torch.Tensor, grad: torch.Tensor) -> None:
         """Track the highest loss (and its point and gradient) and how often the loss rose."""
-        rows = APGDRows.of(rows)
+        rows = _apgd_rows(rows)
         if k == 0:
             rows.f_max, rows.x_max, rows.g_max = loss.clone(), rows.x, grad
             rows.f_prev, rows.f_check = loss, loss.clone()
@@ -168,7 +174,7 @@ class APGD(GradientAttack):
         rows.g = grad
 
     def step(self, rows: Rows, grad: torch.Tensor, k: int) -> torch.Tensor:
-        rows = APGDRows.of(rows)
+        rows = _apgd_rows(rows)
         if k in self.checkpoints:
             (self._check_sparsity if self.l1 else self._check)(rows, k - rows.last_check)
             rows.last_check = k

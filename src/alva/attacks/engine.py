@@ -23,7 +23,7 @@ An attack supplies only what is its own (after foolbox 3's ``attacks/base.py`` a
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 
@@ -34,9 +34,6 @@ from alva.attacks.keyed import KeyedRandom, Uniform
 
 __all__ = ["LAST_ITERATE", "PGD_RULE", "SCORE_RULE", "EngineAttack", "GradientAttack", "KeepBest", "Repeated", "Rows",
            "Run", "SearchAttack"]
-
-
-RowsT = TypeVar("RowsT", bound="Rows")
 
 
 class Rows:
@@ -64,13 +61,6 @@ class Rows:
         self.n = n
         for name, value in state.items():
             setattr(self, name, value)
-
-    @classmethod
-    def of(cls: type[RowsT], rows: Rows) -> RowsT:
-        """``rows`` as this class (a search hands its attack the ``rows_type`` it declared), or TypeError."""
-        if not isinstance(rows, cls):
-            raise TypeError(f"a search on {cls.__name__} got {type(rows).__name__}")
-        return rows
 
     def keep(self, mask: torch.Tensor) -> None:
         """Keep only the rows where ``mask`` is True."""
@@ -231,8 +221,7 @@ class GradientAttack(EngineAttack):
     """
 
     steps: int = 1
-    eot_iter: int = 1
-    """Forward and backward passes whose gradients are averaged at each step (1: the plain gradient)."""
+    eot_iter: int = 1  # forward and backward passes whose gradients each step averages
     rows_type: type[Rows] = Rows
     """The class of the per-row state of a search (a subclass declares the attack's own state)."""
 
@@ -256,21 +245,19 @@ class GradientAttack(EngineAttack):
         return loss
 
     def gradient(self, rows: Rows) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The logits and loss at ``rows.x`` and the gradient that :meth:`step` follows: that of the loss, averaged
-        over ``eot_iter`` forward and backward passes (expectation over transformation, Athalye et al. 2018, for
-        models with random transforms; the loss is averaged too, the logits are those of the last pass)."""
-        grad = loss = logits = None
+        """The logits and loss at ``rows.x`` and the gradient that :meth:`step` follows: the loss's, averaged with
+        the loss over ``eot_iter`` passes (expectation over transformation, Athalye et al. 2018, for models with
+        random transforms; the logits of the last pass)."""
+        grads, losses = [], []
         for _ in range(self.eot_iter):
             x = rows.x.detach().requires_grad_(True)
             logits = self.predict(x, rows.y)
-            pass_loss = self.loss(logits, rows.y, rows.loss_target)
-            (pass_grad,) = torch.autograd.grad(pass_loss.sum(), x)
-            grad = pass_grad if grad is None else grad.add_(pass_grad)
-            loss = pass_loss.detach() if loss is None else loss + pass_loss.detach()
-        assert grad is not None and loss is not None and logits is not None
-        if self.eot_iter > 1:
-            grad, loss = grad.div_(self.eot_iter), loss.div_(self.eot_iter)
-        return logits, loss, grad
+            loss = self.loss(logits, rows.y, rows.loss_target)
+            grads.append(torch.autograd.grad(loss.sum(), x)[0])
+            losses.append(loss.detach())
+        if self.eot_iter == 1:
+            return logits, losses[0], grads[0]
+        return logits, torch.stack(losses).mean(dim=0), torch.stack(grads).mean(dim=0)
 
     def walk(self, rows: Rows, visit: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None
              ) -> torch.Tensor:
@@ -336,8 +323,7 @@ class SearchAttack(EngineAttack):
 
     rule = SCORE_RULE
     n_queries: int = 1
-    rows_type: type[Rows] = Rows
-    """The class of the per-row state of a search (a subclass declares the attack's own state)."""
+    rows_type: type[Rows] = Rows  # the class of the per-row state of a search
 
     def start(self, run: Run, rows: Rows) -> torch.Tensor:
         raise NotImplementedError

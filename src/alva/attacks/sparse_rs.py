@@ -101,7 +101,7 @@ class SparseRS(SearchAttack):
         return torch.where(high ^ same, hi, lo).to(rows.x0.dtype)
 
     def start(self, run: Run, rows: Rows) -> torch.Tensor:
-        rows = SparseRSRows.of(rows)
+        assert isinstance(rows, SparseRSRows)  # the engine builds the declared rows_type
         c, p = _channels_pixels(rows.x0)
         k = min(self.k, p)
         u = run.uniform(rows, (0,))(p + c * k)
@@ -110,7 +110,7 @@ class SparseRS(SearchAttack):
         return self._image(rows, rows.pixels, rows.vertices)
 
     def propose(self, run: Run, rows: Rows, step: int) -> torch.Tensor:
-        rows = SparseRSRows.of(rows)
+        assert isinstance(rows, SparseRSRows)
         c, p = _channels_pixels(rows.x0)
         k = rows.pixels.shape[1]
         m = k if k == p else min(max(round(sparse_rs_alpha(self.p_init, step, self.n_queries) * k), 1), p - k)
@@ -129,7 +129,7 @@ class SparseRS(SearchAttack):
     def accept(self, rows: Rows, success: torch.Tensor, objective: torch.Tensor) -> torch.Tensor:
         """The engine's rule; the accepted swaps also become the rows' pixel sets."""
         accept = super().accept(rows, success, objective)
-        rows = SparseRSRows.of(rows)
+        assert isinstance(rows, SparseRSRows)
         rows.pixels = torch.where(accept[:, None], rows.proposed_pixels, rows.pixels)
         rows.vertices = torch.where(accept[:, None, None], rows.proposed_vertices, rows.vertices)
         return accept
