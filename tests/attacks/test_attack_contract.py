@@ -31,10 +31,12 @@ FAST = {
     "ead": {"steps": 10, "binary_steps": 2, "initial_const": 1.0},
     "cw": {"steps": 10, "binary_steps": 2, "initial_const": 1.0},
     "ddn": {"steps": 10},
+    "sparse-rs": {"n_queries": 30},
+    "jsma": {"gamma": 0.02},
 }
 # Attacks whose random numbers are keyed per sample (or that draw none): a sample's result is the same in any batch.
 BATCH_INDEPENDENT = {"fgsm", "pgd", "apgd", "apgd-t", "square", "one-pixel", "sparse", "deepfool", "fab", "fmn", "ead",
-                     "cw", "ddn"}
+                     "cw", "ddn", "sparse-rs", "jsma"}
 MINIMUM_NORM = sorted(name for name, spec in REGISTRY.items() if issubclass(spec.cls, MinimumNormAttack))
 
 

@@ -17,6 +17,7 @@ from alva.attacks.engine import EngineAttack, GradientAttack, KeepBest, Repeated
 from alva.attacks.fab import FAB, FABTargeted
 from alva.attacks.fmn import FMN
 from alva.attacks.generator_attacks import AdvGANAttack, GeneratorAttackResult, UnrestrictedGeneratorAttack
+from alva.attacks.jsma import JSMA
 from alva.attacks.keyed import KeyedRandom
 from alva.attacks.losses import LOSSES, AttackLoss, ClassLoss, Confident, cross_entropy, is_success, margin
 from alva.attacks.minimum_norm import MIN_NORM_RULE, MinimumNormAttack, MinimumNormResult
@@ -26,6 +27,7 @@ from alva.attacks.pgd import FGSM, PGD
 from alva.attacks.population import PopulationRows, PopulationSearch
 from alva.attacks.registry import ATTACKS, REGISTRY, AttackSpec, Option, build
 from alva.attacks.sparse import SparseConfident, sparse_summary
+from alva.attacks.sparse_rs import SparseRS
 from alva.attacks.square import Square
 from alva.attacks.transfer import QueryCounter, TransferAttack
 
@@ -35,11 +37,11 @@ __all__ = [
     "ALVAResult", "APGDTargeted", "AdvGANAttack", "Attack", "AttackInputError", "AttackLoss", "AttackResult",
     "AttackSpec", "CarliniWagner", "ClassLoss", "Confident", "DLRLoss", "DeepFool", "DifferentialEvolution",
     "EngineAttack", "FABTargeted",
-    "GeneratorAttackResult", "GradientAttack", "KeepBest", "KeyedRandom", "LatentResult", "Linf", "MinimumNormAttack",
-    "MinimumNormResult", "NaiveBCE",
+    "GeneratorAttackResult", "GradientAttack", "JSMA", "KeepBest", "KeyedRandom", "LatentResult", "Linf",
+    "MinimumNormAttack", "MinimumNormResult", "NaiveBCE",
     "Norm", "OnePixel", "Option", "PopulationRows", "PopulationSearch",
     "QueryCounter", "Repeated", "Rows", "Run", "SearchAttack", "SingleLabelFlip",
-    "SparseConfident", "Square", "TransferAttack", "UnrestrictedGeneratorAttack",
+    "SparseConfident", "SparseRS", "Square", "TransferAttack", "UnrestrictedGeneratorAttack",
     "alva_summary", "attack_mode", "build", "cross_entropy", "dlr", "dlr_targeted", "get_norm", "is_success",
     "margin", "sparse_summary",
 ]

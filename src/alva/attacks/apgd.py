@@ -1,5 +1,5 @@
 """Auto-PGD (Croce and Hein 2020, "Reliable evaluation of adversarial robustness with an ensemble of diverse
-parameter-free attacks"): PGD with momentum whose step size needs no tuning, under L-inf or L2, with the
+parameter-free attacks"): PGD with momentum whose step size needs no tuning, under L-inf, L2 or L1, with the
 cross-entropy, DLR or any class loss; untargeted, targeted at given classes, or (:class:`APGDTargeted`)
 targeted in turn at the most likely other classes.
 
@@ -16,6 +16,15 @@ iterate moved back to the point of highest loss so far, if
 1. the loss rose in fewer than ``rho = 0.75`` of the steps since the last checkpoint, or
 2. the step size was not halved at the last checkpoint and the highest loss has not grown since.
 
+Under L1 it is l1-APGD (Croce and Hein 2021, "Mind the box: l1-APGD for sparse adversarial attacks on image
+classifiers"): the iterates are projected onto the L1 ball intersected with the pixel box
+(:func:`~alva.attacks.l1_box.project_l1_box`); the step spreads ``eta`` over the top ``k`` coordinates of the
+gradient among those that can move (:func:`~alva.attacks.l1_box.sparse_box_step`), without momentum; ``eta``
+starts at eps and ``k`` at 20% of the coordinates. Every ``max(0.04 N, 1)`` steps the sparsity adapts:
+``k`` becomes the number of non-zero coordinates of the best point so far divided by 1.5; where that number
+fell by more than 5% since the last check, ``eta`` goes back to eps and the iterate to the best point, else
+``eta`` is divided by 1.5 (never below eps / 10).
+
 Random numbers (the random start) are keyed per sample (:class:`~alva.attacks.keyed.KeyedRandom`): a sample
 gets the same start whatever batch it is attacked in.
 """
@@ -31,6 +40,7 @@ from alva.attacks.dlr import DLRLoss
 from alva.attacks.engine import SCORE_RULE, GradientAttack, Rows, Run
 from alva.attacks.errors import AttackInputError, finite, in_interval, positive_int
 from alva.attacks.keyed import KeyedRandom
+from alva.attacks.l1_box import entry_l0, project_l1_box, sparse_box_step
 from alva.attacks.losses import ClassLoss, margin
 from alva.attacks.norms import Norm, get_norm, per_sample
 
@@ -60,6 +70,8 @@ class APGDRows(Rows):
     f_max: torch.Tensor
     x_max: torch.Tensor
     g_max: torch.Tensor
+    sparsity: torch.Tensor
+    l0_check: torch.Tensor
 
 
 def _apgd_rows(rows: Rows) -> APGDRows:
@@ -74,7 +86,7 @@ class APGD(GradientAttack):
     Args:
         eps: radius of the ball (>= 0) in the units of ``norm``.
         steps: gradient steps per restart (the paper's N_iter; AutoAttack uses 100).
-        norm: ``"linf"`` or ``"l2"``.
+        norm: ``"linf"``, ``"l2"`` or ``"l1"`` (l1-APGD, see the module docstring).
         loss: ``"ce"`` (default), ``"dlr"`` (the scale-invariant loss of the paper; targeted DLR when the
             attack is targeted), ``"margin"`` or any class loss (see :class:`~alva.attacks.base.Attack`).
         restarts: independent runs from new random starts; each sample keeps its worst case. With
@@ -83,6 +95,8 @@ class APGD(GradientAttack):
             size to stay (condition 1, 0.75 in the paper).
         momentum: the weight ``a`` of the new step against the last move (0.75 in the paper).
         random_start: start at a random point of the ball (else at x itself).
+        eot_iter: gradients averaged per step (expectation over transformation, for randomised models); each
+            pass counts as a query.
 
     ``target``, ``early_stop``, ``bounds`` and ``seed`` are those of every attack. A target (tensor or rule)
     makes APGD targeted: it maximises the targeted loss and succeeds when ``x_adv`` is classified as the target.
@@ -97,7 +111,7 @@ class APGD(GradientAttack):
 
     def __init__(self, model: torch.nn.Module, eps: float = 0.3, steps: int = 100, *, norm: str | Norm = "linf",
                  loss="ce", restarts: int = 1, rho: float = 0.75, momentum: float = 0.75,
-                 random_start: bool = True, **kwargs) -> None:
+                 random_start: bool = True, eot_iter: int = 1, **kwargs) -> None:
         if isinstance(loss, str) and loss.lower() == "dlr":
             loss = DLRLoss()
         super().__init__(model, loss=loss, **kwargs)
@@ -108,11 +122,22 @@ class APGD(GradientAttack):
         self.norm = get_norm(norm)
         self.restarts = positive_int("restarts", restarts)
         self.random_start = bool(random_start)
-        self.checkpoints = frozenset(apgd_checkpoints(self.steps))
+        self.eot_iter = positive_int("eot_iter", eot_iter)
+        self.l1 = self.norm.name == "l1"
+        self.checkpoints = frozenset(apgd_checkpoints(self.steps) if not self.l1 else
+                                     range(self.l1_interval, self.steps, self.l1_interval))
 
     # -- the algorithm ------------------------------------------------------------------------------------
 
+    @property
+    def l1_interval(self) -> int:
+        """Steps between two adaptations of the sparsity under L1."""
+        return max(int(0.04 * self.steps), 1)
+
     def _project(self, v: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+        if self.l1:
+            lo, hi = self.bounds
+            return x0 + project_l1_box(v - x0, self.eps, lo - x0, hi - x0)
         return (x0 + self.norm.project(v - x0, self.eps)).clamp_(*self.bounds)
 
     def start(self, run: Run, rows: Rows) -> torch.Tensor:
@@ -122,7 +147,10 @@ class APGD(GradientAttack):
         if self.random_start and self.eps > 0:
             start = self._project(x0 + self.norm.random_in_ball(x0, self.eps, run.uniform(rows, rows.stream)), x0)
         device = x0.device
-        rows.eta = torch.full((rows.n,), 2 * self.eps, dtype=x0.dtype, device=device)
+        rows.eta = torch.full((rows.n,), (1 if self.l1 else 2) * self.eps, dtype=x0.dtype, device=device)
+        if self.l1:
+            rows.sparsity = torch.full((rows.n,), 0.2, dtype=x0.dtype, device=device)
+            rows.l0_check = torch.full((rows.n,), x0[0].numel(), dtype=torch.long, device=device)
         rows.n_up = torch.zeros(rows.n, dtype=torch.long, device=device)
         rows.halved = torch.zeros(rows.n, dtype=torch.bool, device=device)
         rows.x_prev = start
@@ -148,10 +176,13 @@ class APGD(GradientAttack):
     def step(self, rows: Rows, grad: torch.Tensor, k: int) -> torch.Tensor:
         rows = _apgd_rows(rows)
         if k in self.checkpoints:
-            self._check(rows, k - rows.last_check)
+            (self._check_sparsity if self.l1 else self._check)(rows, k - rows.last_check)
             rows.last_check = k
-        a = 1.0 if k == 0 else self.momentum
         xc, x0 = rows.x, rows.x0
+        if self.l1:
+            rows.x_prev = xc
+            return self._project(xc + sparse_box_step(rows.g, xc, self.bounds, rows.sparsity, rows.eta), x0)
+        a = 1.0 if k == 0 else self.momentum
         z = self._project(xc + self.norm.ascent_step(rows.g, 1.0) * per_sample(rows.eta, xc), x0)
         x_new = self._project(xc + a * (z - xc) + (1 - a) * (xc - rows.x_prev), x0)
         rows.x_prev = xc
@@ -170,6 +201,19 @@ class APGD(GradientAttack):
         s.halved = halve
         s.f_check = s.f_max.clone()
         s.n_up = torch.zeros_like(s.n_up)
+
+
+    def _check_sparsity(self, s: APGDRows, span: int) -> None:
+        """An L1 checkpoint: the sparsity follows the best point's; its step size and iterate as in Croce and Hein
+        2021 (see the module docstring)."""
+        l0 = entry_l0(s.x_max - s.x0)
+        reset = l0 < 0.95 * s.l0_check
+        s.sparsity = l0.to(s.sparsity.dtype) / s.x0[0].numel() / 1.5
+        s.eta = torch.where(reset, torch.full_like(s.eta, self.eps), s.eta / 1.5).clamp(self.eps / 10, self.eps)
+        px = per_sample(reset, s.x)
+        s.x = torch.where(px, s.x_max, s.x)
+        s.g = torch.where(px, s.g_max, s.g)
+        s.l0_check = l0
 
 
 class APGDTargeted(APGD):

@@ -221,6 +221,7 @@ class GradientAttack(EngineAttack):
     """
 
     steps: int = 1
+    eot_iter: int = 1  # forward and backward passes whose gradients each step averages
     rows_type: type[Rows] = Rows
     """The class of the per-row state of a search (a subclass declares the attack's own state)."""
 
@@ -243,6 +244,21 @@ class GradientAttack(EngineAttack):
         """What ranks two failed iterates of a sample (default: the loss)."""
         return loss
 
+    def gradient(self, rows: Rows) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The logits and loss at ``rows.x`` and the gradient that :meth:`step` follows: the loss's, averaged with
+        the loss over ``eot_iter`` passes (expectation over transformation, Athalye et al. 2018, for models with
+        random transforms; the logits of the last pass)."""
+        grads, losses = [], []
+        for _ in range(self.eot_iter):
+            x = rows.x.detach().requires_grad_(True)
+            logits = self.predict(x, rows.y)
+            loss = self.loss(logits, rows.y, rows.loss_target)
+            grads.append(torch.autograd.grad(loss.sum(), x)[0])
+            losses.append(loss.detach())
+        if self.eot_iter == 1:
+            return logits, losses[0], grads[0]
+        return logits, torch.stack(losses).mean(dim=0), torch.stack(grads).mean(dim=0)
+
     def walk(self, rows: Rows, visit: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None
              ) -> torch.Tensor:
         """The step loop, the one of every gradient attack: from ``rows.x``, ``steps`` times: the logits, the
@@ -250,10 +266,7 @@ class GradientAttack(EngineAttack):
         rows), then the next iterate. Returns the last iterate; without ``visit`` it is the lean loop of
         adversarial training (no bookkeeping, no extra forward pass)."""
         for k in range(self.steps):
-            x = rows.x.detach().requires_grad_(True)
-            logits = self.predict(x, rows.y)
-            loss = self.loss(logits, rows.y, rows.loss_target)
-            (rows.grad,) = torch.autograd.grad(loss.sum(), x)
+            logits, loss, rows.grad = self.gradient(rows)
             with torch.no_grad():
                 if visit is not None:
                     visit(k, logits.detach(), loss.detach())
@@ -279,7 +292,7 @@ class GradientAttack(EngineAttack):
         rows.x = self.start(run, rows)
 
         def visit(k: int, logits: torch.Tensor, loss: torch.Tensor) -> None:
-            run.count_queries(rows)
+            run.count_queries(rows, self.eot_iter)
             success = self.is_success(rows.x, logits, rows.y, rows.target)
             run.offer(rows, rows.x, logits, self.score(logits, loss, rows), success)
             self.checked(run, rows, k, logits, success)
@@ -310,6 +323,7 @@ class SearchAttack(EngineAttack):
 
     rule = SCORE_RULE
     n_queries: int = 1
+    rows_type: type[Rows] = Rows  # the class of the per-row state of a search
 
     def start(self, run: Run, rows: Rows) -> torch.Tensor:
         raise NotImplementedError
@@ -329,7 +343,8 @@ class SearchAttack(EngineAttack):
         return logits, self.loss(logits, rows.y, rows.target), self.is_success(candidate, logits, rows.y, rows.target)
 
     def search(self, run: Run, index: torch.Tensor | None, restart: int) -> None:
-        rows = run.rows(torch.arange(len(run), device=run.x.device) if index is None else index)
+        rows = run.rows(torch.arange(len(run), device=run.x.device) if index is None else index,
+                        rows_type=self.rows_type)
         if self.n_queries < 2 or rows.n == 0:
             return
         rows.x = self.start(run, rows)

@@ -25,6 +25,8 @@ class PGD(GradientAttack):
             the sample's pixels (:class:`~alva.attacks.keyed.KeyedRandom`): a sample's start does not depend
             on the batch it is in.
         restarts: independent runs; each sample keeps its worst case (a success, else the highest loss).
+        eot_iter: gradients averaged per step (expectation over transformation, Athalye et al. 2018, for
+            models with random transforms); each pass counts as a query.
 
     ``loss``, ``target``, ``early_stop``, ``bounds`` and ``seed`` are those of every
     :class:`~alva.attacks.base.Attack`; the loss is ``"ce"`` (cross-entropy, default) or ``"margin"``
@@ -36,7 +38,8 @@ class PGD(GradientAttack):
     """
 
     def __init__(self, model: torch.nn.Module, eps: float = 0.3, alpha: float | None = None, steps: int = 40,
-                 *, norm: str | Norm = "linf", random_start: bool = True, restarts: int = 1, **kwargs) -> None:
+                 *, norm: str | Norm = "linf", random_start: bool = True, restarts: int = 1,
+                 eot_iter: int = 1, **kwargs) -> None:
         super().__init__(model, **kwargs)
         self.eps = finite("eps", eps)
         self.steps = positive_int("steps", steps)
@@ -44,6 +47,7 @@ class PGD(GradientAttack):
         self.norm = get_norm(norm)
         self.random_start = bool(random_start)
         self.restarts = positive_int("restarts", restarts)
+        self.eot_iter = positive_int("eot_iter", eot_iter)
 
     def start(self, run: Run, rows: Rows) -> torch.Tensor:
         if not self.random_start:

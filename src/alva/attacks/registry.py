@@ -23,8 +23,10 @@ from alva.attacks.ead import DECISION_RULES, EAD
 from alva.attacks.errors import AttackInputError
 from alva.attacks.fab import FAB, FABTargeted
 from alva.attacks.fmn import FMN, FMN_NORMS
+from alva.attacks.jsma import JSMA
 from alva.attacks.pgd import FGSM, PGD
 from alva.attacks.sparse import OPTIMIZERS, STARTS, SparseConfident
+from alva.attacks.sparse_rs import SparseRS
 from alva.attacks.square import Square
 
 __all__ = ["ATTACKS", "REGISTRY", "AttackSpec", "Option", "build", "describe"]
@@ -88,6 +90,8 @@ _COMMON = (
 )
 _EPS = Option("eps", float, 0.3, "radius of the ball around x, in the units of norm")
 _NORM = Option("norm", str, "linf", "the threat model", ("linf", "l2"))
+_NORM_L1 = Option("norm", str, "linf", "the threat model (l1: l1-APGD, Croce and Hein 2021)", ("linf", "l2", "l1"))
+_EOT = Option("eot_iter", int, 1, "gradients averaged per step (expectation over transformation)")
 
 
 _MIN_NORM = Option("norm", str, "linf", "the norm minimised", ("linf", "l2", "l1"))
@@ -118,21 +122,21 @@ REGISTRY: dict[str, AttackSpec] = {spec.name: spec for spec in (
         Option("alpha", _optional_float, None, "step size; none: 2.5 * eps / steps"),
         Option("random_start", bool, True, "start each restart at a random point of the ball"),
         Option("restarts", int, 1, "independent runs; each sample keeps its worst case"),
-        *_common())),
+        _EOT, *_common())),
     AttackSpec("apgd", APGD, "Auto-PGD: momentum and a step size that needs no tuning (Croce and Hein 2020)", (
-        _EPS, _NORM,
+        _EPS, _NORM_L1,
         Option("steps", int, 100, "gradient steps per restart"),
         Option("restarts", int, 1, "independent runs from new random starts"),
         Option("rho", float, 0.75, "share of steps in which the loss must rise for the step size to stay"),
         Option("momentum", float, 0.75, "weight of the new step against the last move"),
         Option("random_start", bool, True, "start at a random point of the ball"),
-        *_common())),
+        _EOT, *_common())),
     AttackSpec("apgd-t", APGDTargeted, "APGD-T: targeted DLR runs against the most likely other classes", (
-        _EPS, _NORM,
+        _EPS, _NORM_L1,
         Option("steps", int, 100, "gradient steps per target class and restart"),
         Option("n_target_classes", int, 9, "how many of the most likely other classes to target"),
         Option("restarts", int, 1, "runs per target class"),
-        *_common(loss="dlr", targeted=False))),
+        _EOT, *_common(loss="dlr", targeted=False))),
     AttackSpec("square", Square, "Square Attack: score-based random search on square windows (Andriushchenko et al. "
                "2020)", (
         _EPS, _NORM,
@@ -213,6 +217,20 @@ REGISTRY: dict[str, AttackSpec] = {spec.name: spec for spec in (
         Option("gamma", float, 0.05, "relative change of the radius per step"),
         Option("loss", str, "ce", _COMMON[0].help),
         *_MINIMUM_NORM_COMMON)),
+    AttackSpec("sparse-rs", SparseRS, "Sparse-RS: score-based random search over k pixels set to vertices of the "
+               "box (L0; Croce et al. 2022)", (
+        Option("k", int, 10, "the most pixels changed"),
+        Option("n_queries", int, 1000, "model evaluations per sample, the clean one included"),
+        Option("p_init", float, 0.3, "initial share of the k pixels swapped per step"),
+        *_common(loss="margin", early_stop=True))),
+    AttackSpec("jsma", JSMA, "Jacobian-based saliency map attack: pairs of pixels towards a target (L0; Papernot "
+               "et al. 2016); the targets come from the target rule", (
+        Option("theta", float, 1.0, "change of each selected feature per step"),
+        Option("gamma", float, 0.1, "largest share of the features changed"),
+        Option("loss", str, "ce", "ranks the failed iterates: ce or margin"),
+        Option("target", str, "random", "the rule that picks each sample's target: random, least-likely"),
+        Option("early_stop", bool, True, _COMMON[2].help),
+        _COMMON[3])),
 )}
 """Every attack that takes a classifier and ``(x, y)``, by name."""
 
