@@ -21,6 +21,7 @@ from typing import cast
 
 import torch
 
+from alva.attacks.carlini_wagner import ConstantSearch
 from alva.attacks.engine import Rows, Run
 from alva.attacks.errors import AttackInputError, finite, positive_int
 from alva.attacks.minimum_norm import MinimumNormAttack
@@ -29,8 +30,6 @@ from alva.attacks.norms import get_norm
 __all__ = ["DECISION_RULES", "EAD", "shrink"]
 
 DECISION_RULES = ("l1", "en")
-NEVER = 1e10
-"""The upper bound of a constant that has not succeeded yet (Carlini and Wagner's)."""
 
 
 def shrink(z: torch.Tensor, x0: torch.Tensor, beta: float, bounds: tuple[float, float]) -> torch.Tensor:
@@ -107,14 +106,9 @@ class EAD(MinimumNormAttack):
         index = run.unbroken_rows() if index is None else index[~run.best_success[index]]
         if len(index) == 0:
             return
-        const = torch.full((len(index),), self.initial_const, device=run.x.device)
-        lower = torch.zeros_like(const)
-        upper = torch.full_like(const, NEVER)
+        constants = ConstantSearch(len(index), self.initial_const, run.x.device)
         for _ in range(self.binary_steps):
-            success = self.minimise(run, index, const)
-            upper = torch.where(success, torch.minimum(upper, const), upper)
-            lower = torch.where(success, lower, torch.maximum(lower, const))
-            const = torch.where(upper < NEVER, (lower + upper) / 2, const * 10)
+            constants.update(self.minimise(run, index, constants.const))
 
     def minimise(self, run: Run, index: torch.Tensor, const: torch.Tensor) -> torch.Tensor:
         """One round of FISTA at the constants ``const`` for the rows ``index``; returns which succeeded in it."""

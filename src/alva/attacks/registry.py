@@ -186,7 +186,7 @@ REGISTRY: dict[str, AttackSpec] = {spec.name: spec for spec in (
         Option("gamma_init", float, 0.05, "first factor by which the radius shrinks or grows"),
         Option("gamma_final", float, 0.001, "last factor (cosine annealing)"),
         Option("loss", str, "margin", "the logit margin whose gradient drives the steps: margin or ce"),
-        _COMMON[1], _COMMON[3])),
+        *_MINIMUM_NORM_COMMON)),
     AttackSpec("ead", EAD, "elastic-net attack: sparse perturbations of small L1 distance by ISTA/FISTA and a binary "
                "search over the constant (Chen et al. 2018)", (
         Option("steps", int, 100, "iterations per binary-search step"),
@@ -199,7 +199,7 @@ REGISTRY: dict[str, AttackSpec] = {spec.name: spec for spec in (
         Option("confidence", float, 0.0, "margin a success needs (kappa)"),
         Option("abort_early", bool, True, "end a round for a sample that has stopped improving without success"),
         Option("loss", str, "margin", "the margin of the objective: margin (Carlini-Wagner) or ce"),
-        _COMMON[1], _COMMON[3])),
+        *_MINIMUM_NORM_COMMON)),
     AttackSpec("cw", CarliniWagner, "Carlini-Wagner L2: the smallest L2 perturbation, by Adam in tanh space with a "
                "binary search over the constant c (Carlini and Wagner 2017; minimum-norm)", (
         Option("steps", int, 100, "Adam steps per constant"),
