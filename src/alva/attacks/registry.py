@@ -142,6 +142,8 @@ REGISTRY: dict[str, AttackSpec] = {spec.name: spec for spec in (
         _EPS, _NORM,
         Option("n_queries", int, 5000, "model evaluations per sample, the clean one included"),
         Option("p_init", float, 0.8, "initial share of pixels changed per step"),
+        Option("rescale_schedule", bool, True, "stretch the schedule of p to the budget (false: AutoAttack's)"),
+        Option("l2_start", str, "bumps", "the L2 starting point: bumps, or AutoAttack's pairs", ("bumps", "pairs")),
         *_common(loss="margin", early_stop=True))),
     AttackSpec("one-pixel", DifferentialEvolution, "k-pixel attack by differential evolution (Su et al. 2019)", (
         Option("pixels", int, 1, "k, the number of pixels a candidate sets"),
