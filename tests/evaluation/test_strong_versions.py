@@ -4,16 +4,12 @@ a state written by another version of the ensemble is refused cleanly."""
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import json
-import sys
 
 import pytest
 import torch
 
 from alva.attacks import APGD, APGDTargeted, Square
-from alva.attacks.norms import get_norm
 from alva.attacks.square import paired_l2_start
 from alva.cli.main import main
 from alva.data import fixed_subset
@@ -21,39 +17,10 @@ from alva.evaluation.strong import FORMAT, MEMBERS, STANDARD, VERSIONS, StrongEv
 from alva.tracking import load_checkpoint, save_checkpoint
 
 
-def _importable(module: str) -> bool:
-    try:
-        importlib.import_module(module)
-    except ModuleNotFoundError:
-        return False
-    return True
-
-
-def _has_l1() -> bool:
-    try:
-        get_norm("l1")
-    except ValueError:
-        return False
-    return True
-
-
-needs_fab = pytest.mark.skipif(not _importable("alva.attacks.fab"),
-                               reason="FAB and FAB-T (alva.attacks.fab) are not in this tree")
-needs_l1 = pytest.mark.skipif(not _has_l1(), reason="the L1 threat model (alva.attacks.norms.L1) is not in this tree")
-needs_eot = pytest.mark.skipif("eot_iter" not in inspect.signature(APGD.__init__).parameters,
-                               reason="APGD's eot_iter (expectation over transformation) is not in this tree")
-
-
 @pytest.fixture(scope="module")
 def batch(mnist_test) -> tuple[torch.Tensor, torch.Tensor]:
     """40 MNIST test images (4 per class, seed 0)."""
     return fixed_subset(*mnist_test, 40, seed=0)
-
-
-@pytest.fixture
-def without_fab(monkeypatch):
-    """The FAB module made unimportable, as in an installation that lacks it."""
-    monkeypatch.setitem(sys.modules, "alva.attacks.fab", None)
 
 
 # --- the versions as AutoAttack defines them ---------------------------------------------------------------
@@ -87,9 +54,7 @@ def test_autoattack_plus_and_rand_members_and_restarts():
 
 
 def test_l1_standard_has_autoattacks_l1_budgets():
-    options = VERSIONS["standard"].options_for("l1") if _has_l1() else None
-    if options is None:
-        pytest.skip("the L1 threat model (alva.attacks.norms.L1) is not in this tree")
+    options = VERSIONS["standard"].options_for("l1")
     assert options["apgd-ce"] == {"steps": 100, "restarts": 5}
     assert options["apgd-t"] == {"steps": 100, "restarts": 1, "n_target_classes": 5}
     assert options["fab-t"]["n_target_classes"] == 9 and options["square"]["n_queries"] == 5002
@@ -122,7 +87,6 @@ def test_the_l2_square_starts_as_autoattacks_on_a_centred_grid_of_paired_bumps(c
     assert ((res.x_adv - x).reshape(len(x), -1).norm(dim=1) <= 2.0 + 1e-4).all() and res.success.any()
 
 
-@needs_fab
 def test_standard_runs_exactly_autoattacks_members(cnn_small):
     from alva.attacks.fab import FABTargeted
 
@@ -132,7 +96,6 @@ def test_standard_runs_exactly_autoattacks_members(cnn_small):
     assert isinstance(fab_t, FABTargeted) and fab_t.n_target_classes == 9 and fab_t.eps == 0.3
 
 
-@needs_fab
 def test_standard_with_fab_t_stays_in_the_ball_and_each_row_is_consistent(cnn_small, batch):
     x, y = batch
     small = {"apgd-ce": {"steps": 5}, "apgd-t": {"steps": 5, "n_target_classes": 2},
@@ -146,23 +109,8 @@ def test_standard_with_fab_t_stays_in_the_ball_and_each_row_is_consistent(cnn_sm
     assert (pred[broken] != y[broken]).all()
 
 
-# --- members that cannot run here --------------------------------------------------------------------------
+# --- members without a form for the threat model -------------------------------------------------------
 
-def test_a_version_without_fab_leaves_it_out_and_warns(cnn_small, batch, without_fab):
-    x, y = batch
-    logged: list[str] = []
-    ev = StrongEvaluation(cnn_small, 0.3, options={"apgd-ce": {"steps": 5}, "square": {"n_queries": 20}},
-                          progress=False, sanity=False, warn=False, log=logged.append)
-    assert ev.attacks == ["apgd-ce", "apgd-t", "square"] and list(ev.left_out) == ["fab-t"]
-    assert any("fab-t" in line and "alva.attacks.fab" in line for line in logged)
-    result = ev.run(x[:10], y[:10])
-    assert len(result.warnings) == 1 and "standard version without fab-t" in result.warnings[0]
-    # asked for by name it is an error, not a silent omission
-    with pytest.raises(ValueError, match="alva.attacks.fab"):
-        StrongEvaluation(cnn_small, 0.3, attacks=["apgd-ce", "fab-t"])
-
-
-@needs_l1
 def test_l1_evaluation_stays_in_the_l1_ball_and_says_what_it_left_out(cnn_small, batch):
     x, y = batch
     ev = StrongEvaluation(cnn_small, 10.0, "l1", options={"apgd-ce": {"steps": 10, "restarts": 1},
@@ -178,7 +126,6 @@ def test_l1_evaluation_stays_in_the_l1_ball_and_says_what_it_left_out(cnn_small,
     assert len(res.warnings) == len(ev.left_out)
 
 
-@needs_eot
 def test_rand_averages_gradients_over_twenty_passes(cnn_small):
     ev = StrongEvaluation(cnn_small, 0.3, version="rand", progress=False)
     assert ev.attacks == ["apgd-ce", "apgd-dlr"]

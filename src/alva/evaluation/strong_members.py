@@ -17,8 +17,6 @@ FAB comes from :mod:`alva.attacks.fab`, imported when an evaluation first needs 
 
 from __future__ import annotations
 
-import importlib
-import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +25,7 @@ import torch
 
 from alva.attacks.apgd import APGD, APGDTargeted
 from alva.attacks.base import Attack
+from alva.attacks.fab import FAB, FABTargeted
 from alva.attacks.norms import Norm, get_norm
 from alva.attacks.square import Square
 from alva.evaluation.strong_result import MEMBERS
@@ -40,7 +39,7 @@ STANDARD = ("apgd-ce", "apgd-t", "fab-t", "square")
 
 
 class MemberUnavailable(ValueError):
-    """An attack of the ensemble cannot run here (its module is missing, or it has no form for the norm)."""
+    """An attack of the ensemble has no form for the threat model (Square under L1)."""
 
 
 @dataclass(frozen=True)
@@ -83,17 +82,6 @@ VERSIONS: dict[str, Version] = {
 """The versions of the ensemble by name (see the module's description)."""
 
 
-def _fab(name: str) -> type:
-    try:
-        module = importlib.import_module("alva.attacks.fab")
-    except ModuleNotFoundError as error:
-        if error.name != "alva.attacks.fab":
-            raise
-        raise MemberUnavailable(f"{name} needs the FAB attack (alva.attacks.fab), which this installation of alva "
-                                "does not have") from None
-    return module.FABTargeted if name == "fab-t" else module.FAB
-
-
 def member_problem(name: str, norm: str, options: Mapping[str, Any]) -> str | None:
     """Why the member ``name`` with ``options`` cannot run under ``norm`` here, or None when it can (settings
     that are wrong raise as they would in :func:`build_member`)."""
@@ -110,9 +98,6 @@ def build_member(name: str, model: torch.nn.Module, eps: float, norm: str, optio
     a sample once broken (only whether a sample breaks counts in the ensemble)."""
     common: dict[str, Any] = {"norm": norm, "early_stop": True, "seed": seed, "bounds": bounds}
     opts = dict(options)
-    if "eot_iter" in opts and "eot_iter" not in inspect.signature(APGD.__init__).parameters:
-        raise MemberUnavailable(f"{name} with eot_iter (expectation over transformation) needs an APGD that "
-                                "averages its gradient over several passes, which this installation of alva lacks")
     if name in ("apgd-ce", "apgd-dlr"):
         return APGD(model, eps, loss="ce" if name == "apgd-ce" else "dlr", **opts, **common)
     if name == "apgd-t":
@@ -122,5 +107,5 @@ def build_member(name: str, model: torch.nn.Module, eps: float, norm: str, optio
             raise MemberUnavailable(f"alva's Square attack has no proposals under {norm}")
         return Square(model, eps, **opts, **common)
     if name in ("fab", "fab-t"):
-        return _fab(name)(model, eps=eps, **opts, **common)
+        return (FABTargeted if name == "fab-t" else FAB)(model, eps=eps, **opts, **common)
     raise ValueError(f"unknown attack {name!r}; choose from {list(MEMBERS)}")
