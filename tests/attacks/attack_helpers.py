@@ -7,6 +7,8 @@ import math
 import torch
 from torch import nn
 
+from alva.attacks.minimum_norm import MinimumNormResult
+
 ORDS = {"linf": math.inf, "l2": 2, "l1": 1}
 
 
@@ -59,3 +61,15 @@ def median_at_same_success(distances: torch.Tensor, reference: torch.Tensor) -> 
     broken = distances[torch.isfinite(distances)]
     best = reference.sort().values[:len(broken)]
     return broken.median().item(), best.median().item()
+
+
+def check_minimum_norm_result(model, x, y, result, target=None):
+    """Success agrees with the model, distances are the measured L2 norms, failures return the clean point."""
+    assert isinstance(result, MinimumNormResult) and result.norm == "l2"
+    pred = predict(model, result.x_adv)
+    assert torch.equal(result.success, pred == target if target is not None else pred != y)
+    ok = result.success
+    torch.testing.assert_close(result.distances[ok].double(), distance("l2", result.x_adv, x)[ok], rtol=1e-5,
+                               atol=1e-6)
+    assert torch.isinf(result.distances[~ok]).all() and torch.equal(result.x_adv[~ok], x[~ok])
+    assert result.x_adv.min() >= 0 and result.x_adv.max() <= 1

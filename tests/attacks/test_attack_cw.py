@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from attack_helpers import distance, median_at_same_success, pgd_sweep_distances, predict
+from attack_helpers import check_minimum_norm_result, distance, median_at_same_success, pgd_sweep_distances, predict
 from torch import nn
 
-from alva.attacks import AttackInputError, CarliniWagner, MinimumNormResult, margin
+from alva.attacks import AttackInputError, CarliniWagner, margin
 from alva.attacks.carlini_wagner import ConstantSearch
 
 BUDGET = {"steps": 100, "binary_steps": 5}  # the budget measured in docs/capabilities/minimum-norm.md
@@ -33,18 +33,6 @@ def attacked(batch):
         model = alva.models.load(name)
         out[name] = model, CarliniWagner(model, **BUDGET)(*batch), pgd_sweep_distances(model, *batch, SWEEP)
     return out
-
-
-def check_minimum_norm_result(model, x, y, result, target=None):
-    """Success agrees with the model, distances are the measured L2 norms, failures return the clean point."""
-    assert isinstance(result, MinimumNormResult) and result.norm == "l2"
-    pred = predict(model, result.x_adv)
-    assert torch.equal(result.success, pred == target if target is not None else pred != y)
-    ok = result.success
-    torch.testing.assert_close(result.distances[ok].double(), distance("l2", result.x_adv, x)[ok], rtol=1e-5,
-                               atol=1e-6)
-    assert torch.isinf(result.distances[~ok]).all() and torch.equal(result.x_adv[~ok], x[~ok])
-    assert result.x_adv.min() >= 0 and result.x_adv.max() <= 1
 
 
 # On mnist/cnn-small, 5 x 100 steps of Carlini-Wagner match a PGD-L2 sweep at 0.1 resolution to within 1% (1.31

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from attack_helpers import distance, median_at_same_success, pgd_sweep_distances, predict
+from attack_helpers import check_minimum_norm_result, distance, median_at_same_success, pgd_sweep_distances
 from torch import nn
 
-from alva.attacks import DDN, AttackInputError, MinimumNormResult
+from alva.attacks import DDN, AttackInputError
 
 SWEEP = [round(0.1 * k, 1) for k in range(1, 51)]  # PGD-L2 eps 0.1 ... 5.0
 
@@ -18,18 +18,6 @@ SWEEP = [round(0.1 * k, 1) for k in range(1, 51)]  # PGD-L2 eps 0.1 ... 5.0
 def batch(attack_batch):
     x, y = attack_batch
     return x[::4], y[::4]  # 50 images, 5 per class
-
-
-def check_minimum_norm_result(model, x, y, result, target=None):
-    """Success agrees with the model, distances are the measured L2 norms, failures return the clean point."""
-    assert isinstance(result, MinimumNormResult) and result.norm == "l2"
-    pred = predict(model, result.x_adv)
-    assert torch.equal(result.success, pred == target if target is not None else pred != y)
-    ok = result.success
-    torch.testing.assert_close(result.distances[ok].double(), distance("l2", result.x_adv, x)[ok], rtol=1e-5,
-                               atol=1e-6)
-    assert torch.isinf(result.distances[~ok]).all() and torch.equal(result.x_adv[~ok], x[~ok])
-    assert result.x_adv.min() >= 0 and result.x_adv.max() <= 1
 
 
 @pytest.mark.parametrize("name", ["mnist/cnn-small", "mnist/cnn-small-pgd"])

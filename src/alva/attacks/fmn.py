@@ -24,9 +24,9 @@ from typing import cast
 
 import torch
 
-from alva.attacks.engine import GradientAttack, Rows, Run
+from alva.attacks.engine import Rows, Run
 from alva.attacks.errors import AttackInputError, finite, in_interval, positive_int
-from alva.attacks.minimum_norm import MinimumNormAttack
+from alva.attacks.minimum_norm_gradient import MinimumNormGradientAttack
 from alva.attacks.norms import Norm, get_norm, per_sample
 
 __all__ = ["FMN", "FMN_NORMS", "FMNRows", "cosine_annealing"]
@@ -57,7 +57,7 @@ class FMNRows(Rows):
     margin: torch.Tensor
 
 
-class FMN(MinimumNormAttack, GradientAttack):
+class FMN(MinimumNormGradientAttack):
     """Fast Minimum-Norm attack: the smallest adversarial perturbation of each sample under ``norm``.
 
     Args:
@@ -94,13 +94,6 @@ class FMN(MinimumNormAttack, GradientAttack):
         if self.gamma_final > self.gamma_init:
             raise AttackInputError(f"gamma_final must be at most gamma_init, got {gamma_final} > {gamma_init}")
 
-    def search(self, run: Run, index: torch.Tensor | None, restart: int, loss_target: torch.Tensor | None = None,
-               stream: int = 0) -> None:
-        """One FMN run on the rows of ``index`` (None: all) that the clean point does not already break."""
-        index = run.unbroken_rows() if index is None else index[~run.best_success[index]]
-        if len(index) > 0:
-            super().search(run, index, restart, loss_target, stream)
-
     def start(self, run: Run, rows: Rows) -> torch.Tensor:
         state = cast(FMNRows, rows)
         lo, hi = self.bounds
@@ -109,9 +102,6 @@ class FMN(MinimumNormAttack, GradientAttack):
         state.eps = state.widest.clone() if self.norm.name == "l0" else torch.zeros_like(state.widest)
         state.found = torch.zeros(rows.n, dtype=torch.bool, device=rows.x0.device)
         return rows.x0
-
-    def score(self, logits: torch.Tensor, loss: torch.Tensor, rows: Rows) -> torch.Tensor:
-        return -self.distance(rows.x, rows.x0)
 
     def checked(self, run: Run, rows: Rows, k: int, logits: torch.Tensor, success: torch.Tensor) -> None:
         state = cast(FMNRows, rows)
