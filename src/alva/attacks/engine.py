@@ -76,10 +76,6 @@ class Rows:
         return t if t is None or self.rows is None else t[self.rows]
 
 
-def _count(counter: torch.Tensor, rows: torch.Tensor | None, amount: int = 1) -> None:
-    counter[slice(None) if rows is None else rows] += amount
-
-
 class Run:
     """One call of an engine attack on a batch: the best point of each sample, counters and random numbers.
 
@@ -138,10 +134,10 @@ class Run:
                          target=None if target is None else target[index], **state)
 
     def count_queries(self, rows: Rows, amount: int = 1) -> None:
-        _count(self.queries, rows.rows, amount)
+        self.queries[slice(None) if rows.rows is None else rows.rows] += amount
 
     def count_steps(self, rows: Rows) -> None:
-        _count(self.steps, rows.rows)
+        self.steps[slice(None) if rows.rows is None else rows.rows] += 1
 
     def offer(self, rows: Rows, x: torch.Tensor, logits: torch.Tensor, score: torch.Tensor, success: torch.Tensor,
               final: bool = False, carried: dict[str, torch.Tensor] | None = None) -> None:
@@ -222,8 +218,12 @@ class GradientAttack(EngineAttack):
 
     steps: int = 1
     eot_iter: int = 1  # forward and backward passes whose gradients each step averages
-    rows_type: type[Rows] = Rows
-    """The class of the per-row state of a search (a subclass declares the attack's own state)."""
+    rows_type: type[Rows] = Rows  # the class of the per-row state of a search (with the attack's own state)
+
+    @property
+    def queries_per_step(self) -> int:
+        """Model evaluations per sample that one :meth:`gradient` costs (an estimator from scores spends many)."""
+        return self.eot_iter
 
     def start(self, run: Run, rows: Rows) -> torch.Tensor:
         """The first iterate of the rows (default: the clean points); ``rows.stream`` labels the search's
@@ -292,7 +292,7 @@ class GradientAttack(EngineAttack):
         rows.x = self.start(run, rows)
 
         def visit(k: int, logits: torch.Tensor, loss: torch.Tensor) -> None:
-            run.count_queries(rows, self.eot_iter)
+            run.count_queries(rows, self.queries_per_step)
             success = self.is_success(rows.x, logits, rows.y, rows.target)
             run.offer(rows, rows.x, logits, self.score(logits, loss, rows), success)
             self.checked(run, rows, k, logits, success)
