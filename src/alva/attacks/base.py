@@ -15,20 +15,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from alva.attacks.errors import (
-    AttackInputError,
-    ModelFailedError,
-    ModelOutputError,
-    check_label_range,
-    checked_logits,
-    positive_int,
-)
+from alva.attacks.errors import AttackInputError, ModelFailedError, check_label_range, checked_logits, positive_int
 from alva.attacks.keyed import KeyedRandom, Uniform
 from alva.attacks.losses import AttackLoss, Objective, as_attack_loss
 from alva.models.loading import model_io
 
-__all__ = ["UNBOUNDED", "Attack", "AttackInputError", "AttackResult", "LatentResult", "ModelFailedError",
-           "ModelOutputError", "attack_mode", "check_batch", "check_images_fit", "check_label_range", "positive_int"]
+__all__ = ["UNBOUNDED", "Attack", "AttackInputError", "AttackResult", "LatentResult", "ModelFailedError", "attack_mode",
+           "check_batch", "check_images_fit", "check_label_range", "positive_int"]
 
 UNBOUNDED = (float("-inf"), float("inf"))
 """The bounds of an attack on an unbounded space (a generator's latent vectors)."""

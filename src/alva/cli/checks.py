@@ -69,7 +69,7 @@ def check_numbers(args: argparse.Namespace) -> None:
         if any(not math.isfinite(v) for v in numbers_in(value)):
             raise OptionError(f"{flag(dest)} must be a finite number, got {value}")
         if dest in AT_LEAST and isinstance(value, int) and not isinstance(value, bool) and value < AT_LEAST[dest]:
-            raise OptionError(f"{flag(dest)} must be an integer >= {AT_LEAST[dest]}, got {value}")
+            raise OptionError(f"{flag(dest)} must be >= {AT_LEAST[dest]}, got {value}")
         if dest in INTERVALS and isinstance(value, (int, float)) and not isinstance(value, bool) \
                 and not inside(value, INTERVALS[dest]):
             raise OptionError(f"{flag(dest)} must be in {INTERVALS[dest]}, got {value}")

@@ -173,7 +173,7 @@ def load_model(args: argparse.Namespace, data: ImageData, *, name: str = "--mode
     return model
 
 
-def first_images(data: ImageData, count: int = 8) -> torch.Tensor | None:
+def first_images(data: object, count: int = 8) -> torch.Tensor | None:
     """The first ``count`` images of ``data`` (a data set, or the samples of a generator), None if it has none."""
     if isinstance(data, ImageData):
         return data.subset(range(min(count, len(data)))).tensors()[0] if len(data) else None

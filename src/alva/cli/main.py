@@ -88,6 +88,13 @@ def one_line(err: BaseException) -> str:
     return text
 
 
+def unexpected(err: BaseException) -> bool:
+    """Whether ``err`` comes from deeper down (torch, a user's model) than alva's own checks, whose messages say
+    all there is to say."""
+    return isinstance(err, (RuntimeError, LookupError, TypeError, SafetensorError)) and \
+        not type(err).__module__.startswith("alva")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command of ``argv`` (default: the process's arguments); its exit status: 0 done, 2 bad input
     (one line on stderr, the traceback with ``--debug``), 130 stopped by the user."""
@@ -103,9 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as err:
         if getattr(args, "debug", False):
             raise
-        print(f"alva {command_name(args)}: error: {one_line(err)} (--debug shows the traceback)"
-              if not isinstance(err, ValueError) else f"alva {command_name(args)}: error: {one_line(err)}",
-              file=sys.stderr)
+        hint = " (--debug shows the traceback)" if unexpected(err) else ""
+        print(f"alva {command_name(args)}: error: {one_line(err)}{hint}", file=sys.stderr)
         return 2
     finally:
         distributed.shutdown()  # leave the process group of a torchrun run, if any
