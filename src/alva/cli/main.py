@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import NoReturn
 
 from safetensors import SafetensorError
 
@@ -53,6 +54,18 @@ class Parser(argparse.ArgumentParser):
         if kwargs["formatter_class"] is argparse.RawDescriptionHelpFormatter:
             kwargs["formatter_class"] = HelpFormatter
         super().__init__(*args, **kwargs)
+        self.given: list[str] = []
+
+    def parse_known_args(self, args=None, namespace=None):
+        self.given = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
+    def error(self, message: str) -> NoReturn:
+        """Name an unknown option (``alva --ver``) rather than the command that is missing after it."""
+        unknown = [a for a in self.given if a.startswith("-") and a.split("=")[0] not in self._option_string_actions]
+        if message.startswith("the following arguments are required") and unknown:
+            message = f"unrecognized arguments: {' '.join(unknown)} (option names are never abbreviated)"
+        super().error(message)
 
 
 def build_parser() -> argparse.ArgumentParser:
