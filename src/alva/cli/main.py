@@ -62,7 +62,7 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         """Name an unknown option (``alva --ver``) rather than the command that is missing after it."""
-        unknown = [a for a in self.given if a.startswith("-") and a.split("=")[0] not in self._option_string_actions]
+        unknown = [a for a in self.given if a.startswith("--") and a.split("=")[0] not in self._option_string_actions]
         if message.startswith("the following arguments are required") and unknown:
             message = f"unrecognized arguments: {' '.join(unknown)} (option names are never abbreviated)"
         super().error(message)
