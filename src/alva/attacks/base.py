@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from alva.attacks.errors import AttackInputError, check_label_range, positive_int
+from alva.attacks.errors import AttackInputError, ModelFailedError, check_label_range, checked_logits, positive_int
 from alva.attacks.keyed import KeyedRandom, Uniform
 from alva.attacks.losses import AttackLoss, Objective, as_attack_loss
 from alva.models.loading import model_io
 
-__all__ = ["UNBOUNDED", "Attack", "AttackInputError", "AttackResult", "LatentResult", "attack_mode", "check_batch",
-           "check_label_range", "positive_int"]
+__all__ = ["UNBOUNDED", "Attack", "AttackInputError", "AttackResult", "LatentResult", "ModelFailedError", "attack_mode",
+           "check_batch", "check_images_fit", "check_label_range", "positive_int"]
 
 UNBOUNDED = (float("-inf"), float("inf"))
 """The bounds of an attack on an unbounded space (a generator's latent vectors)."""
@@ -101,6 +101,16 @@ def attack_mode(model: nn.Module) -> Iterator[nn.Module]:
             p.requires_grad_(flag)
 
 
+def refuse_true_targets(target: torch.Tensor, y: torch.Tensor) -> None:
+    """Raise :class:`AttackInputError` when a class target equals the sample's label: success would mean
+    nothing (the model need only keep its answer)."""
+    if target.shape == y.shape and y.ndim == 1:
+        same = target == y
+        if same.any():
+            raise AttackInputError(f"target equals the true label y for {int(same.sum())} of {len(y)} samples; a "
+                                   "targeted attack needs another class (leave target out for an untargeted one)")
+
+
 def check_batch(x: torch.Tensor, y: torch.Tensor, bounds: tuple[float, float]) -> None:
     """Raise :class:`AttackInputError` with a clear message for a batch that cannot be attacked."""
     if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
@@ -126,6 +136,19 @@ def check_batch(x: torch.Tensor, y: torch.Tensor, bounds: tuple[float, float]) -
             f"x has values in [{x_min:.4g}, {x_max:.4g}], outside the bounds [{lo}, {hi}]: attacks take raw "
             "images; put normalisation inside the model with alva.models.Normalized"
         )
+
+
+def check_images_fit(model: nn.Module, x: torch.Tensor) -> None:
+    """Raise :class:`AttackInputError` for images ``model`` does not take: another shape than its card's
+    ``in_shape``, or another floating-point type than its weights."""
+    expected = model_io(model).in_shape
+    if expected is not None and tuple(x.shape[1:]) != tuple(expected):
+        raise AttackInputError(f"x holds images of shape {tuple(x.shape[1:])} but the model takes "
+                               f"{'x'.join(map(str, expected))} images (a batch N x {' x '.join(map(str, expected))})")
+    weight = next((p for p in model.parameters() if p.is_floating_point()), None)
+    if weight is not None and weight.dtype != x.dtype:
+        raise AttackInputError(f"x is {x.dtype} but the model's weights are {weight.dtype}; convert the images "
+                               f"with x.to({weight.dtype})")
 
 
 def check_bounds(bounds: tuple[float, float]) -> tuple[float, float]:
@@ -163,6 +186,10 @@ class Attack:
             exactly; ``None`` draws from torch's global generator.
     """
 
+    target_may_equal_label = False
+    """Whether a target may be the sample's own label (generation from blank images, whose labels are their
+    targets); elsewhere such a target is refused, as its success would mean nothing."""
+
     def __init__(self, model: nn.Module, *, loss: str | Objective | AttackLoss = "ce", target: str | None = None,
                  early_stop: bool = False, bounds: tuple[float, float] = (0.0, 1.0), seed: int | None = None) -> None:
         if not isinstance(model, nn.Module):
@@ -186,14 +213,32 @@ class Attack:
         with contextlib.ExitStack() as modes:
             for model in self.models_in_use():
                 modes.enter_context(attack_mode(model))
-            with torch.no_grad():
-                clean_logits = self.predict(x, y)
+            clean_logits = self.clean_logits(x, y)
             y = self.loss.check_labels(y, clean_logits.shape[1])
             if target is not None:
                 target = self.loss.check_targets(target, y, clean_logits.shape[1])
+                if not self.target_may_equal_label:
+                    refuse_true_targets(target, y)
             elif self.target_rule is not None:
                 target = self.loss.pick_targets(self.target_rule, y, clean_logits, self.target_numbers(x, y))
-            return self.run(x.detach(), y, target, clean_logits, generator)
+            result = self.run(x.detach(), y, target, clean_logits, generator)
+        checked_logits(result.adv_logits, len(x), "the model, at the adversarial points,")
+        return result
+
+    def clean_logits(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The outputs at the clean batch, checked: one finite row of logits per sample (images the model cannot
+        take are an :class:`AttackInputError`, not a torch error from inside the model)."""
+        images = type(self).predict is Attack.predict  # an attack on another space maps x into images itself
+        if images:
+            check_images_fit(self.model, x)
+        try:
+            with torch.no_grad():
+                logits = self.predict(x, y)
+        except (RuntimeError, IndexError) as err:
+            shape = f"x of shape {tuple(x.shape)}" if images else f"inputs of shape {tuple(x.shape)}"
+            raise ModelFailedError(f"the model fails on {shape}: {type(err).__name__}: "
+                                   f"{' '.join(str(err).split())[:300]}") from err
+        return checked_logits(logits, len(x))
 
     def target_numbers(self, x: torch.Tensor, y: torch.Tensor) -> Uniform:
         """Keyed numbers for a random target rule, from a generator of their own: the run's generator, and so

@@ -88,6 +88,8 @@ class DifferentialEvolution(PopulationSearch):
     ``prob`` (the result's probability of the true class, or of the target class when targeted).
     """
 
+    target_may_equal_label = True  # generate() makes images of each target from blank starts labelled so
+
     def __init__(self, model: torch.nn.Module, pixels: int = 1, popsize: int = 400, generations: int = 100, *,
                  max_queries: int | None = None, mutation: float | Sequence[float] = 0.5, crossover: float = 1.0,
                  strategy: str = "rand1", confidence: float | None = None, chunk_size: int | None = None,

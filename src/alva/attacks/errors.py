@@ -1,12 +1,43 @@
-"""The error every attack raises for input it cannot attack, and the label range check."""
+"""The error every attack raises for input it cannot attack, the label range check, and the check of what a
+model gives (one finite row of logits per input: a number that cannot be trusted is never reported)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 
 
 class AttackInputError(ValueError):
     """The batch given to an attack (or its settings) cannot be attacked as it is."""
+
+
+class ModelOutputError(AttackInputError):
+    """A model's output cannot be scored: not a tensor, not one row of logits per input, or NaN or infinite."""
+
+
+class ModelFailedError(AttackInputError, RuntimeError):
+    """The model raised on the clean batch (images it does not take, most often); a ``RuntimeError`` too, as the
+    model's own error was."""
+
+
+def checked_logits(logits: Any, n: int, what: str = "the model") -> torch.Tensor:
+    """``logits`` if they are a tensor of shape ``(n, outputs)`` holding finite numbers only.
+
+    Raises:
+        ModelOutputError: Naming what ``what`` returned and what was expected.
+    """
+    if not isinstance(logits, torch.Tensor):
+        raise ModelOutputError(f"{what} returns a {type(logits).__name__}, not a tensor of logits; make its "
+                               "forward return the logits alone (shape N x classes)")
+    if logits.ndim != 2 or logits.shape[0] != n:
+        raise ModelOutputError(f"{what} gives logits of shape {tuple(logits.shape)} for {n} inputs; expected "
+                               f"({n}, classes), one row per input")
+    bad = ~torch.isfinite(logits).all(dim=1)
+    if bad.any():
+        raise ModelOutputError(f"{what} gives NaN or infinite logits for {int(bad.sum())} of {n} inputs; figures "
+                               "computed from them cannot be trusted (check the weights and the inputs' scale)")
+    return logits
 
 
 def check_label_range(labels: torch.Tensor, num_classes: int, what: str = "labels") -> None:

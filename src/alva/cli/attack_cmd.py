@@ -88,6 +88,23 @@ def fractions(text: str) -> list[float]:
     return [fraction(item) for item in text.split(",") if item.strip()]
 
 
+ATTACK_FLAGS = {"norm": "--norm", "steps": "--steps", "alpha": "--alpha", "restarts": "--restarts",
+                "random_start": "--no-random-start", "loss": "--loss", "target": "--target",
+                "early_stop": "--early-stop"}
+
+
+def refuse_foreign_flags(args: argparse.Namespace) -> None:
+    """Refuse a flag given for a setting ``args.attack`` does not have (it would be silently ignored)."""
+    names = {o.name for o in REGISTRY[args.attack].options}
+    given = {"norm": args.norm, "steps": args.steps, "alpha": args.alpha, "restarts": args.restarts,
+             "random_start": args.no_random_start or None, "loss": args.loss, "target": args.target,
+             "early_stop": args.early_stop or None}
+    foreign = [ATTACK_FLAGS[k] for k, v in given.items() if v is not None and k not in names]
+    if foreign:
+        raise ValueError(f"{', '.join(foreign)}: not a setting of --attack {args.attack} (alva attack --list shows "
+                         "the settings of each attack)")
+
+
 def attack_settings(args: argparse.Namespace, eps: float) -> dict[str, Any]:
     """The settings of ``args.attack`` from the command line: the flags it has an option for, then --option."""
     spec = REGISTRY[args.attack]
@@ -120,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.out is None:
         raise ValueError("--out is required: the folder for summary.json and the pictures")
+    refuse_foreign_flags(args)
     args.device = distributed.init_from_env(args.device)  # under torchrun: each process attacks its share
     data = load_data(args)
     if data.task != "multiclass":
@@ -222,5 +240,5 @@ def format_report(report) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["attack_settings", "build_attack", "own_norm", "format_minimum_norm", "format_report", "fractions",
-           "minimum_norm_curve_values", "register", "run", "run_minimum_norm"]
+__all__ = ["ATTACK_FLAGS", "attack_settings", "build_attack", "own_norm", "format_minimum_norm", "format_report",
+           "fractions", "minimum_norm_curve_values", "refuse_foreign_flags", "register", "run", "run_minimum_norm"]

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 import alva.data
+from alva.attacks.errors import checked_logits
 from alva.cli.common import add_once
 from alva.data import ImageData
 from alva.models import check_fits, load
@@ -163,9 +164,36 @@ def load_model(args: argparse.Namespace, data: ImageData, *, name: str = "--mode
                      device=getattr(args, "device", "cpu"), trust_code=getattr(args, "trust_code", False))
     except ModelLoadError as err:
         raise ModelLoadError(f"{name} {spec}: {err}" if spec not in str(err) else str(err)) from err
-    check_fits(model, data.shape, data.num_classes, model_name=str(spec),
-               data_name=f"the data {data.source!r} ({data.split})")
+    data_name = f"the data {data.source!r} ({data.split})"
+    check_fits(model, data.shape, data.num_classes, model_name=str(spec), data_name=data_name)
+    check_task(model, getattr(data, "task", "multiclass"), str(spec), data_name)
+    images = first_images(data)
+    if images is not None:
+        check_outputs(model, images, str(spec))
     return model
+
+
+def first_images(data: object, count: int = 8) -> torch.Tensor | None:
+    """The first ``count`` images of ``data`` (a data set, or the samples of a generator), None if it has none."""
+    if isinstance(data, ImageData):
+        return data.subset(range(min(count, len(data)))).tensors()[0] if len(data) else None
+    return getattr(data, "samples", None)
+
+
+def check_task(model: nn.Module, task: str, spec: str, data_name: str) -> None:
+    """Refuse a model whose card names another task (multi-label, multi-class) than the labels of the data."""
+    card_task = getattr(model, "card", {}).get("task")
+    if card_task and card_task != task:
+        raise ModelLoadError(f"model {spec!r} is a {card_task} model (its card says so) but {data_name} has "
+                             f"{task} labels; give a {task} model")
+
+
+def check_outputs(model: nn.Module, images: torch.Tensor, spec: str) -> None:
+    """Refuse a model that does not give one finite row of logits for each of ``images``: every figure computed
+    from its outputs would be meaningless."""
+    device = next(iter(model.state_dict().values()), torch.zeros(0)).device
+    with torch.no_grad():
+        checked_logits(model(images.to(device)), len(images), f"model {spec!r}, on the first images,")
 
 
 def load_splits(args: argparse.Namespace, *, name: str = "--model") -> tuple[ImageData, ImageData, nn.Module]:
@@ -211,5 +239,5 @@ def samples(data: ImageData, n: int | None, seed: int) -> tuple[torch.Tensor | I
 
 
 __all__ = ["DATA_HELP", "EPS_HELP", "MODEL_HELP", "MNIST_EPS", "RGB_EPS", "add_data_options", "add_model_options",
-           "default_eps", "fraction", "fractions", "image_size", "json_object", "load_data", "load_model",
-           "load_splits", "make_out", "model_options", "samples", "subset"]
+           "check_outputs", "check_task", "default_eps", "first_images", "fraction", "fractions", "image_size",
+           "json_object", "load_data", "load_model", "load_splits", "make_out", "model_options", "samples", "subset"]

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import NoReturn
+
+from safetensors import SafetensorError
 
 from alva import distributed
 from alva.cli import (
     alva_cmd,
     attack_cmd,
+    checks,
     data_cmd,
     demo_cmd,
     detect_cmd,
@@ -50,6 +54,18 @@ class Parser(argparse.ArgumentParser):
         if kwargs["formatter_class"] is argparse.RawDescriptionHelpFormatter:
             kwargs["formatter_class"] = HelpFormatter
         super().__init__(*args, **kwargs)
+        self.given: list[str] = []
+
+    def parse_known_args(self, args=None, namespace=None):
+        self.given = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
+    def error(self, message: str) -> NoReturn:
+        """Name an unknown option (``alva --ver``) rather than the command that is missing after it."""
+        unknown = [a for a in self.given if a.startswith("--") and a.split("=")[0] not in self._option_string_actions]
+        if message.startswith("the following arguments are required") and unknown:
+            message = f"unrecognized arguments: {' '.join(unknown)} (option names are never abbreviated)"
+        super().error(message)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,19 +78,53 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+SUBCOMMANDS = ("alva_command", "gan_command", "advgan_command", "atgan_command", "action")
+"""Where the sub-parsers of the commands with actions (``alva generate``, ``data info``...) store the action."""
+
+USER_ERRORS = (ValueError, TypeError, LookupError, OSError, RuntimeError, SafetensorError)
+"""What bad input raises: a one-line message and exit status 2, the traceback only with ``--debug``."""
+
+
+def command_name(args: argparse.Namespace) -> str:
+    """The command as typed: ``train``, ``alva generate``, ``data info``."""
+    action = next((getattr(args, d) for d in SUBCOMMANDS if isinstance(getattr(args, d, None), str)), None)
+    return f"{args.command} {action}" if action else str(args.command)
+
+
+def one_line(err: BaseException) -> str:
+    """The message of ``err`` on one line, with its type where the message alone would not say what failed."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        return f"{err.filename}: {err.strerror}"
+    if isinstance(err, (KeyError, IndexError, TypeError, SafetensorError)) or not str(err).strip():
+        text = f"{type(err).__name__}: {text}"
+    return text
+
+
+def unexpected(err: BaseException) -> bool:
+    """Whether ``err`` comes from deeper down (torch, a user's model) than alva's own checks, whose messages say
+    all there is to say."""
+    return isinstance(err, (RuntimeError, LookupError, TypeError, SafetensorError)) and \
+        not type(err).__module__.startswith("alva")
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the command of ``argv`` (default: the process's arguments); its exit status: 0 done, 2 bad input
+    (one line on stderr, the traceback with ``--debug``), 130 stopped by the user."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        checks.check_options(args)  # before the command reads, loads or creates anything
         return int(args.handler(args) or 0)
     except KeyboardInterrupt:
         print("\nstopped: finished epochs and parts are saved; rerun the same command (with --resume for "
               "training) to go on", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
+    except USER_ERRORS as err:
         if getattr(args, "debug", False):
             raise
-        print(f"alva {args.command}: error: {err}", file=sys.stderr)
+        hint = " (--debug shows the traceback)" if unexpected(err) else ""
+        print(f"alva {command_name(args)}: error: {one_line(err)}{hint}", file=sys.stderr)
         return 2
     finally:
         distributed.shutdown()  # leave the process group of a torchrun run, if any

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import torch
@@ -26,12 +26,14 @@ GENERATOR_HELP = ("a generator: zoo name, weights file or run folder of alva gan
 
 @dataclass(frozen=True)
 class Images:
-    """What a model is checked against when no data set describes its inputs (the samples of a generator)."""
+    """What a model is checked against when no data set describes its inputs: the shape and classes of a
+    generator's images, and a few of them (``samples``), on which the model must give finite logits."""
 
     shape: tuple[int, int, int]
     num_classes: int
     source: str
     split: str = "samples"
+    samples: torch.Tensor | None = field(default=None, compare=False, repr=False)
 
 
 def is_mnist_shaped(data: ImageData | Images) -> bool:
@@ -89,7 +91,7 @@ def generator_images(generator: Any, source: str) -> Images:
     with torch.no_grad():
         x = generator(z, generator.get_labels(2, seed=1)) if conditional else generator(z)
     c, h, w = (int(d) for d in x.shape[1:])
-    return Images((c, h, w), int(generator.num_classes) if conditional else 0, f"generator {source}")
+    return Images((c, h, w), int(generator.num_classes) if conditional else 0, f"generator {source}", samples=x)
 
 
 def check_generator_fits(images: Images, data: ImageData | Images, what: str) -> None:

@@ -33,7 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from alva.attacks.base import Attack, AttackResult, attack_mode, check_batch
-from alva.attacks.errors import finite
+from alva.attacks.errors import checked_logits, finite
 from alva.attacks.norms import get_norm
 from alva.evaluation.inputs import Samples, held_in_memory, sharded
 from alva.evaluation.robustness import summarize
@@ -158,7 +158,8 @@ class StrongEvaluation:
         parts = []
         with attack_mode(self.model), torch.no_grad():
             for i in range(0, len(x), self.batch_size):
-                parts.append(self.model(x[i:i + self.batch_size].to(self.device)).detach().cpu())
+                batch = x[i:i + self.batch_size].to(self.device)
+                parts.append(checked_logits(self.model(batch), len(batch)).detach().cpu())
         clean_logits = torch.cat(parts)
         correct = clean_logits.argmax(1) == y
         broken_by = torch.where(correct, ROBUST, CLEAN_WRONG).long()

@@ -152,6 +152,8 @@ def create(name: str, *, num_classes: int = 10, in_shape: tuple[int, int, int] =
     if mean is None or std is None:
         mnist = arch.normalize and in_shape[0] == 1
         mean, std = (MNIST_MEAN, MNIST_STD) if mnist else ((0.0,) * in_shape[0], (1.0,) * in_shape[0])
+    if len(mean) not in (1, in_shape[0]):
+        raise ValueError(f"mean and std have {len(mean)} values but the images have {in_shape[0]} channel(s)")
     model = Normalized(arch.build(tuple(in_shape), num_classes), mean, std)
     # What rebuilds this model from a weights file (see alva.models.zoo.architecture_card).
     model.spec = {"architecture": name, "num_classes": num_classes, "in_shape": list(in_shape)}

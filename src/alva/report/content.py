@@ -105,7 +105,7 @@ def fmt(v: Any) -> str:
             return "nan"
         if abs(v) <= 1:
             return f"{v:.4f}"
-        return str(int(v)) if v == int(v) and abs(v) < 1e9 else f"{v:.4g}"
+        return str(int(v)) if abs(v) < 1e9 and v == int(v) else f"{v:.4g}"  # infinity stays "inf"
     if isinstance(v, (list, tuple)):
         return ", ".join(fmt(x) for x in v)
     return str(v)

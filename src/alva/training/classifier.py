@@ -18,6 +18,7 @@ from alva import distributed
 from alva.data import DataError, ImageData
 from alva.data.registry import find_source
 from alva.models import build, zoo
+from alva.models.loading import probe
 from alva.tracking.files import atomic_write_json
 from alva.training.loop import TrainSettings, fit
 from alva.training.objectives import Objective
@@ -131,6 +132,7 @@ def train_classifier(run: ClassifierRun, *, resume: bool = False, progress: bool
                          f"has {data.task} labels; use --data/--adv to match (e.g. asl or bce for multi-hot labels)")
     torch.manual_seed(run.settings.seed)
     model = build(run.model, in_shape=data.shape, num_classes=data.num_classes, **run.model_options)
+    probe(model, data.shape, str(run.model))  # a model that cannot take the images fails here, before run.out exists
     out = Path(run.out)
     out.mkdir(parents=True, exist_ok=True)
     config: dict[str, Any] = {

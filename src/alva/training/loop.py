@@ -20,6 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from alva import distributed
+from alva.models.loading import model_io
 from alva.report.training_figures import grid_png
 from alva.tracking.checkpoint import check_same_settings, load_checkpoint, save_checkpoint
 from alva.tracking.files import atomic_write_bytes
@@ -28,8 +29,8 @@ from alva.training.objectives import ManualObjective, Objective, Standard, Train
 from alva.training.settings import OPTIMIZERS, SCHEDULES, TrainSettings, epoch_seed, learning_rate, make_optimizer
 from alva.training.supervised import Supervised
 
-__all__ = ["CHECKPOINT", "OPTIMIZERS", "SCHEDULES", "TrainSettings", "TrainingDiverged", "epoch_seed", "fit",
-           "learning_rate", "make_optimizer"]
+__all__ = ["CHECKPOINT", "OPTIMIZERS", "SCHEDULES", "TrainSettings", "TrainingDataError", "TrainingDiverged",
+           "check_training_data", "epoch_seed", "fit", "learning_rate", "make_optimizer"]
 
 CHECKPOINT = "checkpoint.safetensors"
 
@@ -53,6 +54,8 @@ def fit(model: nn.Module, train_data: tuple[torch.Tensor, torch.Tensor] | None, 
     """
     objective = objective or Standard()
     steps = objective if isinstance(objective, ManualObjective) else Supervised(objective)
+    for name, data in (("train_data", train_data), ("eval_data", eval_data)):
+        check_training_data(model, data, name, bounded=steps is not objective)
     if steps is objective and distributed.is_initialized():
         raise ValueError(f"objective {objective.name!r} trains in one process; run it without torchrun")
     device = torch.device(device)
@@ -128,6 +131,54 @@ def fit(model: nn.Module, train_data: tuple[torch.Tensor, torch.Tensor] | None, 
             on_epoch_end(best["epoch"], best["record"])
         distributed.barrier()
     return history
+
+
+class TrainingDataError(ValueError):
+    """Data that ``fit`` cannot learn from as given: not finite, outside the model's bounds, labels it lacks."""
+
+
+def check_training_data(model: nn.Module, data: Any, name: str = "train_data", *, bounded: bool = True) -> None:
+    """Refuse images ``fit`` would learn nonsense from: NaN or infinite values, and (``bounded``: a classifier's
+    data) values outside the model's input bounds (:func:`alva.models.model_io`) or class labels outside its
+    outputs.
+
+    Raises:
+        TrainingDataError: Naming ``name``, what is wrong and what the model expects.
+    """
+    if not isinstance(data, (tuple, list)) or len(data) != 2 or not isinstance(data[0], torch.Tensor):
+        return  # a manual objective's own data, or none
+    x, y = data
+    if not x.is_floating_point():
+        raise TrainingDataError(f"{name}: images must be a floating-point tensor in the model's bounds, got dtype "
+                                f"{x.dtype} (divide uint8 images by 255)")
+    broken = ~torch.isfinite(x.flatten(1)).all(dim=1) if x.ndim > 1 else ~torch.isfinite(x)
+    if broken.any():
+        raise TrainingDataError(f"{name}: {int(broken.sum())} of {len(x)} images hold NaN or infinite values; "
+                                "the data is broken, fix it before training")
+    if not bounded or len(x) == 0:
+        return
+    lo, hi = model_io(model).bounds
+    x_min, x_max = x.min().item(), x.max().item()
+    if x_min < lo or x_max > hi:
+        raise TrainingDataError(f"{name}: images have values in [{x_min:.4g}, {x_max:.4g}], outside the model's "
+                                f"bounds [{lo:g}, {hi:g}]; scale them (uint8 images: divide by 255) and put "
+                                "normalisation inside the model (alva.models.Normalized)")
+    if isinstance(y, torch.Tensor) and y.ndim == 1 and not y.is_floating_point() and len(y):
+        check_class_labels(model, x, y, name)
+
+
+def check_class_labels(model: nn.Module, x: torch.Tensor, y: torch.Tensor, name: str) -> None:
+    """Refuse class labels outside ``[0, outputs)`` of ``model`` (probed on two of the images); a model with one
+    output (binary logistic regression on labels 0 and 1) is left to its objective."""
+    training = model.training
+    try:
+        with torch.no_grad():
+            outputs = model.eval()(x[:2].to(next(model.parameters(), torch.zeros(0)).device)).shape[-1]
+    finally:
+        model.train(training)
+    if outputs > 1 and (int(y.min()) < 0 or int(y.max()) >= outputs):  # one output: a binary logistic model
+        raise TrainingDataError(f"{name}: labels lie in [{int(y.min())}, {int(y.max())}] but the model gives "
+                                f"{outputs} outputs (classes 0 to {outputs - 1})")
 
 
 def _save_epoch(out: Path, logger: MetricsLogger, steps: ManualObjective, model: nn.Module,
