@@ -1,0 +1,263 @@
+"""The iterative FGSM family made to transfer from a substitute to another model: momentum (MI-FGSM, Dong et al.
+2018, "Boosting Adversarial Attacks with Momentum"), input diversity (DI-FGSM, Xie et al. 2019, "Improving
+Transferability of Adversarial Examples with Input Diversity"), translation invariance (TI-FGSM, Dong et al. 2019,
+"Evading Defenses to Transferable Adversarial Examples by Translation-Invariant Attacks"), Nesterov look-ahead
+(NI-FGSM, Lin et al. 2020, "Nesterov Accelerated Gradient and Scale Invariance for Adversarial Attacks") and
+variance tuning (VMI-FGSM, Wang and He 2021, "Enhancing the Transferability of Adversarial Attacks through Variance
+Tuning").
+
+One attack, :class:`TransferFGSM`, has every ingredient as an option, so that a combination (MI-DI-TI-FGSM) is one
+constructor call; :class:`MIFGSM` .. :class:`VMIFGSM` only change its defaults. Each step, from the iterate
+``x_t`` with momentum ``g_t`` (zero at first) and variance ``v_t`` (zero at first)::
+
+    p      = x_t + alpha * decay * g_t           with nesterov, else x_t
+    d      = grad L(T(p))                        T: input diversity with probability diversity_prob, else T(p) = p
+    d'     = W * (d + v_t)                       W: Gaussian kernel per channel (kernel_size 1: none)
+    v_t+1  = mean_i grad L(T(x_t + r_i)) - d     r_i uniform in the ball of radius variance_beta * eps (N samples)
+    g_t+1  = decay * g_t + d' / mean|d'|
+    x_t+1  = P(x_t + alpha * s(g_t+1))           s: sign (L-inf) or unit vector (L2); P: the eps ball and the bounds
+
+The random numbers (input diversity, neighbours) are keyed per sample (:class:`~alva.attacks.keyed.KeyedRandom`):
+a sample's result does not depend on its batch. The engine checks every iterate for success; a step whose gradient
+is not taken at ``x_t`` itself (look-ahead, input diversity) spends one more forward pass on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from alva.attacks.engine import GradientAttack, Rows, Run
+from alva.attacks.ensemble import logits_and_loss
+from alva.attacks.errors import AttackInputError, finite, in_interval, integer_at_least, positive_int
+from alva.attacks.keyed import Uniform, generator_uniform
+from alva.attacks.norms import Norm, get_norm
+
+__all__ = ["DIFGSM", "MIFGSM", "NIFGSM", "TIFGSM", "VMIFGSM", "TransferFGSM", "TransferRows", "diverse_inputs",
+           "gaussian_kernel", "smooth_per_channel"]
+
+
+class TransferRows(Rows):
+    """The per-row state of a search of the family: momentum, variance, steps taken and the keyed numbers."""
+
+    momentum: torch.Tensor
+    variance: torch.Tensor
+    done: int
+    numbers: Callable[[tuple[int, ...]], Uniform]
+
+
+def gaussian_kernel(size: int, sigmas: float = 3.0) -> torch.Tensor:
+    """A ``size`` x ``size`` Gaussian kernel summing to 1 whose side spans ``sigmas`` standard deviations on each
+    side of its centre (Dong et al. 2019 use 15 and 3 on 299-pixel images)."""
+    t = torch.linspace(-sigmas, sigmas, size, dtype=torch.float64)
+    g = torch.exp(-0.5 * t**2)
+    kernel = torch.outer(g, g)
+    return (kernel / kernel.sum()).to(torch.float32)
+
+
+def smooth_per_channel(grad: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """``grad`` (N x C x H x W) convolved with ``kernel`` (odd side) in each channel apart, zero-padded to its size."""
+    channels = grad.shape[1]
+    weight = kernel.to(grad)[None, None].expand(channels, 1, -1, -1)
+    return F.conv2d(grad, weight, padding=kernel.shape[-1] // 2, groups=channels)
+
+
+def _window(start: torch.Tensor, length: torch.Tensor, size: int) -> torch.Tensor:
+    index = torch.arange(size, device=start.device)
+    return (index >= start[:, None]) & (index < (start + length)[:, None])
+
+
+def diverse_inputs(x: torch.Tensor, u: torch.Tensor, prob: float, resize_rate: float) -> torch.Tensor:
+    """Input diversity (Xie et al. 2019), per sample: with probability ``prob`` the image is shrunk (bilinear) to a
+    random size between ``resize_rate`` times its size and its size, and zero-padded back to its size at a random
+    place; otherwise it is left as it is. ``u`` holds 4 numbers in [0, 1) per sample (apply, size, top, left).
+    Differentiable in ``x``."""
+    n, _, h, w = x.shape
+    apply = u[:, 0] < prob
+    if not apply.any():
+        return x
+    scale = resize_rate + (1 - resize_rate) * u[:, 1].to(torch.float64)
+    new_h, new_w = (scale * h).floor().clamp(1, h), (scale * w).floor().clamp(1, w)
+    top, left = (u[:, 2] * (h - new_h + 1)).floor(), (u[:, 3] * (w - new_w + 1)).floor()
+    theta = torch.zeros(n, 2, 3, dtype=torch.float64, device=x.device)
+    theta[:, 0, 0], theta[:, 1, 1] = w / new_w, h / new_h
+    theta[:, 0, 2] = w / new_w - 2 * left / new_w - 1
+    theta[:, 1, 2] = h / new_h - 2 * top / new_h - 1
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    shrunk = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    inside = _window(top, new_h, h)[:, None, :, None] & _window(left, new_w, w)[:, None, None, :]
+    return torch.where(apply.view(-1, 1, 1, 1), shrunk * inside.to(x.dtype), x)
+
+
+def _mean_abs(t: torch.Tensor) -> torch.Tensor:
+    mean = t.abs().reshape(len(t), -1).mean(dim=1).view(-1, *[1] * (t.ndim - 1))
+    return torch.where(mean > 0, mean, torch.ones_like(mean))  # a zero gradient stays zero
+
+
+class TransferFGSM(GradientAttack):
+    """Iterative FGSM with the transfer-enhancing options; see the module docstring for the step.
+
+    Args:
+        eps: radius of the ball (>= 0), in the units of ``norm``.
+        alpha: step size; default ``eps / steps`` (the papers' choice).
+        steps: iterations (10 in the papers).
+        norm: ``"linf"`` (the papers') or ``"l2"`` (any :class:`~alva.attacks.norms.Norm`).
+        decay: momentum decay ``mu`` (MI-FGSM: 1.0; 0: no momentum).
+        diversity_prob: probability of the input-diversity transform at each gradient (DI-FGSM: 0.5; 0: none).
+        resize_rate: the smallest size of the diversity transform, relative to the image's, in (0, 1].
+        kernel_size: side of the Gaussian kernel that smooths the gradient (TI-FGSM: 15 for 299-pixel images;
+            odd; 1: no smoothing).
+        kernel_sigmas: standard deviations of the Gaussian that the kernel spans on each side of its centre.
+        nesterov: take the gradient at the look-ahead point ``x + alpha * decay * g`` (NI-FGSM).
+        variance_samples: neighbours N whose mean gradient tunes the next step (VMI-FGSM: 20; 0: none).
+        variance_beta: radius of the neighbourhood, in units of eps (VMI-FGSM: 1.5).
+
+    ``loss``, ``target``, ``early_stop``, ``bounds`` and ``seed`` are those of every
+    :class:`~alva.attacks.base.Attack`. The model may be an :class:`~alva.attacks.ensemble.EnsembleModel`; in
+    its ``"loss"`` mode the gradient is the mean of its members' loss gradients.
+
+    Queries per step: 1, plus 1 with a look-ahead or input diversity (the iterate's own forward pass), plus N;
+    and one forward pass at the last iterate and at the clean point. The result for a sample is chosen as PGD's.
+    """
+
+    rows_type = TransferRows
+
+    def __init__(self, model: torch.nn.Module, eps: float = 0.3, alpha: float | None = None, steps: int = 10, *,
+                 norm: str | Norm = "linf", decay: float = 0.0, diversity_prob: float = 0.0,
+                 resize_rate: float = 0.9, kernel_size: int = 1, kernel_sigmas: float = 3.0, nesterov: bool = False,
+                 variance_samples: int = 0, variance_beta: float = 1.5, **kwargs) -> None:
+        super().__init__(model, **kwargs)
+        self.eps = finite("eps", eps)
+        self.steps = positive_int("steps", steps)
+        self.alpha = finite("alpha", alpha, strict=True) if alpha is not None else self.eps / self.steps
+        self.norm = get_norm(norm)
+        self.decay = finite("decay", decay)
+        self.diversity_prob = in_interval("diversity_prob", diversity_prob, "[0, 1]")
+        self.resize_rate = in_interval("resize_rate", resize_rate, "(0, 1]")
+        self.kernel_size = positive_int("kernel_size", kernel_size)
+        if self.kernel_size % 2 == 0:
+            raise AttackInputError(f"kernel_size must be odd, got {kernel_size}")
+        self.kernel_sigmas = finite("kernel_sigmas", kernel_sigmas, strict=True)
+        self.nesterov = bool(nesterov)
+        self.variance_samples = integer_at_least("variance_samples", variance_samples, 0)
+        self.variance_beta = finite("variance_beta", variance_beta)
+        self.kernel = gaussian_kernel(self.kernel_size, self.kernel_sigmas) if self.kernel_size > 1 else None
+
+    @property
+    def looks_elsewhere(self) -> bool:
+        """Whether the main gradient is taken at another point than the iterate (its logits cost a pass)."""
+        return self.nesterov or self.diversity_prob > 0
+
+    @property
+    def queries_per_step(self) -> int:
+        return 1 + int(self.looks_elsewhere) + self.variance_samples
+
+    def start(self, run: Run, rows: Rows) -> torch.Tensor:
+        images = self.diversity_prob > 0 or self.kernel is not None
+        if images and rows.x0.ndim != 4:
+            raise AttackInputError("input diversity and gradient smoothing need images N x C x H x W, got shape "
+                                   f"{tuple(rows.x0.shape)}")
+        state = _family_rows(rows)
+        state.numbers = lambda stream: run.uniform(state, stream)
+        self._reset(state)
+        return rows.x0
+
+    def _reset(self, rows: TransferRows) -> None:
+        rows.momentum = torch.zeros_like(rows.x0)
+        rows.variance = torch.zeros_like(rows.x0)
+        rows.done = 0
+
+    def _objective(self, rows: Rows, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return logits_and_loss(self.model, x, lambda logits: self.loss(logits, rows.y, rows.loss_target))
+
+    def _loss_gradient(self, rows: TransferRows, point: torch.Tensor, stream: tuple[int, ...]
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x = point.detach().requires_grad_(True)
+        seen = x
+        if self.diversity_prob > 0:
+            seen = diverse_inputs(x, rows.numbers(stream)(4), self.diversity_prob, self.resize_rate)
+        logits, loss = self._objective(rows, seen)
+        return logits, loss, torch.autograd.grad(loss.sum(), x)[0]
+
+    def gradient(self, rows: Rows) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        state = _family_rows(rows)
+        if not hasattr(state, "momentum"):  # the lean loop of adversarial training (no start): global numbers
+            state.numbers = lambda stream: generator_uniform(state.n, None, state.x0.device)
+            self._reset(state)
+        base = (*state.stream, state.done)
+        probe = state.x + (self.alpha * self.decay) * state.momentum if self.nesterov else state.x
+        logits, loss, grad = self._loss_gradient(state, probe, (*base, 0))
+        if self.looks_elsewhere:
+            with torch.no_grad():
+                logits, loss = self._objective(state, state.x)
+        if self.variance_samples:
+            neighbours = torch.zeros_like(grad)
+            radius = self.variance_beta * self.eps
+            for i in range(1, self.variance_samples + 1):
+                offset = self.norm.random_in_ball(state.x, radius, state.numbers((*base, i, 1)))
+                neighbours += self._loss_gradient(state, state.x + offset, (*base, i, 0))[2]
+            grad, state.variance = grad + state.variance, neighbours / self.variance_samples - grad
+        if self.kernel is not None:
+            grad = smooth_per_channel(grad, self.kernel)
+        return logits.detach(), loss.detach(), grad
+
+    def step(self, rows: Rows, grad: torch.Tensor, k: int) -> torch.Tensor:
+        """The momentum step: ``g = decay * g + grad / mean|grad|``, then an ascent step along ``g``, projected
+        onto the eps ball around ``rows.x0`` and the bounds."""
+        state = _family_rows(rows)
+        state.momentum = state.momentum.mul_(self.decay).add_(grad / _mean_abs(grad))
+        state.done = k + 1
+        return self.norm.ascend(state.x, state.momentum.clone(), state.x0, self.alpha, self.eps).clamp_(*self.bounds)
+
+
+def _family_rows(rows: Rows) -> TransferRows:
+    if not isinstance(rows, TransferRows):
+        raise TypeError(f"the transfer FGSM family searches on TransferRows, got {type(rows).__name__}")
+    return rows
+
+
+class MIFGSM(TransferFGSM):
+    """MI-FGSM (Dong et al. 2018): iterative FGSM with momentum, ``decay`` 1.0; any other option of
+    :class:`TransferFGSM` combines with it (``MIFGSM(m, diversity_prob=0.5, kernel_size=5)``: MI-DI-TI-FGSM)."""
+
+    def __init__(self, model: torch.nn.Module, eps: float = 0.3, alpha: float | None = None, steps: int = 10, *,
+                 decay: float = 1.0, **kwargs) -> None:
+        super().__init__(model, eps, alpha, steps, decay=decay, **kwargs)
+
+
+class DIFGSM(TransferFGSM):
+    """DI-FGSM (Xie et al. 2019): iterative FGSM on randomly resized and padded inputs, ``diversity_prob`` 0.5,
+    ``resize_rate`` 0.9, no momentum (``decay=1.0``: M-DI-FGSM)."""
+
+    def __init__(self, model: torch.nn.Module, eps: float = 0.3, alpha: float | None = None, steps: int = 10, *,
+                 diversity_prob: float = 0.5, **kwargs) -> None:
+        super().__init__(model, eps, alpha, steps, diversity_prob=diversity_prob, **kwargs)
+
+
+class TIFGSM(TransferFGSM):
+    """TI-FGSM (Dong et al. 2019): iterative FGSM whose gradient is smoothed by a Gaussian kernel in each
+    channel, ``kernel_size`` 15 (the paper's, for 299-pixel images; smaller suits smaller images), no momentum."""
+
+    def __init__(self, model: torch.nn.Module, eps: float = 0.3, alpha: float | None = None, steps: int = 10, *,
+                 kernel_size: int = 15, **kwargs) -> None:
+        super().__init__(model, eps, alpha, steps, kernel_size=kernel_size, **kwargs)
+
+
+class NIFGSM(TransferFGSM):
+    """NI-FGSM (Lin et al. 2020): MI-FGSM whose gradient is taken at the Nesterov look-ahead point, ``decay``
+    1.0."""
+
+    def __init__(self, model: torch.nn.Module, eps: float = 0.3, alpha: float | None = None, steps: int = 10, *,
+                 decay: float = 1.0, nesterov: bool = True, **kwargs) -> None:
+        super().__init__(model, eps, alpha, steps, decay=decay, nesterov=nesterov, **kwargs)
+
+
+class VMIFGSM(TransferFGSM):
+    """VMI-FGSM (Wang and He 2021): MI-FGSM whose gradient is tuned by the variance of the gradients of
+    ``variance_samples`` (20) neighbours within ``variance_beta`` (1.5) times eps, ``decay`` 1.0."""
+
+    def __init__(self, model: torch.nn.Module, eps: float = 0.3, alpha: float | None = None, steps: int = 10, *,
+                 decay: float = 1.0, variance_samples: int = 20, **kwargs) -> None:
+        super().__init__(model, eps, alpha, steps, decay=decay, variance_samples=variance_samples, **kwargs)
