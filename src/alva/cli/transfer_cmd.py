@@ -16,13 +16,12 @@ from alva.attacks.transfer import TransferAttack
 from alva.cli.common import add_common, add_numbers, paragraph, recorded
 from alva.cli.inputs import EPS_HELP, add_data_options, add_model_options, default_eps, fraction, load_data, make_out
 from alva.cli.model_inputs import load_models
-from alva.data import fixed_subset
 from alva.models import ARCHITECTURES
 from alva.models import build as build_model
 from alva.report import grouped_bars
 from alva.tracking import atomic_write_json
 from alva.training.loop import TrainSettings
-from alva.training.substitute import MODES, train_substitute
+from alva.training.substitute import MODES, substitute_data, train_substitute
 
 __all__ = ["register", "run"]
 
@@ -108,10 +107,7 @@ def train_one(args: argparse.Namespace, target: torch.nn.Module, x_train: torch.
     """One substitute trained with ``seed`` (its images, their order and its weights); returns it and the target
     queries it spent."""
     size = args.train_size if args.substitute_mode == "same-data" else args.queries
-    data = fixed_subset(x_train, y_train, min(size, len(x_train)), seed=seed)
-    # The images the substitute learns from are in a random order (fixed_subset sorts by index).
-    order = torch.randperm(len(data[0]), generator=torch.Generator().manual_seed(seed))
-    return train_substitute(target, (data[0][order], data[1][order]), mode=args.substitute_mode,
+    return train_substitute(target, substitute_data(x_train, y_train, size, seed), mode=args.substitute_mode,
                             query_budget=args.queries, architecture=args.substitute_arch,
                             settings=TrainSettings(epochs=args.epochs, lr=args.lr, seed=seed),
                             jacobian_rounds=args.jacobian_rounds, lam=args.lam, seed=seed,
