@@ -24,7 +24,7 @@ from alva.attacks import (
 )
 from alva.attacks.ensemble import logits_and_loss
 from alva.attacks.losses import cross_entropy, margin
-from alva.attacks.transfer_fgsm import diverse_inputs, gaussian_kernel, smooth_per_channel
+from alva.attacks.transfer_fgsm import diverse_inputs, gaussian_kernel, gaussian_weights, smooth_per_channel
 
 EPS = 0.3
 FAMILY = [MIFGSM, DIFGSM, TIFGSM, NIFGSM, VMIFGSM]
@@ -86,9 +86,12 @@ def test_the_gaussian_kernel_sums_to_one_and_smooths_each_channel_apart():
     assert torch.equal(kernel, kernel.flip(0)) and torch.equal(kernel, kernel.T) and kernel.argmax() == 24
     grad = torch.zeros(1, 2, 9, 9)
     grad[0, 0, 4, 4] = 1.0  # an impulse in channel 0 only
-    smoothed = smooth_per_channel(grad, kernel)
+    smoothed = smooth_per_channel(grad, gaussian_weights(7, 3.0))
     torch.testing.assert_close(smoothed[0, 0, 1:8, 1:8], kernel)
-    assert smoothed[0, 1].abs().max() == 0
+    assert smoothed[0, 1].abs().max() == 0 and smoothed[0, 0, 0].abs().max() == 0
+    grad = torch.randn(3, 4, 12, 7)  # the zero-padded convolution of each channel apart, on any shape
+    conv = torch.nn.functional.conv2d(grad, kernel[None, None].expand(4, 1, 7, 7), padding=3, groups=4)
+    torch.testing.assert_close(smooth_per_channel(grad, gaussian_weights(7, 3.0)), conv, rtol=1e-5, atol=1e-6)
 
 
 def test_input_diversity_shrinks_and_pads_inside_the_image():
@@ -159,9 +162,20 @@ def test_queries_are_counted_exactly(cls):
     model = Counted(2 * 9 * 7)
     attack = small(cls, model, steps=3, kernel_size=3)
     r = attack(x, y)
+    assert int(r.queries.sum()) == model.seen  # every row the model saw is counted, for the sample it belongs to
     expected = 1 + 3 * attack.queries_per_step + 1  # clean, the steps, the last iterate
-    assert (r.queries == expected).all() and model.seen == expected * len(x)
-    assert attack.queries_per_step == {MIFGSM: 1, DIFGSM: 2, TIFGSM: 1, NIFGSM: 2, VMIFGSM: 5}[cls]
+    assert attack.queries_per_step == {MIFGSM: 1, DIFGSM: 1, TIFGSM: 1, NIFGSM: 2, VMIFGSM: 5}[cls]
+    if cls is DIFGSM:  # plus one pass at the iterate for each step in which the image was moved
+        assert (r.queries >= expected).all() and (r.queries <= expected + 3).all() and (r.queries > expected).any()
+    else:
+        assert (r.queries == expected).all()
+
+
+def test_each_sample_is_charged_for_its_own_moved_steps():
+    x, y = torch.rand(8, 1, 10, 10), torch.arange(8) % 4
+    full = DIFGSM(Counted(100), eps=0.1, steps=4, seed=3)(x, y)
+    alone = DIFGSM(Counted(100), eps=0.1, steps=4, seed=3)(x[2:3], y[2:3])
+    assert alone.queries.item() == full.queries[2].item()
 
 
 @pytest.mark.parametrize("shape", [(3, 17, 11), (1, 5, 30), (4, 2, 2)])

@@ -19,7 +19,8 @@ constructor call; :class:`MIFGSM` .. :class:`VMIFGSM` only change its defaults. 
 
 The random numbers (input diversity, neighbours) are keyed per sample (:class:`~alva.attacks.keyed.KeyedRandom`):
 a sample's result does not depend on its batch. The engine checks every iterate for success; a step whose gradient
-is not taken at ``x_t`` itself (look-ahead, input diversity) spends one more forward pass on it.
+is not taken at ``x_t`` itself (a look-ahead, an image that input diversity moved) spends one more forward pass on
+it.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from alva.attacks.keyed import Uniform, generator_uniform
 from alva.attacks.norms import Norm, get_norm
 
 __all__ = ["DIFGSM", "MIFGSM", "NIFGSM", "TIFGSM", "VMIFGSM", "TransferFGSM", "TransferRows", "diverse_inputs",
-           "gaussian_kernel", "smooth_per_channel"]
+           "gaussian_kernel", "gaussian_weights", "smooth_per_channel"]
 
 
 class TransferRows(Rows):
@@ -46,22 +47,36 @@ class TransferRows(Rows):
     variance: torch.Tensor
     done: int
     numbers: Callable[[tuple[int, ...]], Uniform]
+    count: Callable[[torch.Tensor], None]  # counts one more query for some of the rows (by local index)
+
+
+def gaussian_weights(size: int, sigmas: float = 3.0) -> torch.Tensor:
+    """``size`` weights of a Gaussian summing to 1, spanning ``sigmas`` standard deviations on each side of the
+    centre: one side of the kernel of Dong et al. 2019 (15 and 3 on 299-pixel images)."""
+    t = torch.linspace(-sigmas, sigmas, size, dtype=torch.float64)
+    g = torch.exp(-0.5 * t**2)
+    return (g / g.sum()).to(torch.float32)
 
 
 def gaussian_kernel(size: int, sigmas: float = 3.0) -> torch.Tensor:
-    """A ``size`` x ``size`` Gaussian kernel summing to 1 whose side spans ``sigmas`` standard deviations on each
-    side of its centre (Dong et al. 2019 use 15 and 3 on 299-pixel images)."""
-    t = torch.linspace(-sigmas, sigmas, size, dtype=torch.float64)
-    g = torch.exp(-0.5 * t**2)
-    kernel = torch.outer(g, g)
-    return (kernel / kernel.sum()).to(torch.float32)
+    """The ``size`` x ``size`` Gaussian kernel (summing to 1) that :func:`smooth_per_channel` applies."""
+    weights = gaussian_weights(size, sigmas)
+    return torch.outer(weights, weights)
 
 
-def smooth_per_channel(grad: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """``grad`` (N x C x H x W) convolved with ``kernel`` (odd side) in each channel apart, zero-padded to its size."""
-    channels = grad.shape[1]
-    weight = kernel.to(grad)[None, None].expand(channels, 1, -1, -1)
-    return F.conv2d(grad, weight, padding=kernel.shape[-1] // 2, groups=channels)
+def _band(size: int, weights: torch.Tensor) -> torch.Tensor:
+    """The ``size`` x ``size`` matrix of the zero-padded 1-D convolution with ``weights`` (odd length)."""
+    index = torch.arange(size, device=weights.device)
+    offset = index[None, :] - index[:, None] + len(weights) // 2
+    inside = (offset >= 0) & (offset < len(weights))
+    return torch.where(inside, weights[offset.clamp(0, len(weights) - 1)], torch.zeros((), dtype=weights.dtype))
+
+
+def smooth_per_channel(grad: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``grad`` (N x C x H x W) convolved in each channel apart with the kernel ``outer(weights, weights)``,
+    zero-padded to its size: the kernel is separable, so the convolution is two products with banded matrices."""
+    weights = weights.to(grad)
+    return _band(grad.shape[-2], weights) @ grad @ _band(grad.shape[-1], weights).T
 
 
 def _window(start: torch.Tensor, length: torch.Tensor, size: int) -> torch.Tensor:
@@ -70,25 +85,26 @@ def _window(start: torch.Tensor, length: torch.Tensor, size: int) -> torch.Tenso
 
 
 def diverse_inputs(x: torch.Tensor, u: torch.Tensor, prob: float, resize_rate: float) -> torch.Tensor:
-    """Input diversity (Xie et al. 2019), per sample: with probability ``prob`` the image is shrunk (bilinear) to a
-    random size between ``resize_rate`` times its size and its size, and zero-padded back to its size at a random
-    place; otherwise it is left as it is. ``u`` holds 4 numbers in [0, 1) per sample (apply, size, top, left).
-    Differentiable in ``x``."""
-    n, _, h, w = x.shape
-    apply = u[:, 0] < prob
-    if not apply.any():
+    """Input diversity (Xie et al. 2019), per sample: with probability ``prob`` (where ``u[:, 0] < prob``) the image
+    is shrunk (bilinear) to a random size between ``resize_rate`` times its size and its size, and zero-padded back
+    to its size at a random place; otherwise it is left as it is. ``u`` holds 4 numbers in [0, 1) per sample
+    (apply, size, top, left). Differentiable in ``x``."""
+    moved = (u[:, 0] < prob).nonzero().squeeze(1)
+    if len(moved) == 0:
         return x
-    scale = resize_rate + (1 - resize_rate) * u[:, 1].to(torch.float64)
+    n, (_, h, w) = len(moved), x.shape[1:]
+    scale = resize_rate + (1 - resize_rate) * u[moved, 1].to(torch.float64)
     new_h, new_w = (scale * h).floor().clamp(1, h), (scale * w).floor().clamp(1, w)
-    top, left = (u[:, 2] * (h - new_h + 1)).floor(), (u[:, 3] * (w - new_w + 1)).floor()
+    top, left = (u[moved, 2] * (h - new_h + 1)).floor(), (u[moved, 3] * (w - new_w + 1)).floor()
     theta = torch.zeros(n, 2, 3, dtype=torch.float64, device=x.device)
     theta[:, 0, 0], theta[:, 1, 1] = w / new_w, h / new_h
     theta[:, 0, 2] = w / new_w - 2 * left / new_w - 1
     theta[:, 1, 2] = h / new_h - 2 * top / new_h - 1
-    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
-    shrunk = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    part = x[moved]
+    grid = F.affine_grid(theta.to(x.dtype), list(part.shape), align_corners=False)
+    shrunk = F.grid_sample(part, grid, mode="bilinear", padding_mode="border", align_corners=False)
     inside = _window(top, new_h, h)[:, None, :, None] & _window(left, new_w, w)[:, None, None, :]
-    return torch.where(apply.view(-1, 1, 1, 1), shrunk * inside.to(x.dtype), x)
+    return x.index_put((moved,), shrunk * inside.to(x.dtype))
 
 
 def _mean_abs(t: torch.Tensor) -> torch.Tensor:
@@ -118,8 +134,9 @@ class TransferFGSM(GradientAttack):
     :class:`~alva.attacks.base.Attack`. The model may be an :class:`~alva.attacks.ensemble.EnsembleModel`; in
     its ``"loss"`` mode the gradient is the mean of its members' loss gradients.
 
-    Queries per step: 1, plus 1 with a look-ahead or input diversity (the iterate's own forward pass), plus N;
-    and one forward pass at the last iterate and at the clean point. The result for a sample is chosen as PGD's.
+    Queries per step: 1, plus 1 with a look-ahead (the iterate's own forward pass) or for each image that input
+    diversity moved, plus N; and one forward pass at the last iterate and at the clean point. The result for a
+    sample is chosen as PGD's.
     """
 
     rows_type = TransferRows
@@ -143,16 +160,13 @@ class TransferFGSM(GradientAttack):
         self.nesterov = bool(nesterov)
         self.variance_samples = integer_at_least("variance_samples", variance_samples, 0)
         self.variance_beta = finite("variance_beta", variance_beta)
-        self.kernel = gaussian_kernel(self.kernel_size, self.kernel_sigmas) if self.kernel_size > 1 else None
-
-    @property
-    def looks_elsewhere(self) -> bool:
-        """Whether the main gradient is taken at another point than the iterate (its logits cost a pass)."""
-        return self.nesterov or self.diversity_prob > 0
+        self.kernel = gaussian_weights(self.kernel_size, self.kernel_sigmas) if self.kernel_size > 1 else None
 
     @property
     def queries_per_step(self) -> int:
-        return 1 + int(self.looks_elsewhere) + self.variance_samples
+        """1, plus 1 for the iterate's own pass with a look-ahead, plus the neighbours (the iterate's pass where
+        input diversity moved an image is counted for that image alone)."""
+        return 1 + int(self.nesterov) + self.variance_samples
 
     def start(self, run: Run, rows: Rows) -> torch.Tensor:
         images = self.diversity_prob > 0 or self.kernel is not None
@@ -161,6 +175,11 @@ class TransferFGSM(GradientAttack):
                                    f"{tuple(rows.x0.shape)}")
         state = _family_rows(rows)
         state.numbers = lambda stream: run.uniform(state, stream)
+
+        def count(local: torch.Tensor) -> None:
+            run.queries[local if state.rows is None else state.rows[local]] += 1
+
+        state.count = count
         self._reset(state)
         return rows.x0
 
@@ -169,29 +188,45 @@ class TransferFGSM(GradientAttack):
         rows.variance = torch.zeros_like(rows.x0)
         rows.done = 0
 
-    def _objective(self, rows: Rows, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return logits_and_loss(self.model, x, lambda logits: self.loss(logits, rows.y, rows.loss_target))
+    def _objective(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        return logits_and_loss(self.model, x, lambda logits: self.loss(logits, y, target))
 
     def _loss_gradient(self, rows: TransferRows, point: torch.Tensor, stream: tuple[int, ...]
-                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Logits, loss and gradient at ``point`` (through input diversity), and the rows that it moved."""
         x = point.detach().requires_grad_(True)
-        seen = x
+        seen, moved = x, None
         if self.diversity_prob > 0:
-            seen = diverse_inputs(x, rows.numbers(stream)(4), self.diversity_prob, self.resize_rate)
-        logits, loss = self._objective(rows, seen)
-        return logits, loss, torch.autograd.grad(loss.sum(), x)[0]
+            u = rows.numbers(stream)(4)
+            seen, moved = diverse_inputs(x, u, self.diversity_prob, self.resize_rate), u[:, 0] < self.diversity_prob
+        logits, loss = self._objective(seen, rows.y, rows.loss_target)
+        return logits, loss, torch.autograd.grad(loss.sum(), x)[0], moved
+
+    def _at_iterate(self, rows: TransferRows, logits: torch.Tensor, loss: torch.Tensor, moved: torch.Tensor | None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The logits and loss at the iterate itself, from those of the gradient's pass where it was taken there."""
+        with torch.no_grad():
+            if self.nesterov:
+                return self._objective(rows.x, rows.y, rows.loss_target)
+            if moved is None or not moved.any():
+                return logits, loss
+            local = moved.nonzero().squeeze(1)
+            target = None if rows.loss_target is None else rows.loss_target[local]
+            own_logits, own_loss = self._objective(rows.x[local], rows.y[local], target)
+            rows.count(local)
+            return logits.index_put((local,), own_logits), loss.index_put((local,), own_loss)
 
     def gradient(self, rows: Rows) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         state = _family_rows(rows)
         if not hasattr(state, "momentum"):  # the lean loop of adversarial training (no start): global numbers
             state.numbers = lambda stream: generator_uniform(state.n, None, state.x0.device)
+            state.count = lambda local: None
             self._reset(state)
         base = (*state.stream, state.done)
         probe = state.x + (self.alpha * self.decay) * state.momentum if self.nesterov else state.x
-        logits, loss, grad = self._loss_gradient(state, probe, (*base, 0))
-        if self.looks_elsewhere:
-            with torch.no_grad():
-                logits, loss = self._objective(state, state.x)
+        logits, loss, grad, moved = self._loss_gradient(state, probe, (*base, 0))
+        logits, loss = self._at_iterate(state, logits.detach(), loss.detach(), moved)
         if self.variance_samples:
             neighbours = torch.zeros_like(grad)
             radius = self.variance_beta * self.eps
@@ -201,7 +236,7 @@ class TransferFGSM(GradientAttack):
             grad, state.variance = grad + state.variance, neighbours / self.variance_samples - grad
         if self.kernel is not None:
             grad = smooth_per_channel(grad, self.kernel)
-        return logits.detach(), loss.detach(), grad
+        return logits, loss, grad
 
     def step(self, rows: Rows, grad: torch.Tensor, k: int) -> torch.Tensor:
         """The momentum step: ``g = decay * g + grad / mean|grad|``, then an ascent step along ``g``, projected
