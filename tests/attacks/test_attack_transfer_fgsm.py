@@ -108,6 +108,14 @@ def test_input_diversity_shrinks_and_pads_inside_the_image():
     assert torch.equal(diverse_inputs(x, u, 0.0, 0.5), x)
 
 
+def test_input_diversity_is_a_bilinear_resize_and_a_zero_pad():
+    x = torch.rand(1, 2, 28, 28)
+    u = torch.tensor([[0.1, 0.5, 0.25, 0.75]])  # size floor((0.9 + 0.1 * 0.5) * 28) = 26, top 0, left 2
+    resized = torch.nn.functional.interpolate(x, size=(26, 26), mode="bilinear", align_corners=False)
+    expected = torch.nn.functional.pad(resized, [2, 0, 0, 2])
+    torch.testing.assert_close(diverse_inputs(x, u, 0.5, 0.9), expected, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("cls", FAMILY)
 @pytest.mark.parametrize("norm, eps", [("linf", 0.3), ("l2", 2.0)])
 def test_inside_the_ball_and_the_bounds(cls, norm, eps, cnn_small, batch):

@@ -28,7 +28,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 
 from alva.attacks.engine import GradientAttack, Rows, Run
 from alva.attacks.ensemble import logits_and_loss
@@ -79,32 +78,37 @@ def smooth_per_channel(grad: torch.Tensor, weights: torch.Tensor) -> torch.Tenso
     return _band(grad.shape[-2], weights) @ grad @ _band(grad.shape[-1], weights).T
 
 
-def _window(start: torch.Tensor, length: torch.Tensor, size: int) -> torch.Tensor:
-    index = torch.arange(size, device=start.device)
-    return (index >= start[:, None]) & (index < (start + length)[:, None])
+def _resize_matrix(size: int, new: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+    """Per sample, the ``size`` x ``size`` matrix that shrinks a line of ``size`` pixels to ``new`` of them
+    (bilinear, pixel centres aligned, sources clamped to the line) placed from ``start``, zeros elsewhere."""
+    n, index = len(new), torch.arange(size, dtype=torch.float64, device=new.device)
+    source = ((index[None] - start[:, None] + 0.5) * size / new[:, None] - 0.5).clamp(0, size - 1)
+    low = source.floor()
+    frac = source - low
+    high = (low + 1).clamp(max=size - 1)
+    inside = ((index[None] >= start[:, None]) & (index[None] < (start + new)[:, None])).to(torch.float64)
+    matrix = torch.zeros(n, size, size, dtype=torch.float64, device=new.device)
+    matrix.scatter_add_(2, low.long()[..., None], ((1 - frac) * inside)[..., None])
+    matrix.scatter_add_(2, high.long()[..., None], (frac * inside)[..., None])
+    return matrix
 
 
 def diverse_inputs(x: torch.Tensor, u: torch.Tensor, prob: float, resize_rate: float) -> torch.Tensor:
     """Input diversity (Xie et al. 2019), per sample: with probability ``prob`` (where ``u[:, 0] < prob``) the image
     is shrunk (bilinear) to a random size between ``resize_rate`` times its size and its size, and zero-padded back
     to its size at a random place; otherwise it is left as it is. ``u`` holds 4 numbers in [0, 1) per sample
-    (apply, size, top, left). Differentiable in ``x``."""
+    (apply, size, top, left). Differentiable in ``x``: the shrink and the shift are separable, two products with
+    per-sample matrices."""
     moved = (u[:, 0] < prob).nonzero().squeeze(1)
     if len(moved) == 0:
         return x
-    n, (_, h, w) = len(moved), x.shape[1:]
+    h, w = x.shape[-2:]
     scale = resize_rate + (1 - resize_rate) * u[moved, 1].to(torch.float64)
     new_h, new_w = (scale * h).floor().clamp(1, h), (scale * w).floor().clamp(1, w)
     top, left = (u[moved, 2] * (h - new_h + 1)).floor(), (u[moved, 3] * (w - new_w + 1)).floor()
-    theta = torch.zeros(n, 2, 3, dtype=torch.float64, device=x.device)
-    theta[:, 0, 0], theta[:, 1, 1] = w / new_w, h / new_h
-    theta[:, 0, 2] = w / new_w - 2 * left / new_w - 1
-    theta[:, 1, 2] = h / new_h - 2 * top / new_h - 1
-    part = x[moved]
-    grid = F.affine_grid(theta.to(x.dtype), list(part.shape), align_corners=False)
-    shrunk = F.grid_sample(part, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    inside = _window(top, new_h, h)[:, None, :, None] & _window(left, new_w, w)[:, None, None, :]
-    return x.index_put((moved,), shrunk * inside.to(x.dtype))
+    rows = _resize_matrix(h, new_h, top).to(x.dtype)[:, None]
+    columns = _resize_matrix(w, new_w, left).to(x.dtype)[:, None]
+    return x.index_put((moved,), rows @ x[moved] @ columns.transpose(-1, -2))
 
 
 def _mean_abs(t: torch.Tensor) -> torch.Tensor:
