@@ -33,10 +33,15 @@ FAST = {
     "ddn": {"steps": 10},
     "sparse-rs": {"n_queries": 30},
     "jsma": {"gamma": 0.02},
+    "mi-fgsm": {"steps": 3},
+    "di-fgsm": {"steps": 3},
+    "ti-fgsm": {"steps": 3, "kernel_size": 5},
+    "ni-fgsm": {"steps": 3},
+    "vmi-fgsm": {"steps": 2, "variance_samples": 3},
 }
 # Attacks whose random numbers are keyed per sample (or that draw none): a sample's result is the same in any batch.
 BATCH_INDEPENDENT = {"fgsm", "pgd", "apgd", "apgd-t", "square", "one-pixel", "sparse", "deepfool", "fab", "fmn", "ead",
-                     "cw", "ddn", "sparse-rs", "jsma"}
+                     "cw", "ddn", "sparse-rs", "jsma", "mi-fgsm", "di-fgsm", "ti-fgsm", "ni-fgsm", "vmi-fgsm"}
 MINIMUM_NORM = sorted(name for name, spec in REGISTRY.items() if issubclass(spec.cls, MinimumNormAttack))
 
 

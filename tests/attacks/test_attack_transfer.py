@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from alva.attacks import PGD, AttackInputError
+from alva.attacks import MIFGSM, PGD, AttackInputError, EnsembleModel
 from alva.attacks.transfer import QueryBudgetExceeded, QueryCounter, TransferAttack
 from alva.cli.main import main
 from alva.training.loop import TrainSettings
@@ -129,3 +129,52 @@ def test_transfer_command_writes_exact_query_counts(tmp_path):
 def test_substitute_needs_images():
     with pytest.raises(ValueError, match="N x C x H x W"):
         train_substitute(None, (torch.rand(8, 784), torch.zeros(8, dtype=torch.long)))
+
+
+@pytest.fixture(scope="module")
+def second_substitute(train_subset):
+    """An MLP substitute trained on the same data with another seed (no query)."""
+    model, _ = train_substitute(None, train_subset, mode="same-data", seed=2,
+                                settings=TrainSettings(epochs=1, batch_size=64, seed=2))
+    return model
+
+
+@pytest.mark.parametrize("mode", ["logits", "loss"])
+def test_an_ensemble_of_substitutes_with_a_family_attack_counts_two_target_queries(substitute, second_substitute,
+                                                                                   cnn_small, attack_batch, mode):
+    x, y = attack_batch
+    spy = Spy(cnn_small)
+    attack = TransferAttack(spy, [substitute, second_substitute],
+                            lambda m: MIFGSM(m, eps=EPS, diversity_prob=0.5, kernel_size=3, seed=0), ensemble=mode)
+    assert isinstance(attack.substitute, EnsembleModel) and attack.substitute.mode == mode
+    r = attack(x, y)
+    assert spy.grad_calls == 0 and (r.queries == 2).all() and spy.seen == 2 * len(x)
+    assert (r.x_adv - x).abs().amax() <= EPS + 1e-6 and r.x_adv.min() >= 0 and r.x_adv.max() <= 1
+    with torch.no_grad():
+        assert torch.equal(r.success, cnn_small(r.x_adv).argmax(1) != y)
+        both_fooled = (substitute(r.x_adv).argmax(1) != y) & (second_substitute(r.x_adv).argmax(1) != y)
+    assert both_fooled.float().mean() > 0.8  # the ensemble's images fool each member
+    assert r.success_rate > 0.4
+    with pytest.raises(AttackInputError, match="target itself"):
+        TransferAttack(cnn_small, [substitute, cnn_small])
+
+
+def test_transfer_command_runs_a_family_attack_on_an_ensemble(tmp_path):
+    out = tmp_path / "transfer"
+    code = main(["transfer", "--target", "mnist/cnn-small", "--substitute-mode", "query-labels", "--queries", "300",
+                 "--epochs", "1", "--attack", "mi-fgsm", "--diversity-prob", "0.5", "--substitutes", "2",
+                 "--ensemble", "loss", "--n", "50", "--no-progress", "--out", str(out)])
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    (row,) = summary["results"]
+    assert row["training_queries"] == 600 and row["attack_queries"] == 100 and row["substitutes"] == 2
+    assert summary["settings"]["steps"] == 10 and row["max_linf"] <= EPS + 1e-6
+    assert row["white_box_success_on_substitute"] > 0.9
+
+
+def test_transfer_command_refuses_family_options_for_pgd(tmp_path, capsys):
+    out = tmp_path / "refused"
+    assert main(["transfer", "--target", "mnist/cnn-small", "--attack", "pgd", "--decay", "1.0", "--no-progress",
+                 "--out", str(out)]) == 2
+    assert "FGSM family" in capsys.readouterr().err
+    assert not out.exists()

@@ -14,6 +14,7 @@ from alva.attacks.differential_evolution import DifferentialEvolution, OnePixel
 from alva.attacks.dlr import DLRLoss, dlr, dlr_targeted
 from alva.attacks.ead import EAD
 from alva.attacks.engine import EngineAttack, GradientAttack, KeepBest, Repeated, Rows, Run, SearchAttack
+from alva.attacks.ensemble import EnsembleModel
 from alva.attacks.fab import FAB, FABTargeted
 from alva.attacks.fmn import FMN
 from alva.attacks.generator_attacks import AdvGANAttack, GeneratorAttackResult, UnrestrictedGeneratorAttack
@@ -30,6 +31,7 @@ from alva.attacks.sparse import SparseConfident, sparse_summary
 from alva.attacks.sparse_rs import SparseRS
 from alva.attacks.square import Square
 from alva.attacks.transfer import QueryCounter, TransferAttack
+from alva.attacks.transfer_fgsm import DIFGSM, MIFGSM, NIFGSM, TIFGSM, VMIFGSM, TransferFGSM
 
 __all__ = [
     "ALVA", "APGD", "ATTACKS", "DDN", "EAD", "FAB", "FGSM", "FMN", "L0", "L1", "L2", "LOSSES", "MIN_NORM_RULE",
@@ -44,4 +46,5 @@ __all__ = [
     "SparseConfident", "SparseRS", "Square", "TransferAttack", "UnrestrictedGeneratorAttack",
     "alva_summary", "attack_mode", "build", "cross_entropy", "dlr", "dlr_targeted", "get_norm", "is_success",
     "margin", "sparse_summary",
+    "DIFGSM", "EnsembleModel", "MIFGSM", "NIFGSM", "TIFGSM", "TransferFGSM", "VMIFGSM",
 ]

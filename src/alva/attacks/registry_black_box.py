@@ -3,7 +3,8 @@ transfer from a substitute; :mod:`alva.attacks.registry` lists them after the wh
 
 from __future__ import annotations
 
-from alva.attacks.attack_options import AttackSpec
+from alva.attacks.attack_options import EPS, NORM, AttackSpec, Option, common_options, optional_float
+from alva.attacks.transfer_fgsm import DIFGSM, MIFGSM, NIFGSM, TIFGSM, VMIFGSM
 
 __all__ = ["DECISION_SPECS", "SCORE_SPECS", "TRANSFER_SPECS"]
 
@@ -19,5 +20,33 @@ SCORE_SPECS: tuple[AttackSpec, ...] = (
 
 
 # Gradient attacks made to transfer from a substitute to the model under attack.
+def _family_options(*, decay: float = 0.0, diversity_prob: float = 0.0, kernel_size: int = 1, nesterov: bool = False,
+                    variance_samples: int = 0) -> tuple[Option, ...]:
+    """The options of every attack of the transfer FGSM family, with one attack's defaults."""
+    return (
+        EPS, NORM,
+        Option("steps", int, 10, "iterations"),
+        Option("alpha", optional_float, None, "step size; none: eps / steps"),
+        Option("decay", float, decay, "momentum decay (0: no momentum)"),
+        Option("diversity_prob", float, diversity_prob, "probability of random resize and pad per gradient"),
+        Option("resize_rate", float, 0.9, "smallest size of the diversity transform, relative to the image"),
+        Option("kernel_size", int, kernel_size, "side of the Gaussian kernel smoothing the gradient (odd; 1: none)"),
+        Option("kernel_sigmas", float, 3.0, "standard deviations the kernel spans on each side"),
+        Option("nesterov", bool, nesterov, "take the gradient at the look-ahead point"),
+        Option("variance_samples", int, variance_samples, "neighbours whose gradients tune each step (0: none)"),
+        Option("variance_beta", float, 1.5, "radius of the neighbourhood, in units of eps"),
+        *common_options())
+
+
 TRANSFER_SPECS: tuple[AttackSpec, ...] = (
+    AttackSpec("mi-fgsm", MIFGSM, "momentum iterative FGSM, for transfer (Dong et al. 2018); every option of the "
+               "family combines", _family_options(decay=1.0)),
+    AttackSpec("di-fgsm", DIFGSM, "iterative FGSM on randomly resized and padded inputs, for transfer (Xie et al. "
+               "2019)", _family_options(diversity_prob=0.5)),
+    AttackSpec("ti-fgsm", TIFGSM, "iterative FGSM with a Gaussian-smoothed gradient, translation-invariant (Dong et "
+               "al. 2019)", _family_options(kernel_size=15)),
+    AttackSpec("ni-fgsm", NIFGSM, "momentum iterative FGSM with a Nesterov look-ahead gradient (Lin et al. 2020)",
+               _family_options(decay=1.0, nesterov=True)),
+    AttackSpec("vmi-fgsm", VMIFGSM, "momentum iterative FGSM with variance tuning from neighbours' gradients (Wang "
+               "and He 2021)", _family_options(decay=1.0, variance_samples=20)),
 )

@@ -11,12 +11,13 @@ every image it sees and refuses to go past a budget, so the counts reported here
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
 from alva.attacks.base import Attack, AttackInputError, AttackResult
+from alva.attacks.ensemble import EnsembleModel
 from alva.attacks.pgd import PGD
 
 __all__ = ["QueryBudgetExceeded", "QueryCounter", "TransferAttack"]
@@ -58,10 +59,14 @@ class TransferAttack(Attack):
         target_model: the model under attack; only its outputs are used (no gradient), on the clean batch (the
             interface's clean logits) and on the final images: ``queries`` is exactly 2 per sample.
         substitute: a classifier trained to imitate the target (see
-            :func:`alva.training.substitute.train_substitute`).
-        attack_factory: builds the white-box attack from the substitute, e.g.
-            ``lambda m: PGD(m, eps=0.3, steps=40)``; default PGD-40 at ``eps``. Its bounds must match.
+            :func:`alva.training.substitute.train_substitute`), or several: a sequence of classifiers is attacked
+            as one :class:`~alva.attacks.ensemble.EnsembleModel` (Liu et al. 2017).
+        attack_factory: builds the white-box attack from the substitute (the ensemble of several), e.g.
+            ``lambda m: PGD(m, eps=0.3, steps=40)`` or ``lambda m: MIFGSM(m, eps=0.3)``; default PGD-40 at
+            ``eps``. Its bounds must match.
         eps: the radius of the default attack.
+        ensemble: how several substitutes are combined: ``"logits"`` (mean logits) or ``"loss"`` (mean of
+            their losses, in the attacks that take it; see :class:`~alva.attacks.ensemble.EnsembleModel`).
 
     ``loss``, ``target``, ``early_stop``, ``bounds`` and ``seed`` are those of every
     :class:`~alva.attacks.base.Attack`; ``loss`` and ``target`` define success on the target model. A target
@@ -72,12 +77,16 @@ class TransferAttack(Attack):
     ``substitute_logits``.
     """
 
-    def __init__(self, target_model: nn.Module, substitute: nn.Module,
-                 attack_factory: Callable[[nn.Module], Attack] | None = None, *, eps: float = 0.3, **kwargs) -> None:
+    def __init__(self, target_model: nn.Module, substitute: nn.Module | Sequence[nn.Module],
+                 attack_factory: Callable[[nn.Module], Attack] | None = None, *, eps: float = 0.3,
+                 ensemble: str = "logits", **kwargs) -> None:
         super().__init__(target_model, **kwargs)
         if not isinstance(substitute, nn.Module):
-            raise AttackInputError(f"substitute must be a torch.nn.Module, got {type(substitute).__name__}")
-        if substitute is target_model:
+            if not isinstance(substitute, Sequence) or not all(isinstance(m, nn.Module) for m in substitute):
+                raise AttackInputError(f"substitute must be a torch.nn.Module or a sequence of them, got "
+                                       f"{type(substitute).__name__}")
+            substitute = substitute[0] if len(substitute) == 1 else EnsembleModel(substitute, ensemble)
+        if any(m is target_model for m in substitute.modules()):
             raise AttackInputError("the substitute is the target itself: that is a white-box attack")
         self.substitute = substitute
         self.eps = float(eps)

@@ -16,10 +16,11 @@ from torch import nn
 
 from alva.attacks.base import attack_mode
 from alva.attacks.transfer import QueryCounter
+from alva.data import fixed_subset
 from alva.models import build, model_io
 from alva.training.loop import TrainSettings, fit
 
-__all__ = ["MODES", "substitute_classes", "train_substitute"]
+__all__ = ["MODES", "substitute_classes", "substitute_data", "train_substitute"]
 
 MODES = ("same-data", "query-labels")
 
@@ -47,6 +48,14 @@ def substitute_classes(target: nn.Module | None, y: torch.Tensor | None = None) 
     if known:
         return int(known)
     return int(y.max()) + 1 if y is not None and len(y) else None
+
+
+def substitute_data(x: torch.Tensor, y: torch.Tensor, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images a substitute trained with ``seed`` learns from (or has labelled): the fixed stratified subset of
+    ``size`` of them for ``seed`` (:func:`alva.data.fixed_subset`), in an order drawn from ``seed``."""
+    xs, ys = fixed_subset(x, y, min(size, len(x)), seed=seed)
+    order = torch.randperm(len(xs), generator=torch.Generator().manual_seed(seed))  # fixed_subset sorts by index
+    return xs[order], ys[order]
 
 
 def train_substitute(target: nn.Module | None, data: tuple[torch.Tensor, torch.Tensor] | torch.Tensor, *,
