@@ -12,8 +12,9 @@ import torch
 from alva.attacks import FGSM, PGD, AttackResult
 from alva.attacks.transfer import TransferAttack
 from alva.cli.common import add_common, add_numbers, paragraph, recorded
-from alva.cli.inputs import EPS_HELP, add_data_options, add_model_options, default_eps, fraction, load_data, make_out
+from alva.cli.inputs import EPS_HELP, add_data_options, add_model_options, default_eps, fraction, load_data
 from alva.cli.model_inputs import load_models
+from alva.cli.run_folder import claim
 from alva.data import fixed_subset
 from alva.models import ARCHITECTURES, build
 from alva.report import grouped_bars
@@ -77,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
     build(args.substitute_arch, in_shape=test_data.shape, num_classes=test_data.num_classes)  # fails before any work
     x_test, y_test = test_data.tensors(min(args.n, len(test_data)), seed=args.seed)
     x_train, y_train = train_data.tensors()
-    out = make_out(args.out)
+    out = claim(args, {**{f"--target {name}": m for name, m in loaded}, "test data": (x_test, y_test),
+                       "training data": (x_train, y_train)})
     settings = TrainSettings(epochs=args.epochs, lr=args.lr, seed=args.substitute_seed)
     progress = not args.no_progress
     size = args.train_size if args.substitute_mode == "same-data" else args.queries
