@@ -31,6 +31,7 @@ from torch import nn
 from alva import distributed
 from alva.data import ImageData
 from alva.tracking import LOCK_FILE, RunLock, atomic_write_json, remove_orphan_temporaries, tensors_sha256
+from alva.tracking.files import TEMPORARY
 from alva.tracking.lock import acquire, describe, peek
 from alva.tracking.verify import DamagedFileError
 
@@ -40,10 +41,11 @@ RECORD_KIND = "run-record"
 # Options that do not change what a run computes, so a resumed run may give them otherwise.
 NOT_SETTINGS = frozenset({"handler", "func", "out", "resume", "overwrite", "device", "no_progress", "debug", "threads",
                           "data_root", "trust_code", "skip_weights_check", "list"})
-# Settings that a resumed run may change, by command: a training may be given more epochs or rounds, and the strong
-# evaluation's results do not depend on how its images are cut into batches.
+# Settings that a resumed run may change, by command: a GAN, AdvGAN or AT-GAN training may be given more epochs
+# (a classifier's may not: its learning rate schedule depends on them), fake-class and convergence training more
+# rounds, and the strong evaluation's results do not depend on how its images are cut into batches.
 MAY_CHANGE: dict[str, frozenset[str]] = {
-    "train": frozenset({"epochs"}), "gan train": frozenset({"epochs"}), "advgan train": frozenset({"epochs"}),
+    "gan train": frozenset({"epochs"}), "advgan train": frozenset({"epochs"}),
     "atgan finetune": frozenset({"epochs"}), "atgan critic": frozenset({"epochs"}),
     "fakeclass": frozenset({"rounds"}), "converge": frozenset({"rounds"}), "eval": frozenset({"batch_size"}),
 }
@@ -120,7 +122,10 @@ def _describe(print_: dict[str, Any] | None) -> str:
 
 
 def _contents(out: Path) -> list[Path]:
-    return sorted(p for p in out.iterdir() if p.name != LOCK_FILE) if out.is_dir() else []
+    """What a run left in ``out``: not its lock, nor the temporary files of writes it did not finish."""
+    if not out.is_dir():
+        return []
+    return sorted(p for p in out.iterdir() if p.name != LOCK_FILE and not TEMPORARY.fullmatch(p.name))
 
 
 def _check_place(out: Path) -> None:
@@ -225,7 +230,9 @@ def claim(args: argparse.Namespace, inputs: Mapping[str, Any] | None = None, *,
     if orphans:
         print(f"alva {command}: removed {len(orphans)} temporary file(s) of writes a stopped run left unfinished",
               file=sys.stderr)
-    atomic_write_json(out / RECORD_FILE, {k: v for k, v in record.items() if k != "kind"}, kind=RECORD_KIND)
+    saved = out / RECORD_FILE
+    if not saved.exists() or json.loads(saved.read_text()) != record:  # a resume of the same run changes nothing
+        atomic_write_json(saved, {k: v for k, v in record.items() if k != "kind"}, kind=RECORD_KIND)
     return out
 
 

@@ -115,7 +115,9 @@ def register(commands) -> None:
     _add_de(p, 30, 100, 100, "best1")  # rand1 reaches few classes with 30 pixels
     add_numbers(p, seed=0)
     _add_threads(p)
-    add_common(p, run_sparse, out="output folder")
+    add_common(p, run_sparse, out="output folder",
+               resume="run again into --out, which holds a run with the same settings and model (the images are "
+                      "made again)")
 
     q = commands.add_parser("one-pixel", help="k-pixel black-box attack by differential evolution",
                             description=ONE_PIXEL_DESCRIPTION)
