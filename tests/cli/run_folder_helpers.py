@@ -14,9 +14,9 @@ TEMPORARY = re.compile(r"\..+\.[0-9a-f]{16}\.tmp")
 
 TRAIN = ["train", "--model", "softmax", "--epochs", "3", "--train-size", "60", "--test-size", "30", "--batch-size",
          "20", "--no-progress"]
-EVAL = ["eval", "--model", "mnist/softmax", "--n", "12", "--batch-size", "4", "--attacks", "apgd-ce,apgd-t",
-        "--version", "quick", "--no-sanity", "--no-progress", "--threads", "1"]
-GENERATE = ["alva", "generate", "--n", "24", "--chunk-size", "6", "--steps", "1", "--no-progress"]
+EVAL = ["eval", "--model", "mnist/softmax", "--eps", "0.05", "--n", "12", "--batch-size", "3", "--attacks",
+        "apgd-ce,apgd-t", "--version", "quick", "--no-sanity", "--no-progress", "--threads", "1"]
+GENERATE = ["alva", "generate", "--n", "40", "--chunk-size", "4", "--steps", "1", "--no-progress"]
 
 
 class SimulatedKill(BaseException):

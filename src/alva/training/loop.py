@@ -65,20 +65,30 @@ def fit(model: nn.Module, train_data: tuple[torch.Tensor, torch.Tensor] | None, 
     checkpoint = folder / CHECKPOINT if folder is not None else None
 
     start_epoch, best, stopped, elapsed = 0, None, False, 0.0
+    last_record: dict[str, Any] | None = None
     data_print = _data_fingerprint(train_data) if folder is not None else None
     if resume:
         if checkpoint is None:
             raise ValueError("resume=True needs out=, the folder of the run to continue")
         if checkpoint.exists():
-            start_epoch, best, stopped, elapsed = _restore(checkpoint, steps, settings, data_print)
+            start_epoch, best, stopped, elapsed, last_record = _restore(checkpoint, steps, settings, data_print)
         elif logged := read_metrics(checkpoint.parent / "metrics.jsonl"):
             raise FileNotFoundError(f"{checkpoint} is missing, but {checkpoint.parent / 'metrics.jsonl'} records "
                                     f"{len(logged)} finished epoch(s): the run cannot go on from where it was; "
                                     "restore the file, or start again (--overwrite)")
     rank, main = distributed.rank(), distributed.is_main()
+    if checkpoint is not None and main and start_epoch == 0:
+        # The state before the first epoch: from here on a run folder always has a checkpoint, so a missing one
+        # is a deleted one, never a run killed before its first checkpoint.
+        _save_state(checkpoint, steps, settings, {"epochs_done": 0, "stopped": False, "train_time_s": 0.0,
+                                                  "data": data_print})
     # Records are logged at step epoch + 1: keep those of the finished epochs, drop any of later ones.
     logger = (MetricsLogger(folder, resume_step=start_epoch + 1 if resume else None)
               if folder is not None and main else None)
+    if last_record is not None and on_epoch_end is not None and main:
+        # Again for the epoch of the checkpoint: a run killed between its checkpoint and this call resumes with
+        # what the call writes (the model and its card) made from that epoch, not left from the one before.
+        on_epoch_end(start_epoch, last_record)
     check = getattr(steps, "check", None)  # the guard against catastrophic overfitting, when the objective has one
 
     history: list[dict[str, Any]] = []
@@ -122,7 +132,7 @@ def fit(model: nn.Module, train_data: tuple[torch.Tensor, torch.Tensor] | None, 
                 if logger is not None and folder is not None:
                     _save_epoch(folder, logger, steps, model, settings, record,
                                 {"epochs_done": epoch + 1, "stopped": stopped, "train_time_s": elapsed,
-                                 "data": data_print, **({"best": best} if best is not None else {})})
+                                 "record": record, "data": data_print, **({"best": best} if best is not None else {})})
                 if on_epoch_end is not None and main:
                     on_epoch_end(epoch + 1, record)
                 distributed.barrier()
@@ -147,7 +157,11 @@ def _save_epoch(out: Path, logger: MetricsLogger, steps: ManualObjective, model:
         grid, title = shown
         atomic_write_bytes(out / "samples" / f"epoch_{epoch:03d}.png", grid_png(grid, title))
     logger.log(epoch, record)
-    save_checkpoint(out / CHECKPOINT, {**progress, "settings": asdict(settings), "objective": steps.describe(),
+    _save_state(out / CHECKPOINT, steps, settings, progress)
+
+
+def _save_state(checkpoint: Path, steps: ManualObjective, settings: TrainSettings, progress: dict[str, Any]) -> None:
+    save_checkpoint(checkpoint, {**progress, "settings": asdict(settings), "objective": steps.describe(),
                                  **steps.state_dict()})
 
 
@@ -173,9 +187,9 @@ def _data_fingerprint(train_data: tuple[torch.Tensor, torch.Tensor] | None) -> d
 
 
 def _restore(checkpoint: Path, steps: ManualObjective, settings: TrainSettings, data: dict[str, Any] | None
-             ) -> tuple[int, dict[str, Any] | None, bool, float]:
+             ) -> tuple[int, dict[str, Any] | None, bool, float, dict[str, Any] | None]:
     """Load the state of the last finished epoch after checking that settings, objective and training data are the
-    saved ones (every difference listed)."""
+    saved ones (every difference listed); returns the progress and the record of that epoch."""
     state = load_checkpoint(checkpoint, REDO_TRAINING)
     changed = differences(state["settings"], asdict(settings), may_change=steps.may_change)
     changed += differences({"objective": state["objective"]}, {"objective": steps.describe()})
@@ -189,7 +203,7 @@ def _restore(checkpoint: Path, steps: ManualObjective, settings: TrainSettings, 
     if best is not None:
         best["value"], best["epoch"] = float(best["value"]), int(best["epoch"])
     return (int(state["epochs_done"]), best, bool(state.get("stopped", False)),
-            float(state.get("train_time_s", 0.0)))
+            float(state.get("train_time_s", 0.0)), state.get("record"))
 
 
 def _train_epoch(steps: ManualObjective, train_data, settings: TrainSettings, epoch: int, device: torch.device,
