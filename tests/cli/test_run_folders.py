@@ -238,3 +238,25 @@ def test_a_saved_model_card_gets_the_sha256_and_load_checks_it(tmp_path):
     loaded = load(path)
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values(),
                                                   strict=True))
+
+
+def test_the_demo_goes_on_without_resume_but_refuses_other_settings(tmp_path):
+    import argparse
+
+    def demo(**changes):
+        settings = {"command": "demo", "out": str(tmp_path / "demo"), "epochs": 2, "n": 1000, "seed": 0,
+                    "train_size": None, "quick": False, **changes}
+        return argparse.Namespace(**settings)
+
+    try:
+        run_folder.claim(demo(), implicit_resume=True)
+        (tmp_path / "demo" / "summary.md").write_text("a finished part")
+        run_folder.release()
+        run_folder.claim(demo(), implicit_resume=True)  # the same settings: goes on
+        run_folder.release()
+        with pytest.raises(run_folder.RunFolderError, match="2 difference") as refused:
+            run_folder.claim(demo(quick=True, seed=1), implicit_resume=True)
+        assert "--quick: False -> True" in str(refused.value) and "--seed: 0 -> 1" in str(refused.value)
+    finally:
+        run_folder.release()
+    assert (tmp_path / "demo" / "summary.md").read_text() == "a finished part"

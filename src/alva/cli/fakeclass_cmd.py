@@ -76,7 +76,7 @@ def register(commands) -> None:
                    help="training images searched for the nearest neighbour (metric 1)")
     add_numbers(p, seed=DEFAULTS.seed)
     add_common(p, run, out="run folder",
-               resume="continue the run in --out after its last finished round (else start over)")
+               resume="continue the run in --out after its last finished round")
 
 
 def settings_from_args(args: argparse.Namespace, num_classes: int = DEFAULTS.num_classes,

@@ -94,7 +94,11 @@ def check_same_settings(where: str | os.PathLike, saved: dict[str, Any], now: di
                         may_change: tuple[str, ...] = ()) -> None:
     """Refuse to resume the run at ``where`` when a setting other than ``may_change`` differs from the saved one:
     a :class:`ValueError` that lists every change as ``key: saved -> now``."""
-    changed = differences(saved, now, may_change)
+    refuse_changes(where, differences(saved, now, may_change))
+
+
+def refuse_changes(where: str | os.PathLike, changed: list[str]) -> None:
+    """Raise a :class:`ValueError` listing every change of :func:`differences`, if there is any."""
     if changed:
-        raise ValueError(f"cannot resume {where}: {len(changed)} setting(s) differ from the saved run: "
-                         + "; ".join(changed))
+        raise ValueError(f"cannot resume {where}: settings differ from the saved run ({len(changed)} "
+                         f"difference(s)): " + "; ".join(changed))

@@ -58,7 +58,7 @@ def remove_orphan_temporaries(folder: str | os.PathLike) -> list[Path]:
 
     Call it only while holding the folder's lock: a running write's temporary file looks the same."""
     removed: list[Path] = []
-    for root, dirs, files in os.walk(folder):
+    for root, dirs, files in os.walk(str(folder)):
         if Path(root) != Path(folder) and LOCK_FILE in files:
             dirs.clear()
             continue

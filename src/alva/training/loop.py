@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from alva import distributed
 from alva.report.training_figures import grid_png
-from alva.tracking.checkpoint import differences, load_checkpoint, save_checkpoint
+from alva.tracking.checkpoint import differences, load_checkpoint, refuse_changes, save_checkpoint
 from alva.tracking.files import atomic_write_bytes
 from alva.tracking.logger import MetricsLogger, read_metrics
 from alva.tracking.verify import tensors_sha256
@@ -195,9 +195,7 @@ def _restore(checkpoint: Path, steps: ManualObjective, settings: TrainSettings, 
     changed += differences({"objective": state["objective"]}, {"objective": steps.describe()})
     if "data" in state:  # checkpoints written before they recorded the data are not checked for it
         changed += differences({"training data": state["data"]}, {"training data": data})
-    if changed:
-        raise ValueError(f"cannot resume {checkpoint}: {len(changed)} difference(s) from the saved run: "
-                         + "; ".join(changed))
+    refuse_changes(checkpoint, changed)
     steps.load_state_dict(state)
     best = state.get("best")
     if best is not None:
