@@ -260,3 +260,11 @@ def test_the_demo_goes_on_without_resume_but_refuses_other_settings(tmp_path):
     finally:
         run_folder.release()
     assert (tmp_path / "demo" / "summary.md").read_text() == "a finished part"
+
+
+def test_overwrite_refuses_the_current_folder(tmp_path, monkeypatch, capsys):
+    (tmp_path / "notes.txt").write_text("mine")
+    monkeypatch.chdir(tmp_path)
+    assert main([*TRAIN, "--out", ".", "--overwrite"]) == 2
+    assert "holds the current folder" in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ["notes.txt"]

@@ -190,6 +190,13 @@ def _nested_busy(out: Path) -> str | None:
     return None
 
 
+def _holds_here(out: Path) -> bool:
+    """Whether ``out`` is the current folder, the home folder or a folder above one of them."""
+    resolved = out.resolve()
+    return any(place == resolved or resolved in place.parents for place in (Path.cwd().resolve(),
+                                                                            Path.home().resolve()))
+
+
 def claim(args: argparse.Namespace, inputs: Mapping[str, Any] | None = None, *,
           implicit_resume: bool = False) -> Path:
     """Check, lock and prepare the run folder ``args.out`` (see the module's description); returns it.
@@ -213,6 +220,9 @@ def claim(args: argparse.Namespace, inputs: Mapping[str, Any] | None = None, *,
         acquire(out, command)  # raises, naming the lock and its holder
     _check_run(out, args, record, implicit_resume)
     overwrite = bool(getattr(args, "overwrite", False))
+    if overwrite and out.is_dir() and _holds_here(out):
+        raise RunFolderError(f"--overwrite {out}: it holds the current folder or the home folder; choose a run "
+                             "folder of its own")
     if overwrite and (busy := _nested_busy(out)):
         raise RunFolderError(f"--overwrite {out}: a run inside it is still going ({busy})")
     out.mkdir(parents=True, exist_ok=True)

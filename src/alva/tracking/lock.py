@@ -1,23 +1,45 @@
 """The lock of a run folder: one process at a time writes into it.
 
-The lock is ``.alva-lock`` in the folder, held with ``flock`` for as long as the process runs (the operating
-system lets go of it when the process dies, however it dies) and holding the process id, the host and the command
-that took it. A lock file that nobody holds is stale: the process that wrote it was killed before it could remove
-it; the next run takes it over and says so.
+The lock is ``.alva-lock`` in the folder, held with ``flock`` (``msvcrt.locking`` on Windows) for as long as
+the process runs (the operating system lets go of it when the process dies, however it dies) and holding the
+process id, the host and the command that took it. A lock file that nobody holds is stale: the process that
+wrote it was killed before it could remove it; the next run takes it over and says so.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import socket
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 LOCK_FILE = ".alva-lock"
+
+if sys.platform == "win32":
+    import msvcrt
+
+    def _try_lock(fd: int) -> bool:
+        """Lock the open file ``fd`` (its first byte) without waiting; False when another process holds it."""
+        os.lseek(fd, 0, os.SEEK_SET)
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+else:
+    import fcntl
+
+    def _try_lock(fd: int) -> bool:
+        """Lock the open file ``fd`` without waiting; False when another process holds it."""
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
 
 
 class RunFolderBusy(RuntimeError):
@@ -74,16 +96,13 @@ def peek(folder: str | os.PathLike) -> str | None:
     """Who holds the lock of ``folder`` now (in words), or None when nobody does; creates nothing."""
     path = Path(folder) / LOCK_FILE
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDWR)
     except FileNotFoundError:
         return None
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return describe(_holder(fd))
+        return None if _try_lock(fd) else describe(_holder(fd))
     finally:
-        os.close(fd)
-    return None
+        os.close(fd)  # closing lets go of a lock taken here
 
 
 def acquire(folder: str | os.PathLike, command: str) -> RunLock:
@@ -95,9 +114,7 @@ def acquire(folder: str | os.PathLike, command: str) -> RunLock:
     path = Path(folder) / LOCK_FILE
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _try_lock(fd):
             holder = _holder(fd)
             os.close(fd)
             raise RunFolderBusy(f"{path} is held by {describe(holder)}: another run is writing into {folder}; "
