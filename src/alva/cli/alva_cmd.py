@@ -6,7 +6,7 @@ import argparse
 
 from alva import distributed
 from alva.cli.common import add_common, add_numbers, finish, paragraph, settings_from
-from alva.cli.inputs import add_data_options, add_model_options, fraction, load_splits, make_out, subset
+from alva.cli.inputs import add_data_options, add_model_options, fraction, load_splits, subset
 from alva.cli.model_inputs import (
     add_generator_options,
     check_generator_fits,
@@ -14,6 +14,7 @@ from alva.cli.model_inputs import (
     load_model_as,
     load_user_generator,
 )
+from alva.cli.run_folder import claim
 from alva.training.augment import KEEP, GenerationSettings, generate_dataset
 from alva.training.convergence import ConvergenceSettings, converge
 from alva.training.loop import TrainSettings
@@ -50,7 +51,8 @@ def register(commands) -> None:
     _add_generation(g, 10000)
     g.add_argument("--keep", default="valid", choices=KEEP,
                    help="valid adversarial samples only (default), all successful ones, or all")
-    add_common(g, run_generate, out="output folder")
+    add_common(g, run_generate, out="output folder",
+               resume="go on with the generation in --out: finished chunks are kept")
 
     c = commands.add_parser("converge", help="convergence training: generate with ALVA, retrain, repeat",
                             description=CONVERGE_DESCRIPTION)
@@ -63,7 +65,7 @@ def register(commands) -> None:
     add_numbers(c, lr=5e-4)
     c.add_argument("--train-size", type=int, default=None, help="real training images (default: all 60000)")
     c.add_argument("--pgd-eps", type=fraction, default=0.1, help="pixel PGD eps measured each round")
-    add_common(c, run_converge, out="run folder")
+    add_common(c, run_converge, out="run folder", resume="continue the run in --out after its last finished round")
 
 
 def run_generate(args: argparse.Namespace) -> int:
@@ -76,7 +78,7 @@ def run_generate(args: argparse.Namespace) -> int:
                          "the class they were generated for, so it needs a conditional generator")
     classifier = load_model_as(args, images, "--classifier", args.classifier)
     oracle = load_model_as(args, images, "--oracle", args.oracle) if args.oracle not in (None, "", "none") else None
-    out = make_out(args.out) if distributed.is_main() else args.out
+    out = claim(args, {"--generator": generator, "--classifier": classifier, "--oracle": oracle})
     summary = generate_dataset(generator, classifier, oracle, out, settings_from(GenerationSettings, args),
                                device=args.device, progress=not args.no_progress)
     if not distributed.is_main():
@@ -95,7 +97,9 @@ def run_converge(args: argparse.Namespace) -> int:
                                    generation=settings_from(GenerationSettings, args, keep="valid"),
                                    training=TrainSettings(epochs=args.epochs, lr=args.lr, seed=args.seed),
                                    pgd_eps=args.pgd_eps)
-    converge(classifier, generator, oracle, train, test, subset(test_data, 500, args.seed), make_out(args.out),
+    out = claim(args, {"--classifier": classifier, "--generator": generator, "--oracle": oracle, "training data": train,
+                       "test data": test})
+    converge(classifier, generator, oracle, train, test, subset(test_data, 500, args.seed), out,
              settings, progress=not args.no_progress)
     print(f"wrote {args.out}/rounds.json, rounds.png, model.safetensors")
     return 0

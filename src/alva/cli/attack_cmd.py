@@ -4,7 +4,6 @@ eps curve (for a minimum-norm attack: read from one run's distances)."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -22,9 +21,9 @@ from alva.cli.inputs import (
     fraction,
     load_data,
     load_model,
-    make_out,
     samples,
 )
+from alva.cli.run_folder import claim
 from alva.evaluation import MinimumNormFigures, attack_figures, eps_curve, evaluate_attack, report_from
 from alva.evaluation.minimum_norm import minimum_norm_name
 from alva.report import adversarial_grid, distance_curve_plot, eps_curve_plot
@@ -79,7 +78,7 @@ def register(commands) -> None:
     p.add_argument("--no-curve", action="store_true",
                    help="skip the eps curve (a minimum-norm attack's curve costs nothing and is always written)")
     p.add_argument("--out", default=None, help="output folder (required unless --list)")
-    add_common(p)
+    add_common(p, run_folder=True)
     p.set_defaults(handler=run)
 
 
@@ -151,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
     attack = build_attack(model, args, args.eps)  # bad settings fail before anything is written
     x, y = samples(data, args.n, args.seed)  # tensors, or a streamed set read batch by batch
     main = distributed.is_main()
-    out = make_out(args.out) if main else Path(args.out)
+    out = claim(args, {"--model": model, "data": x if y is None else (x, y)})
     progress = not args.no_progress and main
     report, batch = evaluate_attack(attack, x, y, name=args.attack,
                                     batch_size=args.batch_size, device=args.device, progress=progress)
@@ -193,7 +192,7 @@ def run_minimum_norm(args: argparse.Namespace, data, model: torch.nn.Module) -> 
     values = minimum_norm_curve_values(args, norm, data.shape[0])
     x, y = samples(data, args.n, args.seed)
     main = distributed.is_main()
-    out = make_out(args.out) if main else Path(args.out)
+    out = claim(args, {"--model": model, "data": x if y is None else (x, y)})
     progress = not args.no_progress and main
     per_sample, batch = attack_figures(attack, x, y, name=args.attack, batch_size=args.batch_size,
                                        device=args.device, progress=progress)

@@ -11,15 +11,23 @@ T = TypeVar("T")
 
 
 def add_common(parser: argparse.ArgumentParser, handler: Callable[[argparse.Namespace], int] | None = None, *,
-               out: str | None = None, resume: str | None = None) -> None:
-    """``--device``, ``--no-progress``, ``--data-root`` and ``--debug``; with ``handler``, the function that runs
-    the command; with ``out`` (its help), a required ``--out``; with ``resume`` (its help), a ``--resume`` flag."""
+               out: str | None = None, resume: str | None = None, run_folder: bool = False) -> None:
+    """``--device``, ``--no-progress``, ``--data-root``, ``--skip-weights-check`` and ``--debug``; with
+    ``handler``, the function that runs the command; with ``out`` (its help), a required ``--out``; with
+    ``resume`` (its help), a ``--resume`` flag; with ``out`` or ``run_folder`` (a command that adds its own
+    ``--out``), ``--overwrite``."""
     if handler is not None:
         parser.set_defaults(handler=handler)
     if out is not None:
         parser.add_argument("--out", required=True, help=out)
     if resume is not None:
         parser.add_argument("--resume", action="store_true", help=resume)
+    if out is not None or run_folder:
+        parser.add_argument("--overwrite", action="store_true",
+                            help="--out holds an earlier run: remove it and start again (what is removed is "
+                                 "listed)")
+    add_once(parser, "--skip-weights-check", action="store_true",
+             help="load weights whose SHA-256 differs from their card's (weights changed on purpose)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     add_once(parser, "--data-root", default=None,

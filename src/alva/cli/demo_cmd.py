@@ -26,12 +26,14 @@ def register(commands) -> None:
     p.add_argument("--train-size", type=int, default=None, help="train on a fixed subset (default: all 60000)")
     p.add_argument("--quick", action="store_true",
                    help="tiny budgets for the parts after softmax-fgsm: a smoke test in seconds, not results")
-    add_common(p, run)
+    add_common(p, run, run_folder=True)
 
 
 def run(args: argparse.Namespace) -> int:
+    from alva.cli.run_folder import claim
     from alva.demo import run_demo
 
+    claim(args, implicit_resume=True)  # a rerun goes on: finished parts are kept
     run_demo(args.out, epochs=args.epochs, n_eval=args.n, seed=args.seed, train_size=args.train_size,
              quick=args.quick, progress=not args.no_progress, data_root=args.data_root, device=args.device)
     return 0

@@ -20,7 +20,6 @@ from alva.cli.inputs import (
     fraction,
     fractions,
     load_splits,
-    make_out,
     subset,
 )
 from alva.cli.model_inputs import (
@@ -30,6 +29,7 @@ from alva.cli.model_inputs import (
     load_user_generator,
     mnist_default,
 )
+from alva.cli.run_folder import claim
 from alva.cli.sparse_cmd import max_pixels
 from alva.defenses import (
     DetectedModel,
@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     bs, dev = args.batch_size, args.device
     x_train, y_train = subset(train_data, args.train_size, args.seed)
     x_test, y_test = subset(test_data, args.n, args.seed)
-    out = make_out(args.out)
+    out = claim(args, {"--model": model, "training data": (x_train, y_train), "test data": (x_test, y_test)})
 
     started = time.perf_counter()
     adv_train = run_attack(_attack(args.train_attack, model, args), x_train, y_train, batch_size=bs, device=dev,

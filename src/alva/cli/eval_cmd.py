@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import torch
 
 from alva import distributed
 from alva.cli import inputs
 from alva.cli.common import add_common, paragraph
+from alva.cli.run_folder import claim
 from alva.evaluation.strong import MEMBERS, NORMS, VERSIONS, StrongEvaluation
 from alva.evaluation.strong_result import write_result
 
@@ -51,7 +51,7 @@ def register(commands) -> None:
     p.add_argument("--no-sanity", action="store_true", help="skip the sanity checks")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--out", required=True, help="output folder")
-    add_common(p)
+    add_common(p, run_folder=True)
     p.set_defaults(handler=run)
 
 
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
                                   seed=args.seed, batch_size=args.batch_size, device=args.device,
                                   progress=not args.no_progress and main, sanity=not args.no_sanity, warn=False,
                                   log=lambda line: print(line, file=sys.stderr))
-    out = inputs.make_out(args.out) if main else Path(args.out)
+    out = claim(args, {"--model": model, "data": x if y is None else (x, y)})
     try:
         result = evaluation.run(x, y, state_dir=out if stateful else None, resume=args.resume)
     except KeyboardInterrupt:

@@ -6,8 +6,9 @@ import argparse
 from typing import Any
 
 from alva.cli.common import add_common, add_numbers, settings_from
-from alva.cli.inputs import add_data_options, add_model_options, load_splits, make_out
+from alva.cli.inputs import add_data_options, add_model_options, load_splits
 from alva.cli.model_inputs import MNIST_SHAPE
+from alva.cli.run_folder import claim
 from alva.cli.sparse_cmd import max_pixels, pixel_count
 from alva.report.fakeclass import metric_value
 from alva.training.fakeclass import DESettings, FakeClassSettings, ReferenceSettings, SparseSettings, fakeclass_train
@@ -75,7 +76,7 @@ def register(commands) -> None:
                    help="training images searched for the nearest neighbour (metric 1)")
     add_numbers(p, seed=DEFAULTS.seed)
     add_common(p, run, out="run folder",
-               resume="continue the run in --out after its last finished round (else start over)")
+               resume="continue the run in --out after its last finished round")
 
 
 def settings_from_args(args: argparse.Namespace, num_classes: int = DEFAULTS.num_classes,
@@ -114,7 +115,8 @@ def table(state: dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> int:
     test, train, classifier = load_splits(args, name="--classifier")
     settings = settings_from_args(args, test.num_classes, test.shape)
-    state = fakeclass_train(classifier, settings, make_out(args.out), resume=args.resume,
+    out = claim(args, {"--classifier": classifier, "training data": train, "test data": test})
+    state = fakeclass_train(classifier, settings, out, resume=args.resume,
                             progress=not args.no_progress, device=args.device, train=train.tensors(),
                             test=test.tensors(), log=print)
     print(table(state))

@@ -10,8 +10,9 @@ from dataclasses import asdict
 import torch
 
 from alva.cli.common import add_common, add_numbers, settings_from
-from alva.cli.inputs import add_data_options, add_model_options, load_data, make_out, subset
+from alva.cli.inputs import add_data_options, add_model_options, load_data, subset
 from alva.cli.model_inputs import MNIST_SHAPE, load_model_as
+from alva.cli.run_folder import claim
 from alva.data import ImageData
 from alva.models import zoo
 from alva.models.gan import save_generator
@@ -60,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
                          f"{'x'.join(map(str, train.shape))} {train.task} images")
     oracle = load_model_as(args, test, "--oracle", args.oracle) if args.oracle != "none" else None
     x_train, y_train = subset(train, args.train_size, args.seed)
-    out = make_out(args.out)
+    out = claim(args, {"training data": (x_train, y_train), "--oracle": oracle})
     torch.manual_seed(args.seed)
     generator, critic = make_models(args.conditional, args.latent_dim, train.num_classes)
     monitor = None

@@ -21,6 +21,7 @@ from alva.cli.model_inputs import (
     load_user_generator,
     mnist_default,
 )
+from alva.cli.run_folder import claim
 from alva.data import ImageData
 from alva.results import Batch
 from alva.tracking.files import atomic_write_json
@@ -153,7 +154,7 @@ def run_advgan_train(args: argparse.Namespace) -> int:
     oracle = _oracle(args, test)
     args.eps = args.eps if args.eps is not None else inputs.default_eps(test)
     data = inputs.subset(train, args.train_size, args.seed)
-    out = inputs.make_out(args.out)
+    out = claim(args, {"--model": model, "training data": data, "--oracle": oracle})
     generator, _ = train_advgan(model, data, args.eps, settings, out=out, resume=args.resume, device=args.device,
                                 progress=not args.no_progress, num_classes=test.num_classes,
                                 card={"target_model": args.model, "command": current_command()})
@@ -174,7 +175,8 @@ def run_advgan_attack(args: argparse.Namespace) -> int:
     if generator.num_classes and generator.num_classes != test.num_classes:
         raise ValueError(f"the targeted generator {args.generator} knows {generator.num_classes} target classes but "
                          f"{args.data} has {test.num_classes}")
-    summary = _advgan_eval(model, generator, args, inputs.make_out(args.out), args.eps, args.target, test, oracle)
+    out = claim(args, {"--model": model, "--generator": generator, "--oracle": oracle})
+    summary = _advgan_eval(model, generator, args, out, args.eps, args.target, test, oracle)
     return finish(summary, f"{args.out}/summary.json, grid.png")
 
 
@@ -248,7 +250,8 @@ def run_atgan_finetune(args: argparse.Namespace) -> int:
     loaded = _atgan_inputs(args, original)
     reference = load_model_as(args, loaded[0], "--reference", args.reference)
     critic = load_critic(args.critic).to(args.device) if args.critic else None
-    out = inputs.make_out(args.out)
+    out = claim(args, {"--generator": original, "--classifier": loaded[1], "--oracle": loaded[2],
+                       "--reference": reference, "--critic": critic})
     g_adv, _ = finetune_atgan(original, loaded[1], settings, reference=reference, critic=critic, out=out,
                               resume=args.resume, device=args.device, progress=not args.no_progress,
                               card={"classifier": args.classifier, "base_generator": args.generator,
@@ -269,7 +272,7 @@ def run_atgan_critic(args: argparse.Namespace) -> int:
     settings = settings_from(ATGANSettings, args, steps_per_epoch=args.steps, dist_weight=0.0)
     loaded = _atgan_inputs(args, None)
     critic = load_critic(args.critic).to(args.device)
-    out = inputs.make_out(args.out)
+    out = claim(args, {"--classifier": loaded[1], "--oracle": loaded[2], "--critic": critic})
     g, _ = train_against_critic(critic, loaded[1], settings, adv_weight=args.adv_weight, out=out, resume=args.resume,
                                 device=args.device, progress=not args.no_progress,
                                 card={"classifier": args.classifier, "critic": args.critic,

@@ -161,7 +161,8 @@ def load_model(args: argparse.Namespace, data: ImageData, *, name: str = "--mode
     spec = getattr(args, _dest(name))
     try:
         model = load(spec, **model_options(args, name=name), in_shape=data.shape,
-                     device=getattr(args, "device", "cpu"), trust_code=getattr(args, "trust_code", False))
+                     device=getattr(args, "device", "cpu"), trust_code=getattr(args, "trust_code", False),
+                     verify=not getattr(args, "skip_weights_check", False))
     except ModelLoadError as err:
         raise ModelLoadError(f"{name} {spec}: {err}" if spec not in str(err) else str(err)) from err
     data_name = f"the data {data.source!r} ({data.split})"

@@ -9,7 +9,8 @@ import alva.data
 from alva.attacks import PGD
 from alva.attacks.multilabel import NaiveBCE, SingleLabelFlip
 from alva.cli.common import add_common, add_numbers, paragraph
-from alva.cli.inputs import add_data_options, add_model_options, fractions, load_data, load_model, make_out, subset
+from alva.cli.inputs import add_data_options, add_model_options, fractions, load_data, load_model, subset
+from alva.cli.run_folder import claim
 from alva.evaluation.label_flips import attack_one_label, flip_curves
 from alva.report import eps_curve_plot
 from alva.tracking import atomic_write_json
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args, data)
     x, _ = subset(data, args.n, args.seed)
     x = x.to(args.device)
-    out = make_out(args.out)
+    out = claim(args, {"--model": model, "data": x})
     rows: list[dict[str, Any]] = []
     for eps in args.eps:
         for name, loss, early_stop in (("naive PGD", NaiveBCE(), False),

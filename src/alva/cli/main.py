@@ -27,6 +27,7 @@ from alva.cli import (
     transfer_cmd,
     zoo_cmd,
 )
+from alva.cli.run_folder import release
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -127,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"alva {command_name(args)}: error: {one_line(err)}{hint}", file=sys.stderr)
         return 2
     finally:
+        release()  # let go of the run folder's lock
         distributed.shutdown()  # leave the process group of a torchrun run, if any
 
 

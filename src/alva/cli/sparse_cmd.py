@@ -4,7 +4,6 @@ differential evolution on test images of any data set)."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 import safetensors.torch
@@ -17,7 +16,8 @@ from alva.attacks.differential_evolution import STRATEGIES, DifferentialEvolutio
 from alva.attacks.sparse import OPTIMIZERS, SparseConfident, pixel_l0, sparse_summary
 from alva.cli.attack_cmd import format_report
 from alva.cli.common import add_common, add_numbers, paragraph, recorded
-from alva.cli.inputs import add_data_options, add_model_options, load_data, load_model, make_out, subset
+from alva.cli.inputs import add_data_options, add_model_options, load_data, load_model, subset
+from alva.cli.run_folder import claim
 from alva.evaluation import evaluate_attack
 from alva.report import adversarial_grid, sparse_grid
 from alva.tracking import atomic_write_bytes, atomic_write_json
@@ -115,7 +115,9 @@ def register(commands) -> None:
     _add_de(p, 30, 100, 100, "best1")  # rand1 reaches few classes with 30 pixels
     add_numbers(p, seed=0)
     _add_threads(p)
-    add_common(p, run_sparse, out="output folder")
+    add_common(p, run_sparse, out="output folder",
+               resume="run again into --out, which holds a run with the same settings and model (the images are "
+                      "made again)")
 
     q = commands.add_parser("one-pixel", help="k-pixel black-box attack by differential evolution",
                             description=ONE_PIXEL_DESCRIPTION)
@@ -178,7 +180,7 @@ def run_sparse(args: argparse.Namespace) -> int:
                                  mask_fraction=args.mask_fraction, zero_tol=args.zero_tol, seed=args.seed)
     else:
         attack = _de(model, args, confidence=args.confidence)
-    out = make_out(args.out) if distributed.is_main() else Path(args.out)
+    out = claim(args, {"--model": model})
     parts = []
     # Each call of generate re-seeds the attack (seed=args.seed), so a class's images do not depend on which
     # process makes them or in which order: the sharded result equals the single-process one.
@@ -224,7 +226,7 @@ def run_one_pixel(args: argparse.Namespace) -> int:
     model = load_model(args, data)
     x, y = subset(data, args.n, args.seed)
     attack = _de(model, args, loss=args.loss, target=args.target, confidence=args.confidence)
-    out = make_out(args.out)
+    out = claim(args, {"--model": model, "data": (x, y)})
     name = f"de-{args.pixels}px"
     report, batch = evaluate_attack(attack, x, y, name=name, batch_size=args.batch_size, device=args.device,
                                     progress=not args.no_progress)

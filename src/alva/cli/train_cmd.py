@@ -8,6 +8,7 @@ import argparse
 from alva import distributed
 from alva.cli.common import add_common, add_numbers, settings_from
 from alva.cli.inputs import DATA_HELP, add_data_options, fraction, model_options
+from alva.cli.run_folder import claim
 from alva.models import ARCHITECTURES, zoo
 from alva.training import OBJECTIVES, ClassifierRun, TrainSettings, train_classifier
 from alva.training.classifier import DATASETS
@@ -114,7 +115,8 @@ def run(args: argparse.Namespace) -> int:
                         device=args.device, data_root=args.data_root, dataset=args.data,
                         train_split=args.train_split, test_split=args.test_split, resize=args.resize,
                         model_options=model_options(args))
-    train_classifier(job, resume=args.resume, progress=not args.no_progress)
+    train_classifier(job, resume=args.resume, progress=not args.no_progress,
+                     claim=lambda inputs: claim(args, inputs))
     if not distributed.is_main():
         return 0
     info = zoo.card(args.out)

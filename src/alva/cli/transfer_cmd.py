@@ -14,8 +14,9 @@ from alva.attacks import FGSM, PGD, REGISTRY, AttackResult, build
 from alva.attacks.ensemble import ENSEMBLE_MODES
 from alva.attacks.transfer import TransferAttack
 from alva.cli.common import add_common, add_numbers, paragraph, recorded
-from alva.cli.inputs import EPS_HELP, add_data_options, add_model_options, default_eps, fraction, load_data, make_out
+from alva.cli.inputs import EPS_HELP, add_data_options, add_model_options, default_eps, fraction, load_data
 from alva.cli.model_inputs import load_models
+from alva.cli.run_folder import claim
 from alva.models import ARCHITECTURES
 from alva.models import build as build_model
 from alva.report import grouped_bars
@@ -130,7 +131,8 @@ def run(args: argparse.Namespace) -> int:
     factory = _factory(args)  # refuses options that the attack does not have, before any work
     x_test, y_test = test_data.tensors(min(args.n, len(test_data)), seed=args.seed)
     x_train, y_train = train_data.tensors()
-    out = make_out(args.out)
+    out = claim(args, {**{f"--target {name}": m for name, m in loaded}, "test data": (x_test, y_test),
+                       "training data": (x_train, y_train)})
 
     rows: list[dict[str, Any]] = []
     substitutes: list[torch.nn.Module] = []

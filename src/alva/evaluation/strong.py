@@ -241,7 +241,7 @@ class StrongEvaluation:
             if not resume:
                 raise ValueError(f"{folder} holds the state of an earlier evaluation: resume it (--resume) or "
                                  "choose another output folder")
-            state = load_checkpoint(folder / STATE_FILE)
+            state = load_checkpoint(folder / STATE_FILE, "evaluate again from the first attack (rerun with --resume)")
             self._check_state(state, settings, folder)
         if state is None:
             state = self._fresh_state(x, y, settings)

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from alva.models.generative import ConditionalGenerativeModel, GenerativeModel
-from alva.models.zoo import read_weights, resolve, stored_card, write_weights
+from alva.models.zoo import check_weights, read_weights, resolve, stored_card, write_weights
 
 GENERATOR_KIND = "generator"
 
@@ -123,11 +123,12 @@ def save_generator(generator: Generator | ACGenerator, card: dict[str, Any], pat
     return write_weights(generator, {"kind": GENERATOR_KIND, **generator.spec(), **card}, path)
 
 
-def load_generator(name_or_path: str | os.PathLike, *, device: str | torch.device = "cpu"
+def load_generator(name_or_path: str | os.PathLike, *, device: str | torch.device = "cpu", verify: bool = True
                    ) -> Generator | ACGenerator:
     """A generator in eval mode from the zoo (``mnist/acwgan-gp``), a ``.safetensors`` file or a run folder.
 
-    Never unpickles. The returned generator carries its card as ``generator.card``.
+    Never unpickles. The returned generator carries its card as ``generator.card``. With ``verify`` the weights
+    must have the SHA-256 their card records.
     """
     text = str(name_or_path)
     if Path(text).is_dir():
@@ -138,6 +139,9 @@ def load_generator(name_or_path: str | os.PathLike, *, device: str | torch.devic
         raise ValueError(f"{path} is not a generator (card kind {info.get('kind', 'classifier')!r}); "
                          "use alva.models.load for classifiers")
     generator = build_generator(info)
-    generator.load_state_dict(read_weights(path), strict=True)
+    tensors = read_weights(path)
+    if verify:
+        check_weights(path, info, tensors)
+    generator.load_state_dict(tensors, strict=True)
     generator.card = info
     return generator.to(device).eval()

@@ -39,7 +39,7 @@ def load(spec: str | os.PathLike, *, weights: str | os.PathLike | None = None,
          mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
          bounds: Sequence[float] | None = None, kwargs: Mapping[str, Any] | None = None,
          in_shape: Sequence[int] | None = None, device: str | torch.device = "cpu",
-         trust_code: bool = False) -> Normalized:
+         trust_code: bool = False, verify: bool = True) -> Normalized:
     """A ready classifier in eval mode, carrying its card as ``model.card``.
 
     Loading ``FILE.py:FUNCTION`` or ``package.module:FUNCTION`` imports that code and calls the function: it
@@ -60,6 +60,8 @@ def load(spec: str | os.PathLike, *, weights: str | os.PathLike | None = None,
             it (an error if it does not fit); a factory model records it and its number of outputs in its card.
         device: Where the model goes.
         trust_code: Load a card that names a factory, importing and running the code it names.
+        verify: Check that weights with a card have the SHA-256 the card records (turn it off for weights
+            changed on purpose).
 
     Returns:
         The model, in eval mode, with ``model.card`` (and ``model.spec``, which :func:`alva.models.save` needs).
@@ -70,6 +72,7 @@ def load(spec: str | os.PathLike, *, weights: str | os.PathLike | None = None,
             ``nn.Module``, weights that do not fit, a card with an unknown architecture, factory options given
             with another spec, a model that does not take ``in_shape``, or a card that names a factory
             without ``trust_code``.
+        DamagedFileError: (a ``ValueError``) weights that do not have the SHA-256 of their card.
     """
     text = str(spec)
     if is_factory_spec(text) and not Path(text).exists():
@@ -81,7 +84,7 @@ def load(spec: str | os.PathLike, *, weights: str | os.PathLike | None = None,
             raise ModelLoadError(f"model {text!r}: {', '.join(given)} apply to FILE.py:FUNCTION models only; "
                                  "a zoo model, weights file or run folder carries them in its card")
         refuse_untrusted_code(text, trust_code)
-        model = cast(Normalized, zoo.load(text))
+        model = cast(Normalized, zoo.load(text, verify=verify))
     model = model.to(device).eval()
     if in_shape is not None:
         outputs = probe(model, tuple(in_shape), text)

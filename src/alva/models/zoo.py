@@ -2,11 +2,11 @@
 
 A card says what the weights are and how to make them again: architecture, normalisation,
 the exact command that trained them, the seed, the SHA-256 of the training data and the clean
-test accuracy. Its ``task`` says how to read the outputs: ``"multiclass"`` (argmax of the logits; the
-default for cards without the field) or ``"multilabel"`` (one sigmoid per label, a label is present when
-its probability exceeds the card's ``decision_threshold``). ``load`` never unpickles: weights come from
-safetensors alone. Generators (cards with ``"kind": "generator"``) load with
-:func:`alva.models.load_generator` instead.
+test accuracy, and ``weights_sha256``, the SHA-256 of the weights, which loading checks. Its ``task`` says how
+to read the outputs: ``"multiclass"`` (argmax of the logits; the default for cards without the field) or
+``"multilabel"`` (one sigmoid per label, a label is present when its probability exceeds the card's
+``decision_threshold``). ``load`` never unpickles: weights come from safetensors alone. Generators (cards with
+``"kind": "generator"``) load with :func:`alva.models.load_generator` instead.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from alva.models.cards import build_from_card, check_card
 from alva.models.factory import ModelLoadError, load_state
 from alva.models.wrapper import Normalized
 from alva.tracking.files import atomic_write_bytes, atomic_write_json
+from alva.tracking.verify import DamagedFileError, tensors_sha256
 
 ZOO_DIR = Path(__file__).resolve().parent / "zoo"
 TASKS = ("multiclass", "multilabel")
@@ -72,9 +73,13 @@ def save(model: nn.Module, card: dict[str, Any], path: str | os.PathLike) -> Pat
 
 def write_weights(module: nn.Module, card: dict[str, Any], path: str | os.PathLike) -> Path:
     """Write ``module``'s weights to ``path`` (``.safetensors``, ``card`` embedded in its header) and the card
-    beside it (``.json``), both atomically: how every model, generator and attack network of alva is stored."""
+    beside it (``.json``), both atomically: how every model, generator and attack network of alva is stored.
+
+    The card written gets ``weights_sha256`` (:func:`alva.tracking.tensors_sha256` of the weights), which
+    :func:`check_weights` compares when they are loaded."""
     path = Path(path).with_suffix(".safetensors")
     tensors = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    card = {**card, "weights_sha256": tensors_sha256(tensors)}
     atomic_write_bytes(path, save_safetensors(tensors, metadata={"alva_card": json.dumps(card)}))
     atomic_write_json(path.with_suffix(".json"), card)
     return path
@@ -86,6 +91,24 @@ def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         return load_file(str(path), device="cpu")
     except Exception as err:  # safetensors raises its own error type for a file that is not safetensors
         raise ModelLoadError(f"{path} is not a valid safetensors file ({err}); alva never unpickles weights") from err
+
+
+def check_weights(path: str | os.PathLike, info: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+    """Refuse weights whose SHA-256 is not the ``weights_sha256`` of their card (a card without one, written
+    before cards held it, is not checked).
+
+    Raises:
+        DamagedFileError: (a ``ValueError``) naming the file, both fingerprints and what to do.
+    """
+    expected = info.get("weights_sha256")
+    if expected is None:
+        return
+    found = tensors_sha256(tensors)
+    if found != expected:
+        raise DamagedFileError(
+            f"{path} is damaged: its weights have SHA-256 {found[:16]}..., its card says {expected[:16]}...; "
+            "delete it and get or train the model again (if you changed the weights on purpose, load them with "
+            "verify=False, --skip-weights-check on the command line)")
 
 
 def refuse_pickle(path: str | os.PathLike) -> None:
@@ -154,10 +177,11 @@ def stored_card(path: Path) -> dict[str, Any]:
     return json.loads(metadata["alva_card"])
 
 
-def load(name_or_path: str | os.PathLike, *, device: str | torch.device = "cpu") -> nn.Module:
+def load(name_or_path: str | os.PathLike, *, device: str | torch.device = "cpu", verify: bool = True) -> nn.Module:
     """A ready classifier in eval mode from the zoo (``mnist/cnn-small``) or a user's weights file or run folder.
 
-    The returned model carries its card as ``model.card``.
+    The returned model carries its card as ``model.card``. With ``verify`` (the default) the weights must have
+    the SHA-256 their card records (:func:`check_weights`).
     """
     path = resolve(name_or_path)
     info = card(path)
@@ -165,6 +189,9 @@ def load(name_or_path: str | os.PathLike, *, device: str | torch.device = "cpu")
         raise ModelLoadError(f"{name_or_path} is a {info['kind']}, not a classifier: load it with "
                          "alva.models.load_generator")
     model = build_from_card(info, str(path))
-    load_state(model, read_weights(path), f"weights {path}")
+    tensors = read_weights(path)
+    if verify:
+        check_weights(path, info, tensors)
+    load_state(model, tensors, f"weights {path}")
     model.card = info
     return model.to(device).eval()

@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load as load_safetensors
-from safetensors.torch import save as save_safetensors
 
 from alva.tracking.files import atomic_write_bytes
+from alva.tracking.verify import encode_verified, read_verified
 
 _TENSOR = "__tensor__"
 _TUPLE = "__tuple__"
@@ -64,26 +62,43 @@ def unflatten_state(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
-    """Write ``state`` (nested dicts of tensors and plain values) atomically to ``path``."""
+    """Write ``state`` (nested dicts of tensors and plain values) atomically to ``path``, with the SHA-256 of its
+    tensors, which :func:`load_checkpoint` checks."""
     skeleton, tensors = flatten_state(state)
-    atomic_write_bytes(path, save_safetensors(tensors, metadata={"alva_state": json.dumps(skeleton)}))
+    atomic_write_bytes(path, encode_verified(tensors, {"alva_state": json.dumps(skeleton)}))
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint` (no unpickling)."""
-    raw = Path(path).read_bytes()
-    tensors = load_safetensors(raw)
-    header_len = int.from_bytes(raw[:8], "little")
-    metadata = json.loads(raw[8:8 + header_len]).get("__metadata__", {})
+def load_checkpoint(path: str | os.PathLike, redo: str = "start that part of the run again") -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` (no unpickling).
+
+    Raises:
+        FileNotFoundError: There is no such file.
+        DamagedFileError: (a ``ValueError``) the file is truncated or altered; the message names it and says to
+            delete it to ``redo``.
+        ValueError: The file is a safetensors file, but not an alva checkpoint.
+    """
+    tensors, metadata = read_verified(path, redo)
     if "alva_state" not in metadata:
         raise ValueError(f"{path} is a safetensors file but not an alva checkpoint (no 'alva_state' metadata)")
     return unflatten_state(json.loads(metadata["alva_state"]), tensors)
 
 
+def differences(saved: dict[str, Any], now: dict[str, Any], may_change: tuple[str, ...] = ()) -> list[str]:
+    """Each key other than ``may_change`` whose value differs between ``saved`` and ``now``, as ``key: saved ->
+    now`` (a key missing on one side shows as None)."""
+    keys = [k for k in dict.fromkeys([*saved, *now]) if k not in may_change and k != "kind"]
+    return [f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in keys if saved.get(k) != now.get(k)]
+
+
 def check_same_settings(where: str | os.PathLike, saved: dict[str, Any], now: dict[str, Any],
                         may_change: tuple[str, ...] = ()) -> None:
     """Refuse to resume the run at ``where`` when a setting other than ``may_change`` differs from the saved one:
-    a :class:`ValueError` that lists each change as ``(saved, now)``."""
-    changed = {k: (saved.get(k), v) for k, v in now.items() if k not in may_change and saved.get(k) != v}
+    a :class:`ValueError` that lists every change as ``key: saved -> now``."""
+    refuse_changes(where, differences(saved, now, may_change))
+
+
+def refuse_changes(where: str | os.PathLike, changed: list[str]) -> None:
+    """Raise a :class:`ValueError` listing every change of :func:`differences`, if there is any."""
     if changed:
-        raise ValueError(f"cannot resume {where}: settings differ from the saved run (saved, now): {changed}")
+        raise ValueError(f"cannot resume {where}: settings differ from the saved run ({len(changed)} "
+                         f"difference(s)): " + "; ".join(changed))

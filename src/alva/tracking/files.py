@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import Any
+
+from alva.tracking.lock import LOCK_FILE
+
+# what atomic_write_bytes names its temporary files: .<name>.<16 hex digits>.tmp
+TEMPORARY = re.compile(r"\..+\.[0-9a-f]{16}\.tmp")
 
 
 def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> None:
@@ -44,3 +50,21 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, *, kind: str | None = N
 def json_kind(obj: Any) -> str | None:
     """The ``"kind"`` that :func:`atomic_write_json` stored in ``obj``, or None."""
     return obj.get("kind") if isinstance(obj, dict) else None
+
+
+def remove_orphan_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files that writes killed before their ``os.replace`` left in ``folder`` and its
+    sub-folders (not in a sub-folder that holds a run of its own, with its own lock); returns them.
+
+    Call it only while holding the folder's lock: a running write's temporary file looks the same."""
+    removed: list[Path] = []
+    for root, dirs, files in os.walk(str(folder)):
+        if Path(root) != Path(folder) and LOCK_FILE in files:
+            dirs.clear()
+            continue
+        for name in files:
+            if TEMPORARY.fullmatch(name):
+                path = Path(root) / name
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return sorted(removed)

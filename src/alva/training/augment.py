@@ -14,8 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
-from safetensors.torch import save as save_safetensors
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -24,9 +22,12 @@ from alva.attacks.alva import ALVA, ALVAResult, alva_summary
 from alva.models.generative import draw_labels, draw_noise, is_conditional
 from alva.report.figures import adversarial_grid
 from alva.results import Batch
+from alva.tracking.checkpoint import differences
 from alva.tracking.files import atomic_write_bytes, atomic_write_json
+from alva.tracking.verify import encode_verified, read_verified, tensors_sha256
 
 KEEP = ("valid", "successful", "all")
+REDO_CHUNK = "generate that chunk again (rerun with --resume)"
 
 
 @dataclass
@@ -83,11 +84,15 @@ def generate_dataset(generator: nn.Module, classifier: nn.Module, oracle: nn.Mod
     out = Path(out)
     chunks = out / "chunks"
     chunks.mkdir(parents=True, exist_ok=True)
-    config = {**asdict(settings), "conditional": is_conditional(generator)}
+    config = {**asdict(settings), "conditional": is_conditional(generator),
+              **{f"{name}_sha256": _weights_sha256(net) for name, net in
+                 (("generator", generator), ("classifier", classifier), ("oracle", oracle))}}
     config_path = out / "config.json"
     saved = json.loads(config_path.read_text()) if config_path.exists() else None
-    if saved is not None and {k: v for k, v in saved.items() if k != "kind"} != config:
-        raise ValueError(f"{out} holds a generation with other settings ({config_path}); use a new --out")
+    changed = differences(saved, config) if saved is not None else []
+    if changed:
+        raise ValueError(f"{out} holds a generation with other settings or models ({config_path}): "
+                         + "; ".join(changed) + "; use a new --out")
     if distributed.is_main():
         atomic_write_json(config_path, config, kind="alva-generation-config")
     attack = ALVA(generator, classifier, eps=settings.eps, steps=settings.steps, norm=settings.norm, oracle=oracle)
@@ -97,6 +102,7 @@ def generate_dataset(generator: nn.Module, classifier: nn.Module, oracle: nn.Mod
                       dynamic_ncols=True):
         path = chunks / f"chunk-{index:05d}.safetensors"
         if path.exists():
+            read_verified(path, REDO_CHUNK)  # a damaged chunk stops the run here, not at the merge
             continue
         result = attack_chunk(attack, settings, index, device)
         stats = alva_summary(result)
@@ -108,13 +114,17 @@ def generate_dataset(generator: nn.Module, classifier: nn.Module, oracle: nn.Mod
             tensors["valid"] = result.valid
         if index == 0:
             _grid(out / "grid.png", result, classifier)
-        atomic_write_bytes(path, save_safetensors({k: v.detach().cpu().clone() for k, v in tensors.items()},
-                                                  metadata={"summary": json.dumps(stats)}))
+        atomic_write_bytes(path, encode_verified(tensors, {"summary": json.dumps(stats)}))
     distributed.barrier()  # every chunk written
     if distributed.is_main():
         summary = _merge(out, count)
     distributed.barrier()  # the data set written
     return summary if distributed.is_main() else json.loads((out / "summary.json").read_text())
+
+
+def _weights_sha256(net: nn.Module | None) -> str | None:
+    """The fingerprint of a network's weights (None for no network)."""
+    return None if net is None else tensors_sha256(dict(net.state_dict()))
 
 
 def _grid(path: Path, result: ALVAResult, classifier: nn.Module) -> None:
@@ -133,11 +143,11 @@ def _grid(path: Path, result: ALVAResult, classifier: nn.Module) -> None:
 
 
 def _merge(out: Path, count: int) -> dict[str, Any]:
-    parts = [load_file(str(out / "chunks" / f"chunk-{i:05d}.safetensors")) for i in range(count)]
+    parts = [read_verified(out / "chunks" / f"chunk-{i:05d}.safetensors", REDO_CHUNK)[0] for i in range(count)]
     keep = torch.cat([p["keep"] for p in parts])
     x = torch.cat([p["x_adv"] for p in parts])[keep]
     y = torch.cat([p["y"] for p in parts])[keep]
-    atomic_write_bytes(out / "dataset.safetensors", save_safetensors({"x": x.contiguous(), "y": y.contiguous()}))
+    atomic_write_bytes(out / "dataset.safetensors", encode_verified({"x": x, "y": y}))
     success = torch.cat([p["success"] for p in parts])
     summary: dict[str, Any] = {"generated": len(keep), "kept": int(keep.sum()),
                                "success": success.float().mean().item()}
@@ -151,5 +161,5 @@ def _merge(out: Path, count: int) -> dict[str, Any]:
 
 def load_dataset(out: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``(x, y)`` written by :func:`generate_dataset`."""
-    tensors = load_file(str(Path(out) / "dataset.safetensors"))
+    tensors, _ = read_verified(Path(out) / "dataset.safetensors", "merge the chunks again (rerun the generation)")
     return tensors["x"], tensors["y"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,12 +116,15 @@ def current_command() -> str:
 
 
 def train_classifier(run: ClassifierRun, *, resume: bool = False, progress: bool = True,
-                     objective: Objective | None = None, command: str | None = None) -> nn.Module:
+                     objective: Objective | None = None, command: str | None = None,
+                     claim: Callable[[dict[str, Any]], Any] | None = None) -> nn.Module:
     """Train ``run.model`` on ``run.dataset``, evaluate on the test data after every epoch, and write
     ``out/model.safetensors`` with its card ``out/model.json`` (loadable by :func:`alva.models.load`; a card of a
     ``FILE.py:FUNCTION`` model records that factory, and loads with ``trust_code=True``).
 
-    The data and the model are loaded and checked to fit before ``run.out`` is created.
+    The data and the model are loaded and checked to fit before ``run.out`` is created: by ``claim`` when given
+    (called with the training and test data, ``{"training data": (x, y), "test data": (x, y)}``, it checks and
+    makes the run folder, as ``alva train`` does).
 
     For multi-label data the card's ``clean_test_accuracy`` is the exact-match accuracy (every label right
     at probability 0.5), beside ``clean_test_map``, ``clean_test_macro_f1`` and ``clean_test_hamming_accuracy``.
@@ -134,6 +138,8 @@ def train_classifier(run: ClassifierRun, *, resume: bool = False, progress: bool
     model = build(run.model, in_shape=data.shape, num_classes=data.num_classes, **run.model_options)
     probe(model, data.shape, str(run.model))  # a model that cannot take the images fails here, before run.out exists
     out = Path(run.out)
+    if claim is not None:
+        claim({"training data": (x_train, y_train), "test data": test})
     out.mkdir(parents=True, exist_ok=True)
     config: dict[str, Any] = {
         "model": run.model, "dataset": run.dataset, "objective": objective.describe(), "train_size": run.train_size,

@@ -24,7 +24,9 @@ from alva.evaluation.robustness import evaluate_attack
 from alva.models import zoo
 from alva.models.generative import draw_labels, draw_noise
 from alva.report.figures import eps_curve_plot
+from alva.tracking.checkpoint import differences, refuse_changes
 from alva.tracking.files import atomic_write_json
+from alva.tracking.verify import tensors_sha256
 from alva.training.augment import GenerationSettings, generate_dataset, load_dataset
 from alva.training.loop import TrainSettings, fit
 
@@ -59,19 +61,40 @@ def measure_round(classifier: nn.Module, generator: nn.Module, oracle: nn.Module
             "pgd_robust_acc": report.robust_acc}
 
 
+def _config(settings: ConvergenceSettings, classifier: nn.Module, generator: nn.Module, oracle: nn.Module,
+            train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor]) -> dict[str, Any]:
+    """What a resumed convergence run must share with the stopped one: the settings, and the SHA-256 of the
+    networks' weights and of the data."""
+    def weights(net: nn.Module) -> str:
+        return tensors_sha256(dict(net.state_dict()))
+
+    def data(pair: tuple[torch.Tensor, torch.Tensor]) -> dict[str, Any]:
+        return {"size": len(pair[0]), "sha256": tensors_sha256({"x": pair[0], "y": pair[1]})}
+
+    config = {**asdict(settings), "classifier_sha256": weights(classifier), "generator_sha256": weights(generator),
+              "oracle_sha256": weights(oracle), "train_data": data(train), "test_data": data(test)}
+    return json.loads(json.dumps(config))  # as the file holds it (lists, not tuples)
+
+
 def converge(classifier: nn.Module, generator: nn.Module, oracle: nn.Module,
              train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
              pgd_subset: tuple[torch.Tensor, torch.Tensor], out: str | Path, settings: ConvergenceSettings, *,
              progress: bool = True, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """Run convergence training into ``out``; returns one record per round (round 0: before any retraining).
 
-    The classifier is copied, never changed in place; ``out/model.safetensors`` holds the last round's.
+    The classifier is copied, never changed in place; ``out/model.safetensors`` holds the last round's. A rerun
+    into ``out`` goes on after the last finished round; it refuses other settings (but for ``rounds``), networks
+    or data than those recorded in ``out/config.json``, listing every difference.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    classifier = copy.deepcopy(classifier)
-    rounds_path = out / "rounds.json"
+    config = _config(settings, classifier, generator, oracle, train, test)
+    rounds_path, config_path = out / "rounds.json", out / "config.json"
     history: list[dict[str, Any]] = json.loads(rounds_path.read_text()) if rounds_path.exists() else []
+    if history and config_path.exists():
+        refuse_changes(out, differences(json.loads(config_path.read_text()), config, may_change=("rounds",)))
+    atomic_write_json(config_path, config, kind="converge-config")
+    classifier = copy.deepcopy(classifier)
     if history and (out / "model.safetensors").exists():
         classifier = zoo.load(out / "model.safetensors")
         log(f"resuming after round {history[-1]['round']}")

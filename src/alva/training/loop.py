@@ -22,9 +22,10 @@ from tqdm.auto import tqdm
 from alva import distributed
 from alva.models.loading import model_io
 from alva.report.training_figures import grid_png
-from alva.tracking.checkpoint import check_same_settings, load_checkpoint, save_checkpoint
+from alva.tracking.checkpoint import differences, load_checkpoint, refuse_changes, save_checkpoint
 from alva.tracking.files import atomic_write_bytes
-from alva.tracking.logger import MetricsLogger
+from alva.tracking.logger import MetricsLogger, read_metrics
+from alva.tracking.verify import tensors_sha256
 from alva.training.objectives import ManualObjective, Objective, Standard, TrainingDiverged
 from alva.training.settings import OPTIMIZERS, SCHEDULES, TrainSettings, epoch_seed, learning_rate, make_optimizer
 from alva.training.supervised import Supervised
@@ -33,6 +34,7 @@ __all__ = ["CHECKPOINT", "OPTIMIZERS", "SCHEDULES", "TrainSettings", "TrainingDa
            "check_training_data", "epoch_seed", "fit", "learning_rate", "make_optimizer"]
 
 CHECKPOINT = "checkpoint.safetensors"
+REDO_TRAINING = "train again from the first epoch (rerun with --overwrite)"
 
 
 def fit(model: nn.Module, train_data: tuple[torch.Tensor, torch.Tensor] | None, settings: TrainSettings, *,
@@ -45,8 +47,9 @@ def fit(model: nn.Module, train_data: tuple[torch.Tensor, torch.Tensor] | None, 
     With ``out``, a checkpoint is written atomically after every epoch, metrics go to ``out/metrics.jsonl`` and
     TensorBoard (``out/tb``) and an objective's sample grid to ``out/samples/epoch_NNN.png``; ``resume=True``
     continues from the last finished epoch, refuses settings or an objective that differ from the saved run, and
-    ends with the same weights as an uninterrupted run. Batches, dropout and random draws depend only on
-    ``(settings.seed, epoch)``.
+    ends with the same weights as an uninterrupted run; it refuses a folder whose checkpoint is missing or damaged
+    while its log records finished epochs (a silent start from scratch would hide that). Batches, dropout and
+    random draws depend only on ``(settings.seed, epoch)``.
 
     Under ``torchrun`` (a process group initialised, see :mod:`alva.distributed`) a loss objective's steps run
     through :class:`~torch.nn.parallel.DistributedDataParallel` (see :class:`~alva.training.supervised.Supervised`);
@@ -65,15 +68,30 @@ def fit(model: nn.Module, train_data: tuple[torch.Tensor, torch.Tensor] | None, 
     checkpoint = folder / CHECKPOINT if folder is not None else None
 
     start_epoch, best, stopped, elapsed = 0, None, False, 0.0
+    last_record: dict[str, Any] | None = None
+    data_print = _data_fingerprint(train_data) if folder is not None else None
     if resume:
         if checkpoint is None:
             raise ValueError("resume=True needs out=, the folder of the run to continue")
         if checkpoint.exists():
-            start_epoch, best, stopped, elapsed = _restore(checkpoint, steps, settings)
+            start_epoch, best, stopped, elapsed, last_record = _restore(checkpoint, steps, settings, data_print)
+        elif logged := read_metrics(checkpoint.parent / "metrics.jsonl"):
+            raise FileNotFoundError(f"{checkpoint} is missing, but {checkpoint.parent / 'metrics.jsonl'} records "
+                                    f"{len(logged)} finished epoch(s): the run cannot go on from where it was; "
+                                    "restore the file, or start again (--overwrite)")
     rank, main = distributed.rank(), distributed.is_main()
+    if checkpoint is not None and main and start_epoch == 0:
+        # The state before the first epoch: from here on a run folder always has a checkpoint, so a missing one
+        # is a deleted one, never a run killed before its first checkpoint.
+        _save_state(checkpoint, steps, settings, {"epochs_done": 0, "stopped": False, "train_time_s": 0.0,
+                                                  "data": data_print})
     # Records are logged at step epoch + 1: keep those of the finished epochs, drop any of later ones.
     logger = (MetricsLogger(folder, resume_step=start_epoch + 1 if resume else None)
               if folder is not None and main else None)
+    if last_record is not None and on_epoch_end is not None and main:
+        # Again for the epoch of the checkpoint: a run killed between its checkpoint and this call resumes with
+        # what the call writes (the model and its card) made from that epoch, not left from the one before.
+        on_epoch_end(start_epoch, last_record)
     check = getattr(steps, "check", None)  # the guard against catastrophic overfitting, when the objective has one
 
     history: list[dict[str, Any]] = []
@@ -117,7 +135,7 @@ def fit(model: nn.Module, train_data: tuple[torch.Tensor, torch.Tensor] | None, 
                 if logger is not None and folder is not None:
                     _save_epoch(folder, logger, steps, model, settings, record,
                                 {"epochs_done": epoch + 1, "stopped": stopped, "train_time_s": elapsed,
-                                 **({"best": best} if best is not None else {})})
+                                 "record": record, "data": data_print, **({"best": best} if best is not None else {})})
                 if on_epoch_end is not None and main:
                     on_epoch_end(epoch + 1, record)
                 distributed.barrier()
@@ -190,7 +208,11 @@ def _save_epoch(out: Path, logger: MetricsLogger, steps: ManualObjective, model:
         grid, title = shown
         atomic_write_bytes(out / "samples" / f"epoch_{epoch:03d}.png", grid_png(grid, title))
     logger.log(epoch, record)
-    save_checkpoint(out / CHECKPOINT, {**progress, "settings": asdict(settings), "objective": steps.describe(),
+    _save_state(out / CHECKPOINT, steps, settings, progress)
+
+
+def _save_state(checkpoint: Path, steps: ManualObjective, settings: TrainSettings, progress: dict[str, Any]) -> None:
+    save_checkpoint(checkpoint, {**progress, "settings": asdict(settings), "objective": steps.describe(),
                                  **steps.state_dict()})
 
 
@@ -208,18 +230,29 @@ def _monitored(record: dict[str, Any], key: str) -> float:
     raise ValueError(f"monitor {key!r} is not among this run's figures {known}; pass eval data or pick another")
 
 
-def _restore(checkpoint: Path, steps: ManualObjective, settings: TrainSettings
-             ) -> tuple[int, dict[str, Any] | None, bool, float]:
-    """Load the state of the last finished epoch after checking that settings and objective are the saved ones."""
-    state = load_checkpoint(checkpoint)
-    check_same_settings(checkpoint, state["settings"], asdict(settings), may_change=steps.may_change)
-    check_same_settings(checkpoint, {"objective": state["objective"]}, {"objective": steps.describe()})
+def _data_fingerprint(train_data: tuple[torch.Tensor, torch.Tensor] | None) -> dict[str, Any] | None:
+    """The size and SHA-256 of the training data, which a resumed run must train on again."""
+    if train_data is None:
+        return None
+    return {"size": len(train_data[0]), "sha256": tensors_sha256({str(i): t for i, t in enumerate(train_data)})}
+
+
+def _restore(checkpoint: Path, steps: ManualObjective, settings: TrainSettings, data: dict[str, Any] | None
+             ) -> tuple[int, dict[str, Any] | None, bool, float, dict[str, Any] | None]:
+    """Load the state of the last finished epoch after checking that settings, objective and training data are the
+    saved ones (every difference listed); returns the progress and the record of that epoch."""
+    state = load_checkpoint(checkpoint, REDO_TRAINING)
+    changed = differences(state["settings"], asdict(settings), may_change=steps.may_change)
+    changed += differences({"objective": state["objective"]}, {"objective": steps.describe()})
+    if "data" in state:  # checkpoints written before they recorded the data are not checked for it
+        changed += differences({"training data": state["data"]}, {"training data": data})
+    refuse_changes(checkpoint, changed)
     steps.load_state_dict(state)
     best = state.get("best")
     if best is not None:
         best["value"], best["epoch"] = float(best["value"]), int(best["epoch"])
     return (int(state["epochs_done"]), best, bool(state.get("stopped", False)),
-            float(state.get("train_time_s", 0.0)))
+            float(state.get("train_time_s", 0.0)), state.get("record"))
 
 
 def _train_epoch(steps: ManualObjective, train_data, settings: TrainSettings, epoch: int, device: torch.device,
