@@ -33,10 +33,13 @@ FAST = {
     "ddn": {"steps": 10},
     "sparse-rs": {"n_queries": 30},
     "jsma": {"gamma": 0.02},
+    "spsa": {"n_queries": 60, "samples": 4},
+    "simba": {"n_queries": 40, "eps": 2.0},
+    "nes": {"n_queries": 60, "samples": 4},
 }
 # Attacks whose random numbers are keyed per sample (or that draw none): a sample's result is the same in any batch.
 BATCH_INDEPENDENT = {"fgsm", "pgd", "apgd", "apgd-t", "square", "one-pixel", "sparse", "deepfool", "fab", "fmn", "ead",
-                     "cw", "ddn", "sparse-rs", "jsma"}
+                     "cw", "ddn", "sparse-rs", "jsma", "spsa", "simba", "nes"}
 MINIMUM_NORM = sorted(name for name, spec in REGISTRY.items() if issubclass(spec.cls, MinimumNormAttack))
 
 
