@@ -12,6 +12,7 @@ from alva.attacks.attack_options import (
     optional_float,
     optional_int,
 )
+from alva.attacks.base import Attack
 from alva.attacks.nes import NES
 from alva.attacks.simba import BASES, SimBA
 from alva.attacks.spsa import SPSA
@@ -26,15 +27,20 @@ DECISION_SPECS: tuple[AttackSpec, ...] = (
 
 # Score-based attacks with gradient estimation: they see the model's outputs, never a gradient.
 _SCORE_QUERIES = Option("n_queries", int, 10000, "model evaluations per sample, the clean one included")
-_SCORE_COMMON = common_options(loss="margin", early_stop=True)
+
+
+def _estimator(name: str, cls: type[Attack], summary: str, samples: int, *own: Option) -> AttackSpec:
+    """The entry of an attack that estimates the gradient from ``2 * samples`` queries per step."""
+    pairs = Option("samples", int, samples, "pairs of symmetric queries per step (2 * samples queries)")
+    return AttackSpec(name, cls, summary, (EPS, NORM, _SCORE_QUERIES, pairs, *own,
+                                           *common_options(loss="margin", early_stop=True)))
+
+
 SCORE_SPECS: tuple[AttackSpec, ...] = (
-    AttackSpec("spsa", SPSA, "SPSA: Adam steps along a gradient estimated from scores with random signs (Uesato et "
-               "al. 2018)", (
-        EPS, NORM, _SCORE_QUERIES,
-        Option("samples", int, 32, "pairs of symmetric queries per step (2 * samples queries)"),
-        Option("delta", float, 0.01, "finite-difference step of the queries"),
-        Option("lr", float, 0.01, "Adam's learning rate"),
-        *_SCORE_COMMON)),
+    _estimator("spsa", SPSA, "SPSA: Adam steps along a gradient estimated from scores with random signs (Uesato et "
+               "al. 2018)", 32,
+               Option("delta", float, 0.01, "finite-difference step of the queries"),
+               Option("lr", float, 0.01, "Adam's learning rate")),
     AttackSpec("simba", SimBA, "SimBA: steps along orthonormal directions (pixels or low-frequency DCT), kept when "
                "the true class's probability falls (Guo et al. 2019)", (
         Option("eps", optional_float, None, "radius of the ball around x, in the units of norm; none: no ball"),
@@ -44,13 +50,10 @@ SCORE_SPECS: tuple[AttackSpec, ...] = (
         Option("freq_dims", optional_int, None, "dct: side of the block of lowest frequencies tried first"),
         Option("loss", str, "prob", "what the search lowers: prob (the true class's probability; the target's is "
                "raised), margin or ce"), *common_options(loss="prob", early_stop=True)[1:])),
-    AttackSpec("nes", NES, "NES: PGD steps along a gradient estimated from scores with antithetic Gaussian "
-               "samples (Ilyas et al. 2018)", (
-        EPS, NORM, _SCORE_QUERIES,
-        Option("samples", int, 25, "antithetic pairs per step (2 * samples queries)"),
-        Option("sigma", float, 0.001, "the search variance: size of the queries' Gaussian perturbations"),
-        Option("alpha", float, 0.01, "step size of each PGD step"),
-        *_SCORE_COMMON)),
+    _estimator("nes", NES, "NES: PGD steps along a gradient estimated from scores with antithetic Gaussian samples "
+               "(Ilyas et al. 2018)", 25,
+               Option("sigma", float, 0.001, "the search variance: size of the queries' Gaussian perturbations"),
+               Option("alpha", float, 0.01, "step size of each PGD step")),
 )
 
 
