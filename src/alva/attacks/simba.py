@@ -16,6 +16,7 @@ not depend on its batch.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import cast
 
@@ -38,8 +39,10 @@ def probability(logits: torch.Tensor, labels: torch.Tensor, targeted: bool) -> t
     return p if targeted else -p
 
 
+@functools.lru_cache(maxsize=16)
 def dct_matrix(n: int, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """The orthonormal DCT-II matrix of size n (row k: the k-th cosine over the n positions)."""
+    """The orthonormal DCT-II matrix of size n (row k: the k-th cosine over the n positions; cached: do not
+    change it)."""
     k = torch.arange(n, dtype=torch.float64)[:, None]
     i = torch.arange(n, dtype=torch.float64)[None, :]
     m = torch.cos(math.pi * (2 * i + 1) * k / (2 * n)) * math.sqrt(2 / n)
