@@ -105,3 +105,12 @@ def test_any_input_shape(make_model, shape, basis):
 def test_rejects_an_unknown_basis(cnn_small):
     with pytest.raises(AttackInputError):
         SimBA(cnn_small, basis="wavelet")
+
+
+def test_a_larger_budget_tells_the_success_under_a_smaller_one(cnn_small, small):
+    """The images a budget of 100 breaks are those that a budget of 400 had broken within 100 queries."""
+    x, y = small
+    large = SimBA(cnn_small, eps=2.0, n_queries=400, step=0.5, seed=0)(x, y)
+    small_budget = SimBA(cnn_small, eps=2.0, n_queries=100, step=0.5, seed=0)(x, y)
+    assert torch.equal(small_budget.success, large.success & (large.queries <= 100))
+    assert 0 < small_budget.success.sum() < large.success.sum()

@@ -83,3 +83,13 @@ def test_rejects_bad_settings(cnn_small):
         SPSA(cnn_small, samples=0)
     with pytest.raises(AttackInputError):
         SPSA(cnn_small, delta=0.0)
+
+
+def test_a_larger_budget_tells_the_success_under_a_smaller_one(cnn_small, small):
+    """The search does not depend on the budget: the images a budget of 100 breaks are those that a budget of
+    400 had broken within 100 queries (what benchmarks/query_efficiency.py relies on)."""
+    x, y = small
+    large = SPSA(cnn_small, eps=0.3, n_queries=400, samples=4, lr=0.05, seed=0)(x, y)
+    small_budget = SPSA(cnn_small, eps=0.3, n_queries=100, samples=4, lr=0.05, seed=0)(x, y)
+    assert torch.equal(small_budget.success, large.success & (large.queries <= 100))
+    assert 0 < small_budget.success.sum() < large.success.sum()
