@@ -150,8 +150,8 @@ def main() -> None:
                        "queries": args.queries, **measure(runner, model, x, y)}
                 rows.append(row)
                 print(row, flush=True)
-    atomic_write_json(Path(args.json), {"date": datetime.date.today().isoformat(), "settings": vars(args),
-                                        "rows": rows}, kind="score-peers")
+                atomic_write_json(Path(args.json), {"date": datetime.date.today().isoformat(), "settings": vars(args),
+                                                    "rows": rows}, kind="score-peers")  # after each row
 
 
 if __name__ == "__main__":

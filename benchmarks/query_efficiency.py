@@ -193,6 +193,8 @@ def main() -> None:
     skipped = [e.label for e in entries if e.name not in REGISTRY]
     entries = [e for e in entries if e.name in REGISTRY]
     x, y = fixed_subset(*load_mnist("test", download=False), args.n, seed=0)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"n": args.n, "budgets": budgets, "threads": args.threads, "machine": platform.processor(),
                               "date": datetime.date.today().isoformat(), "skipped": skipped, "clean_accuracy": {},
                               "results": {}}
@@ -208,9 +210,7 @@ def main() -> None:
             rows.append(row)
             print(model_name, row["attack"], {b: fmt(row["success"][b]) for b in budgets},
                   f"cpu {row['cpu_s']} s, wall {row['wall_s']} s", flush=True)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "query_efficiency.json", report, kind="query-efficiency")
+            atomic_write_json(out / "query_efficiency.json", report, kind="query-efficiency")  # after each row
     (out / "query_efficiency.md").write_text(markdown(report, budgets))
     plot(out / "query_efficiency.png", report["results"], budgets)
     print(markdown(report, budgets))
