@@ -3,7 +3,8 @@ foolbox have none), SimBA (DCT and pixel bases) against ART's ``SimBA``.
 
 Same model (the shipped ``mnist/cnn-small`` and ``mnist/cnn-small-pgd``; their normalisation is part of the
 model, so every library gets images in [0, 1]), the same fixed stratified subset of ``--n`` MNIST test images
-(seed 0) and the same query budget ``--queries`` per image:
+(seed 0) and the same query budget ``--queries`` per image (rows of an earlier run in ``--json`` on the same images
+and budget are kept; a row measured again replaces its own):
 
 * ``spsa-linf``: L-inf eps ``--eps`` (0.3), ``--samples`` (8) pairs of queries per step, delta 0.01, Adam with
   learning rate ``--lr`` (0.05), margin loss. torchattacks ``SPSA`` runs ``nb_iter = queries // (2 * samples)``
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import math
 import time
 from collections.abc import Callable
@@ -121,6 +123,14 @@ def measure(runner: Runner, model: nn.Module, x: torch.Tensor, y: torch.Tensor) 
             "max_linf": round((x_adv - x).abs().max().item(), 4), "cpu_s": round(cpu, 1), "wall_s": round(wall, 1)}
 
 
+def earlier_rows(path: Path, n: int, queries: int) -> list[dict[str, Any]]:
+    """The rows of an earlier run in ``path`` on the same images and budget (a new row replaces its own)."""
+    if not path.exists():
+        return []
+    rows = json.loads(path.read_text())["rows"]
+    return [r for r in rows if r["n"] == n and r["queries"] == queries]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--n", type=int, default=200)
@@ -135,7 +145,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     x, y = fixed_subset(*load_mnist("test", download=False), args.n, seed=0)
-    rows = []
+    rows = earlier_rows(Path(args.json), args.n, args.queries)
     for model_name in args.models.split(","):
         model = models.load(model_name).eval()
         for group in args.groups.split(","):
@@ -148,6 +158,7 @@ def main() -> None:
                 runner(model, x[:4], y[:4])  # warm-up
                 row = {"model": model_name, "group": group, "library": library, "n": args.n,
                        "queries": args.queries, **measure(runner, model, x, y)}
+                rows = [r for r in rows if (r["model"], r["group"], r["library"]) != (model_name, group, library)]
                 rows.append(row)
                 print(row, flush=True)
                 atomic_write_json(Path(args.json), {"date": datetime.date.today().isoformat(), "settings": vars(args),

@@ -16,7 +16,8 @@ paper's schedule of ``p`` over 10,000 steps) runs once, at the largest budget: a
 smaller budget exactly when it had succeeded by then, which its query count at success says. The others run
 once per budget. Each row gives the process CPU seconds and wall-clock seconds of its runs (one thread).
 
-Writes a markdown table, a JSON file (kind ``query-efficiency``) and a plot of success against queries.
+Writes a markdown table, a JSON file (kind ``query-efficiency``) and a plot of success against queries;
+``--update`` keeps the rows of an earlier run that are not measured again (on the same images and budgets).
 
 Usage::
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import math
 import platform
 import time
@@ -177,6 +179,23 @@ def markdown(report: dict[str, Any], budgets: list[int]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def earlier_report(path: Path, fresh: dict[str, Any]) -> dict[str, Any]:
+    """The report of an earlier run in ``path`` on the same images and budgets (its per-budget figures keyed by
+    int again), else ``fresh``."""
+    if not path.exists():
+        return fresh
+    old = json.loads(path.read_text())
+    if old["n"] != fresh["n"] or old["budgets"] != fresh["budgets"]:
+        return fresh
+    old.pop("kind", None)
+    for rows in old["results"].values():
+        for row in rows:
+            for key in ("success", "median_queries_at_success", "median_l2"):
+                if key in row:
+                    row[key] = {int(b): v for b, v in row[key].items()}
+    return {**old, "date": fresh["date"], "skipped": fresh["skipped"]}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--n", type=int, default=200)
@@ -185,6 +204,8 @@ def main() -> None:
     p.add_argument("--budgets", default="100,1000,10000")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default="benchmarks/results")
+    p.add_argument("--update", action="store_true",
+                   help="keep the earlier rows in --out (same images and budgets) not measured again")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     budgets = sorted(int(b) for b in args.budgets.split(","))
@@ -198,6 +219,8 @@ def main() -> None:
     report: dict[str, Any] = {"n": args.n, "budgets": budgets, "threads": args.threads, "machine": platform.processor(),
                               "date": datetime.date.today().isoformat(), "skipped": skipped, "clean_accuracy": {},
                               "results": {}}
+    if args.update:
+        report = earlier_report(out / "query_efficiency.json", report)
     for model_name in args.models.split(","):
         model = models.load(model_name)
         with torch.no_grad():
@@ -207,6 +230,7 @@ def main() -> None:
         for entry in entries:
             row = (decision_row(model, entry, budgets, x, y, clean_right) if entry.decision
                    else score_row(model, entry, budgets, x, y))
+            rows[:] = [r for r in rows if r["attack"] != entry.label]
             rows.append(row)
             print(model_name, row["attack"], {b: fmt(row["success"][b]) for b in budgets},
                   f"cpu {row['cpu_s']} s, wall {row['wall_s']} s", flush=True)

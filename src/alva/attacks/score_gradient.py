@@ -31,24 +31,28 @@ from alva.attacks.norms import Norm, get_norm
 __all__ = ["ScoreGradientAttack", "gaussian", "rademacher"]
 
 _GROUP = 8  # directions drawn per stream of keyed numbers (fixed, so that the numbers never depend on the batch)
+_BITS = 24  # random bits of a keyed uniform number
 
 
-def rademacher(u: torch.Tensor) -> torch.Tensor:
-    """Random signs (+1 or -1, each with probability 1/2) from uniform numbers in [0, 1)."""
-    return torch.where(u < 0.5, -1.0, 1.0).to(u.dtype)
+def rademacher(uniform: Uniform, m: int) -> torch.Tensor:
+    """``m`` random signs (+1 or -1, each with probability 1/2) per row, 24 from each keyed uniform number (its
+    24 random bits), so that the hashing costs a 24th of one number per sign."""
+    words = (uniform(-(-m // _BITS)) * 2.0**_BITS).to(torch.int64)
+    bits = (words[:, :, None] >> torch.arange(_BITS, device=words.device)) & 1
+    return bits.reshape(len(words), -1)[:, :m].to(torch.float32).mul_(2).sub_(1)
 
 
-def gaussian(u: torch.Tensor) -> torch.Tensor:
-    """Standard normal numbers from uniform numbers in [0, 1) (the inverse of the normal distribution function;
-    the half-step offset keeps them finite)."""
-    return torch.special.ndtri(u + 2.0**-25)
+def gaussian(uniform: Uniform, m: int) -> torch.Tensor:
+    """``m`` standard normal numbers per row (the inverse of the normal distribution function of keyed uniform
+    numbers; the half-step offset keeps them finite)."""
+    return torch.special.ndtri(uniform(m) + 2.0**-25)
 
 
 class ScoreGradientAttack(GradientAttack):
     """Ascent on the loss along an estimate of its gradient from ``2 * samples`` queries per step.
 
-    Subclasses give :attr:`directions` (uniform numbers to random directions) and :meth:`update` (the next
-    iterate from the estimate, inside the eps ball and the bounds).
+    Subclasses give :attr:`directions` (``(uniform, m) -> n x m`` random coordinates of the directions) and
+    :meth:`update` (the next iterate from the estimate, inside the eps ball and the bounds).
 
     Args:
         eps: radius of the ball (>= 0), in the units of ``norm``.
@@ -121,7 +125,7 @@ class ScoreGradientAttack(GradientAttack):
         total = torch.zeros_like(x)
         for group in range(math.ceil(self.samples / _GROUP)):
             size = min(_GROUP, self.samples - group * _GROUP)
-            u = self.directions(self.uniform(rows, k, group, run)(size * x[0].numel())).to(x.dtype)
+            u = self.directions(self.uniform(rows, k, group, run), size * x[0].numel()).to(x.dtype)
             u = u.view(n, size, *shape)
             scores = self.scores(rows, torch.cat([x[:, None] + self.delta * u, x[:, None] - self.delta * u], 1))
             difference = (scores[:, :size] - scores[:, size:]) / (2 * self.delta)
