@@ -60,13 +60,14 @@ class ScoreGradientAttack(GradientAttack):
         samples: pairs of symmetric queries per step (the estimate spends ``2 * samples``).
         delta: the finite-difference step (the size of each query's perturbation along a direction).
         norm: ``"linf"`` or ``"l2"``.
-        max_rows: the most queried points evaluated in one forward pass.
+        max_rows: the most queried points evaluated in one forward pass (larger batches are slower per image
+            on a CPU).
     """
 
     directions = staticmethod(rademacher)
 
     def __init__(self, model: torch.nn.Module, eps: float, n_queries: int, *, samples: int, delta: float,
-                 norm: str | Norm = "linf", max_rows: int = 8192, loss="margin", early_stop: bool = True,
+                 norm: str | Norm = "linf", max_rows: int = 1024, loss="margin", early_stop: bool = True,
                  **kwargs) -> None:
         super().__init__(model, loss=loss, early_stop=early_stop, **kwargs)
         self.eps = finite("eps", eps)
