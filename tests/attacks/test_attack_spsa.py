@@ -93,3 +93,11 @@ def test_a_larger_budget_tells_the_success_under_a_smaller_one(cnn_small, small)
     small_budget = SPSA(cnn_small, eps=0.3, n_queries=100, samples=4, lr=0.05, seed=0)(x, y)
     assert torch.equal(small_budget.success, large.success & (large.queries <= 100))
     assert 0 < small_budget.success.sum() < large.success.sum()
+
+
+def test_the_size_of_the_forward_passes_changes_no_result(cnn_small, small):
+    x, y = small
+    whole = SPSA(cnn_small, eps=0.3, n_queries=80, samples=4, seed=0)(x[:6], y[:6])
+    pieces = SPSA(cnn_small, eps=0.3, n_queries=80, samples=4, max_rows=7, seed=0)(x[:6], y[:6])
+    torch.testing.assert_close(pieces.x_adv, whole.x_adv, rtol=0, atol=1e-6)
+    assert torch.equal(pieces.queries, whole.queries)
