@@ -80,6 +80,9 @@ DECISION = tuple(Entry(name, name, {}, "l2 (minimum norm)", False, decision=True
                  for name in ("hsj", "boundary", "sign-opt"))
 
 
+ORDER = {e.label: i for i, e in enumerate((*SCORE, *DECISION))}
+
+
 def budget_option(name: str) -> str | None:
     options = {o.name for o in REGISTRY[name].options}
     return next((o for o in BUDGET_OPTIONS if o in options), None)
@@ -211,7 +214,7 @@ def main() -> None:
     budgets = sorted(int(b) for b in args.budgets.split(","))
     wanted = None if args.attacks is None else set(args.attacks.split(","))
     entries = [e for e in (*SCORE, *DECISION) if wanted is None or e.label in wanted]
-    skipped = [e.label for e in entries if e.name not in REGISTRY]
+    skipped = [e.label for e in (*SCORE, *DECISION) if e.name not in REGISTRY]
     entries = [e for e in entries if e.name in REGISTRY]
     x, y = fixed_subset(*load_mnist("test", download=False), args.n, seed=0)
     out = Path(args.out)
@@ -227,11 +230,12 @@ def main() -> None:
             clean_right = model(x).argmax(1) == y
         report["clean_accuracy"][model_name] = clean_right.double().mean().item()
         rows = report["results"].setdefault(model_name, [])
+        rows.sort(key=lambda r: ORDER.get(r["attack"], len(ORDER)))
         for entry in entries:
             row = (decision_row(model, entry, budgets, x, y, clean_right) if entry.decision
                    else score_row(model, entry, budgets, x, y))
-            rows[:] = [r for r in rows if r["attack"] != entry.label]
-            rows.append(row)
+            rows[:] = sorted([r for r in rows if r["attack"] != entry.label] + [row],
+                             key=lambda r: ORDER.get(r["attack"], len(ORDER)))
             print(model_name, row["attack"], {b: fmt(row["success"][b]) for b in budgets},
                   f"cpu {row['cpu_s']} s, wall {row['wall_s']} s", flush=True)
             atomic_write_json(out / "query_efficiency.json", report, kind="query-efficiency")  # after each row
