@@ -38,10 +38,14 @@ FAST = {
     "ti-fgsm": {"steps": 3, "kernel_size": 5},
     "ni-fgsm": {"steps": 3},
     "vmi-fgsm": {"steps": 2, "variance_samples": 3},
+    "spsa": {"n_queries": 60, "samples": 4},
+    "simba": {"n_queries": 40, "eps": 2.0},
+    "nes": {"n_queries": 60, "samples": 4},
 }
 # Attacks whose random numbers are keyed per sample (or that draw none): a sample's result is the same in any batch.
 BATCH_INDEPENDENT = {"fgsm", "pgd", "apgd", "apgd-t", "square", "one-pixel", "sparse", "deepfool", "fab", "fmn", "ead",
-                     "cw", "ddn", "sparse-rs", "jsma", "mi-fgsm", "di-fgsm", "ti-fgsm", "ni-fgsm", "vmi-fgsm"}
+                     "cw", "ddn", "sparse-rs", "jsma", "mi-fgsm", "di-fgsm", "ti-fgsm", "ni-fgsm", "vmi-fgsm", "spsa",
+                     "simba", "nes"}
 MINIMUM_NORM = sorted(name for name, spec in REGISTRY.items() if issubclass(spec.cls, MinimumNormAttack))
 
 

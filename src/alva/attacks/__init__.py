@@ -23,12 +23,15 @@ from alva.attacks.keyed import KeyedRandom
 from alva.attacks.losses import LOSSES, AttackLoss, ClassLoss, Confident, cross_entropy, is_success, margin
 from alva.attacks.minimum_norm import MIN_NORM_RULE, MinimumNormAttack, MinimumNormResult
 from alva.attacks.multilabel import NaiveBCE, SingleLabelFlip
+from alva.attacks.nes import NES
 from alva.attacks.norms import L0, L1, L2, NORMS, Linf, Norm, get_norm
 from alva.attacks.pgd import FGSM, PGD
 from alva.attacks.population import PopulationRows, PopulationSearch
 from alva.attacks.registry import ATTACKS, REGISTRY, AttackSpec, Option, build
+from alva.attacks.simba import SimBA
 from alva.attacks.sparse import SparseConfident, sparse_summary
 from alva.attacks.sparse_rs import SparseRS
+from alva.attacks.spsa import SPSA
 from alva.attacks.square import Square
 from alva.attacks.transfer import QueryCounter, TransferAttack
 from alva.attacks.transfer_fgsm import DIFGSM, MIFGSM, NIFGSM, TIFGSM, VMIFGSM, TransferFGSM
@@ -47,4 +50,5 @@ __all__ = [
     "alva_summary", "attack_mode", "build", "cross_entropy", "dlr", "dlr_targeted", "get_norm", "is_success",
     "margin", "sparse_summary",
     "DIFGSM", "EnsembleModel", "MIFGSM", "NIFGSM", "TIFGSM", "TransferFGSM", "VMIFGSM",
+    "SPSA", "SimBA", "NES",
 ]

@@ -3,7 +3,19 @@ transfer from a substitute; :mod:`alva.attacks.registry` lists them after the wh
 
 from __future__ import annotations
 
-from alva.attacks.attack_options import EPS, NORM, AttackSpec, Option, common_options, optional_float
+from alva.attacks.attack_options import (
+    EPS,
+    NORM,
+    AttackSpec,
+    Option,
+    common_options,
+    optional_float,
+    optional_int,
+)
+from alva.attacks.base import Attack
+from alva.attacks.nes import NES
+from alva.attacks.simba import BASES, SimBA
+from alva.attacks.spsa import SPSA
 from alva.attacks.transfer_fgsm import DIFGSM, MIFGSM, NIFGSM, TIFGSM, VMIFGSM
 
 __all__ = ["DECISION_SPECS", "SCORE_SPECS", "TRANSFER_SPECS"]
@@ -15,7 +27,34 @@ DECISION_SPECS: tuple[AttackSpec, ...] = (
 
 
 # Score-based attacks with gradient estimation: they see the model's outputs, never a gradient.
+_SCORE_QUERIES = Option("n_queries", int, 10000, "model evaluations per sample, the clean one included")
+
+
+def _estimator(name: str, cls: type[Attack], summary: str, samples: int, *own: Option) -> AttackSpec:
+    """The entry of an attack that estimates the gradient from ``2 * samples`` queries per step."""
+    pairs = Option("samples", int, samples, "pairs of symmetric queries per step (2 * samples queries)")
+    return AttackSpec(name, cls, summary, (EPS, NORM, _SCORE_QUERIES, pairs, *own,
+                                           *common_options(loss="margin", early_stop=True)))
+
+
 SCORE_SPECS: tuple[AttackSpec, ...] = (
+    _estimator("spsa", SPSA, "SPSA: Adam steps along a gradient estimated from scores with random signs (Uesato et "
+               "al. 2018)", 32,
+               Option("delta", float, 0.01, "finite-difference step of the queries"),
+               Option("lr", float, 0.01, "Adam's learning rate")),
+    AttackSpec("simba", SimBA, "SimBA: steps along orthonormal directions (pixels or low-frequency DCT), kept when "
+               "the true class's probability falls (Guo et al. 2019)", (
+        Option("eps", optional_float, None, "radius of the ball around x, in the units of norm; none: no ball"),
+        Option("norm", str, "l2", "the norm of the ball", ("l2", "linf")), _SCORE_QUERIES,
+        Option("step", float, 0.2, "length of each step along a direction"),
+        Option("basis", str, "dct", "the directions: pixel, or dct (low frequencies first)", BASES),
+        Option("freq_dims", optional_int, None, "dct: side of the block of lowest frequencies tried first"),
+        Option("loss", str, "prob", "what the search lowers: prob (the true class's probability; the target's is "
+               "raised), margin or ce"), *common_options(loss="prob", early_stop=True)[1:])),
+    _estimator("nes", NES, "NES: PGD steps along a gradient estimated from scores with antithetic Gaussian samples "
+               "(Ilyas et al. 2018)", 25,
+               Option("sigma", float, 0.001, "the search variance: size of the queries' Gaussian perturbations"),
+               Option("alpha", float, 0.01, "step size of each PGD step")),
 )
 
 
