@@ -33,10 +33,13 @@ FAST = {
     "ddn": {"steps": 10},
     "sparse-rs": {"n_queries": 30},
     "jsma": {"gamma": 0.02},
+    "hsj": {"max_queries": 150},
+    "boundary": {"max_queries": 150},
+    "sign-opt": {"max_queries": 150},
 }
 # Attacks whose random numbers are keyed per sample (or that draw none): a sample's result is the same in any batch.
 BATCH_INDEPENDENT = {"fgsm", "pgd", "apgd", "apgd-t", "square", "one-pixel", "sparse", "deepfool", "fab", "fmn", "ead",
-                     "cw", "ddn", "sparse-rs", "jsma"}
+                     "cw", "ddn", "sparse-rs", "jsma", "hsj", "boundary", "sign-opt"}
 MINIMUM_NORM = sorted(name for name, spec in REGISTRY.items() if issubclass(spec.cls, MinimumNormAttack))
 
 
