@@ -72,9 +72,9 @@ class BoundaryAttack(DecisionAttack):
     norms = ("l2",)
     rows_type = BoundaryRows
 
-    def __init__(self, model: torch.nn.Module, max_queries: int = 1000, *, norm: str = "l2", spherical_step: float = 0.01,
-                 source_step: float = 0.01, step_adaptation: float = 1.5, stats_every: int = 10,
-                 convergence: float = 1e-7, **kwargs) -> None:
+    def __init__(self, model: torch.nn.Module, max_queries: int = 1000, *, norm: str = "l2",
+                 spherical_step: float = 0.01, source_step: float = 0.01, step_adaptation: float = 1.5,
+                 stats_every: int = 10, convergence: float = 1e-7, **kwargs) -> None:
         super().__init__(model, max_queries, norm=norm, **kwargs)
         self.spherical_step = finite("spherical_step", spherical_step, strict=True)
         self.source_step = in_interval("source_step", source_step, "(0, 1)")

@@ -145,10 +145,15 @@ class DecisionAttack(MinimumNormAttack):
         adversarial, labels = self.decide(run, rows, points[:, None], valid[:, None])
         return adversarial[:, 0], labels[:, 0]
 
+    def uniform(self, run: Run, rows: Rows, stream: tuple[int, ...], k: int) -> torch.Tensor:
+        """n x k numbers in [0, 1), keyed per sample, in the dtype of the images."""
+        assert rows.rows is not None  # a decision search always holds its rows' indices
+        return run.random.uniform(rows.rows, stream, k).to(rows.x0.dtype)
+
     def normal(self, run: Run, rows: Rows, stream: tuple[int, ...], k: int) -> torch.Tensor:
         """n x k x d standard normal numbers, keyed per sample (inverse normal CDF of keyed uniforms)."""
         d = rows.x0[0].numel()
-        u = run.random.uniform(rows.rows, stream, k * d).to(rows.x0.dtype)
+        u = self.uniform(run, rows, stream, k * d)
         return torch.special.ndtri(u + 2.0**-25).view(rows.n, k, d)
 
     # -- the shared steps -----------------------------------------------------------------------------------
@@ -198,7 +203,7 @@ class DecisionAttack(MinimumNormAttack):
             need = ~found & (self.left(run, rows) >= 1)
             if not need.any():
                 break
-            u = run.random.uniform(rows.rows, (0, attempt), rows.x0[0].numel()).to(rows.x0.dtype)
+            u = self.uniform(run, rows, (0, attempt), rows.x0[0].numel())
             noise = (lo + (hi - lo) * u).view_as(rows.x0)
             adversarial, label = self.decide_one(run, rows, noise, need)
             new = need & adversarial

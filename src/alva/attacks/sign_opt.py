@@ -31,6 +31,7 @@ __all__ = ["SignOPT", "SignOPTRows"]
 
 _BLOCK = 32  # random directions drawn and evaluated at once
 _SMALLEST_ALPHA, _SMALLEST_BETA = 1e-4, 1e-8
+_TRIALS = 8  # the most labels of a line search
 
 
 class SignOPTRows(DecisionRows):
@@ -92,6 +93,33 @@ class SignOPT(DecisionAttack):
             estimate += (sign[..., None] * u).sum(dim=1)
         return estimate / counts.clamp_min(1)[:, None]
 
+    def line_search(self, run: Run, rows: SignOPTRows, theta: torch.Tensor, estimate: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The step along ``-estimate``: one label per trial at the current distance. From ``alpha``, the step
+        doubles while the point stays adversarial (``g`` did not grow); where the first trial is not, it falls
+        to a quarter until one is. Returns the point of the largest adversarial step per row, and where there
+        is one; ``rows.alpha`` becomes that step."""
+        best = rows.x.clone()
+        found = torch.zeros(rows.n, dtype=torch.bool, device=best.device)
+        growing = torch.ones_like(found)
+        searching = torch.ones_like(found)
+        alpha = rows.alpha.clone()
+        for _ in range(_TRIALS):
+            active = searching & (self.left(run, rows) >= 1)
+            if not active.any():
+                break
+            trial = self.along(rows, theta - alpha[:, None] * estimate, rows.dist)[:, 0].view_as(rows.x0)
+            adversarial, _ = self.decide_one(run, rows, trial, active)
+            new = active & adversarial
+            best = torch.where(per_sample(new, best), trial, best)
+            rows.alpha = torch.where(new, alpha, rows.alpha)
+            growing &= ~(active & ~adversarial & ~found)  # a first failure: shrink from now on
+            searching &= ~(active & ~adversarial & found) & ~(new & ~growing)
+            found |= new
+            alpha = torch.where(active, torch.where(growing, alpha * 2, alpha / 4), alpha)
+        rows.alpha = torch.where(found, rows.alpha, alpha)
+        return best, found
+
     def iterate(self, run: Run, rows: SignOPTRows) -> None:  # type: ignore[override]
         rows.alpha = torch.full_like(rows.dist, self.alpha)
         rows.beta = torch.full_like(rows.dist, self.beta)
@@ -107,13 +135,11 @@ class SignOPT(DecisionAttack):
             estimate = self.sign_estimate(run, rows, step, counts)
             theta = (rows.x - rows.x0).reshape(rows.n, -1)
             theta = theta / theta.norm(dim=1, keepdim=True).clamp_min(1e-12)
-            trial = self.along(rows, theta - rows.alpha[:, None] * estimate, rows.dist)[:, 0].view_as(rows.x0)
-            better, _ = self.decide_one(run, rows, trial, self.left(run, rows) >= 1)
+            trial, better = self.line_search(run, rows, theta, estimate)
             boundary, label = self.binary_search(run, rows, trial, better, self.precision)
             improved = better & (self.distance(boundary, rows.x0) < rows.dist)
             rows.x = torch.where(per_sample(improved, boundary), boundary, rows.x)
             rows.label = torch.where(improved & (label >= 0), label, rows.label)
-            rows.alpha = torch.where(improved, rows.alpha * 2, rows.alpha / 4)
             reset = rows.alpha < _SMALLEST_ALPHA
             rows.alpha = torch.where(reset, torch.full_like(rows.alpha, self.alpha), rows.alpha)
             rows.beta = torch.where(reset, rows.beta / 10, rows.beta)
