@@ -151,10 +151,13 @@ class DecisionAttack(MinimumNormAttack):
         return run.random.uniform(rows.rows, stream, k).to(rows.x0.dtype)
 
     def normal(self, run: Run, rows: Rows, stream: tuple[int, ...], k: int) -> torch.Tensor:
-        """n x k x d standard normal numbers, keyed per sample (inverse normal CDF of keyed uniforms)."""
+        """n x k x d standard normal numbers, keyed per sample (Box-Muller, both outputs of each pair)."""
         d = rows.x0[0].numel()
-        u = self.uniform(run, rows, stream, k * d)
-        return torch.special.ndtri(u + 2.0**-25).view(rows.n, k, d)
+        half = (k * d + 1) // 2
+        u = self.uniform(run, rows, stream, 2 * half)
+        radius = torch.sqrt(-2 * torch.log1p(-u[:, :half]))
+        angle = (2 * math.pi) * u[:, half:]
+        return torch.cat([radius * torch.cos(angle), radius * torch.sin(angle)], dim=1)[:, :k * d].view(rows.n, k, d)
 
     # -- the shared steps -----------------------------------------------------------------------------------
 
