@@ -150,12 +150,20 @@ class DecisionAttack(MinimumNormAttack):
         assert rows.rows is not None  # a decision search always holds its rows' indices
         return run.random.uniform(rows.rows, stream, k).to(rows.x0.dtype)
 
+    def uniform_pairs(self, run: Run, rows: Rows, stream: tuple[int, ...], k: int) -> torch.Tensor:
+        """n x k numbers in (0, 1) on a grid of 4096, keyed per sample: each keyed 24-bit number gives two (its
+        high and low 12 bits), which halves the hashing of the many numbers of random directions."""
+        u = self.uniform(run, rows, stream, (k + 1) // 2) * 4096
+        high = u.floor()
+        return (torch.cat([high, (u - high) * 4096], dim=1)[:, :k] + 0.5) / 4096
+
     def normal(self, run: Run, rows: Rows, stream: tuple[int, ...], k: int) -> torch.Tensor:
-        """n x k x d standard normal numbers, keyed per sample (Box-Muller, both outputs of each pair)."""
+        """n x k x d normal numbers, keyed per sample (Box-Muller on :meth:`uniform_pairs`, both outputs of each
+        pair; the 12-bit grid bounds them by 4.1 in magnitude, which random directions do not notice)."""
         d = rows.x0[0].numel()
         half = (k * d + 1) // 2
-        u = self.uniform(run, rows, stream, 2 * half)
-        radius = torch.sqrt(-2 * torch.log1p(-u[:, :half]))
+        u = self.uniform_pairs(run, rows, stream, 2 * half)
+        radius = torch.sqrt(-2 * torch.log(u[:, :half]))
         angle = (2 * math.pi) * u[:, half:]
         return torch.cat([radius * torch.cos(angle), radius * torch.sin(angle)], dim=1)[:, :k * d].view(rows.n, k, d)
 

@@ -77,7 +77,7 @@ class HopSkipJump(DecisionAttack):
             u = self.normal(run, rows, stream, k)
         else:
             d = rows.x0[0].numel()
-            u = self.uniform(run, rows, stream, k * d).view(rows.n, k, d) * 2 - 1
+            u = self.uniform_pairs(run, rows, stream, k * d).view(rows.n, k, d) * 2 - 1
         return u / u.norm(dim=2, keepdim=True).clamp_min(1e-12)
 
     def estimate(self, run: Run, rows: DecisionRows, t: int, counts: torch.Tensor) -> torch.Tensor:
