@@ -120,9 +120,13 @@ class BoundaryAttack(DecisionAttack):
             spherical, candidate = self.candidates(run, rows, k)
             check = k % self.stats_every == 0
             left = self.left(run, rows)
-            both = torch.stack([candidate, spherical], dim=1)
-            valid = torch.stack([left >= 1, (left >= 2) & check], dim=1)
-            adversarial, label = self.decide(run, rows, both, valid)
+            if check:  # the spherical candidate too, where the budget allows
+                valid = torch.stack([left >= 1, left >= 2], dim=1)
+                adversarial, label = self.decide(run, rows, torch.stack([candidate, spherical], dim=1), valid)
+            else:
+                valid = torch.stack([left >= 1, torch.zeros_like(left, dtype=torch.bool)], dim=1)
+                adversarial, label = self.decide(run, rows, candidate[:, None], valid[:, :1])
+                adversarial = torch.cat([adversarial, valid[:, 1:]], dim=1)
             accept = adversarial[:, 0]
             rows.x = torch.where(per_sample(accept, rows.x), candidate, rows.x)
             rows.label = torch.where(accept, label[:, 0], rows.label)

@@ -127,15 +127,20 @@ class DecisionAttack(MinimumNormAttack):
         rows; returns whether each point is adversarial (False where not valid) and its predicted class."""
         n, k = valid.shape
         flat = points.reshape(n * k, *points.shape[2:])
-        chosen = valid.reshape(-1).nonzero().squeeze(1)
         labels = torch.full((n * k,), -1, dtype=torch.long, device=points.device)
         adversarial = torch.zeros(n * k, dtype=torch.bool, device=points.device)
         y = rows.y.repeat_interleave(k)
         target = None if rows.target is None else rows.target.repeat_interleave(k)
-        for part in chosen.split(_CHUNK):
-            outputs = self.predict(flat[part], y[part])
+        parts: list[slice] | list[torch.Tensor]  # views where every point is asked about, else the chosen rows
+        if bool(valid.all()):
+            parts = [slice(first, first + _CHUNK) for first in range(0, n * k, _CHUNK)]
+        else:
+            parts = list(valid.reshape(-1).nonzero().squeeze(1).split(_CHUNK))
+        for part in parts:
+            chunk = flat[part]
+            outputs = self.predict(chunk, y[part])
             labels[part] = outputs.argmax(dim=1)
-            adversarial[part] = self.is_success(flat[part], outputs, y[part], None if target is None else target[part])
+            adversarial[part] = self.is_success(chunk, outputs, y[part], None if target is None else target[part])
         run.queries[rows.rows] += valid.sum(dim=1)
         return adversarial.view(n, k), labels.view(n, k)
 
