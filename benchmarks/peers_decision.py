@@ -146,7 +146,8 @@ def peers(args, model_name: str, x, y) -> list[dict]:
 def efficiency(args, model_name: str, x, y) -> list[dict]:
     model = models.load(model_name)
     rows = []
-    for name, norm in (("hsj", "l2"), ("hsj", "linf"), ("boundary", "l2"), ("sign-opt", "l2")):
+    for entry in args.attacks.split(","):
+        name, norm = (entry[:3], entry[4:]) if entry.startswith("hsj-") else (entry, "l2")
         for budget in (int(b) for b in args.budgets.split(",")):
             attack = build(name, model, max_queries=budget, seed=SEED, **({"norm": norm} if name == "hsj" else {}))
             started = time.process_time()
@@ -173,6 +174,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--art-boundary-iter", type=int, default=100, help="iterations of ART's Boundary Attack")
     p.add_argument("--budget", type=int, default=1000, help="alva's budget when no peer ran")
     p.add_argument("--budgets", default="100,1000,10000", help="budgets of the efficiency part")
+    p.add_argument("--attacks", default="hsj-l2,hsj-linf,boundary,sign-opt", help="attacks of the efficiency part")
     p.add_argument("--json", default=None, help="output file (default: benchmarks/results/decision_<part>.json)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
