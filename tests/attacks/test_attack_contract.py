@@ -41,11 +41,14 @@ FAST = {
     "spsa": {"n_queries": 60, "samples": 4},
     "simba": {"n_queries": 40, "eps": 2.0},
     "nes": {"n_queries": 60, "samples": 4},
+    "hsj": {"max_queries": 150},
+    "boundary": {"max_queries": 150},
+    "sign-opt": {"max_queries": 150},
 }
 # Attacks whose random numbers are keyed per sample (or that draw none): a sample's result is the same in any batch.
 BATCH_INDEPENDENT = {"fgsm", "pgd", "apgd", "apgd-t", "square", "one-pixel", "sparse", "deepfool", "fab", "fmn", "ead",
                      "cw", "ddn", "sparse-rs", "jsma", "mi-fgsm", "di-fgsm", "ti-fgsm", "ni-fgsm", "vmi-fgsm", "spsa",
-                     "simba", "nes"}
+                     "simba", "nes", "hsj", "boundary", "sign-opt"}
 MINIMUM_NORM = sorted(name for name, spec in REGISTRY.items() if issubclass(spec.cls, MinimumNormAttack))
 
 

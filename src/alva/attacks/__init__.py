@@ -7,8 +7,10 @@ classifier with their options, and :func:`build` makes one from its name.
 from alva.attacks.alva import ALVA, ALVAResult, alva_summary
 from alva.attacks.apgd import APGD, APGDTargeted
 from alva.attacks.base import Attack, AttackInputError, AttackResult, LatentResult, attack_mode
+from alva.attacks.boundary_attack import BoundaryAttack
 from alva.attacks.carlini_wagner import CarliniWagner
 from alva.attacks.ddn import DDN
+from alva.attacks.decision import DecisionAttack, LabelOnly
 from alva.attacks.deepfool import DeepFool
 from alva.attacks.differential_evolution import DifferentialEvolution, OnePixel
 from alva.attacks.dlr import DLRLoss, dlr, dlr_targeted
@@ -18,6 +20,7 @@ from alva.attacks.ensemble import EnsembleModel
 from alva.attacks.fab import FAB, FABTargeted
 from alva.attacks.fmn import FMN
 from alva.attacks.generator_attacks import AdvGANAttack, GeneratorAttackResult, UnrestrictedGeneratorAttack
+from alva.attacks.hop_skip_jump import HopSkipJump
 from alva.attacks.jsma import JSMA
 from alva.attacks.keyed import KeyedRandom
 from alva.attacks.losses import LOSSES, AttackLoss, ClassLoss, Confident, cross_entropy, is_success, margin
@@ -28,6 +31,7 @@ from alva.attacks.norms import L0, L1, L2, NORMS, Linf, Norm, get_norm
 from alva.attacks.pgd import FGSM, PGD
 from alva.attacks.population import PopulationRows, PopulationSearch
 from alva.attacks.registry import ATTACKS, REGISTRY, AttackSpec, Option, build
+from alva.attacks.sign_opt import SignOPT
 from alva.attacks.simba import SimBA
 from alva.attacks.sparse import SparseConfident, sparse_summary
 from alva.attacks.sparse_rs import SparseRS
@@ -51,4 +55,5 @@ __all__ = [
     "margin", "sparse_summary",
     "DIFGSM", "EnsembleModel", "MIFGSM", "NIFGSM", "TIFGSM", "TransferFGSM", "VMIFGSM",
     "SPSA", "SimBA", "NES",
+    "DecisionAttack", "LabelOnly", "HopSkipJump", "BoundaryAttack", "SignOPT",
 ]

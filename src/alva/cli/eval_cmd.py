@@ -13,6 +13,7 @@ from alva.cli import inputs
 from alva.cli.common import add_common, paragraph
 from alva.cli.run_folder import claim
 from alva.evaluation.strong import MEMBERS, NORMS, VERSIONS, StrongEvaluation
+from alva.evaluation.strong_members import EXTRAS
 from alva.evaluation.strong_result import write_result
 
 DESCRIPTION = paragraph("""
@@ -44,6 +45,9 @@ def register(commands) -> None:
     p.add_argument("--version", default="standard", choices=sorted(VERSIONS),
                    help="standard (AutoAttack's: APGD-CE, APGD-T, FAB-T, Square; 100 steps, 9 targets, 5000 "
                         "queries), plus (AutoAttack+), rand (EOT over 20 passes, for randomised models) or quick")
+    p.add_argument("--with", dest="extras", action="append", choices=sorted(EXTRAS), default=[],
+                   help="add members: decision adds HopSkipJump (labels only) after Square, for models whose scores "
+                        "cannot be trusted")
     p.add_argument("--n", type=int, default=1000, help="number of test images (fixed stratified subset)")
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--seed", type=int, default=0, help="seeds the attacks and the choice of images")
@@ -73,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--resume needs the images in memory and one process (not torchrun, not a streamed set)")
     main = distributed.is_main()
     evaluation = StrongEvaluation(model, args.eps, args.norm, version=args.version, attacks=args.attacks,
+                                  extras=args.extras,
                                   seed=args.seed, batch_size=args.batch_size, device=args.device,
                                   progress=not args.no_progress and main, sanity=not args.no_sanity, warn=False,
                                   log=lambda line: print(line, file=sys.stderr))

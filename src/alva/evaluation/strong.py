@@ -38,7 +38,7 @@ from alva.attacks.norms import get_norm
 from alva.evaluation.inputs import Samples, held_in_memory, sharded
 from alva.evaluation.robustness import summarize
 from alva.evaluation.sanity import emit, run_sanity_checks
-from alva.evaluation.strong_members import NORMS, STANDARD, VERSIONS, build_member, member_problem
+from alva.evaluation.strong_members import NORMS, STANDARD, VERSIONS, build_member, member_problem, with_extras
 from alva.evaluation.strong_result import CLEAN_WRONG, MEMBERS, ROBUST, StrongResult, broken_by_names, write_result
 from alva.evaluation.strong_stream import run_streaming
 from alva.models.zoo import tensor_sha256
@@ -68,6 +68,8 @@ class StrongEvaluation:
         attacks: names from :data:`MEMBERS` in the order to run (default: the version's). Of the version's own
             list, an attack that cannot run here (no form for the norm, a missing module) is left out with a
             warning; one asked for by name is an error.
+        extras: members added to the version's (or to ``attacks``): ``("decision",)`` adds HopSkipJump after Square,
+            for models whose scores cannot be trusted (see :data:`~alva.evaluation.strong_members.EXTRAS`).
         options: per attack, settings that replace the version's (``{"square": {"n_queries": 500}}``).
         seed: seeds every attack (attack ``i`` of :data:`MEMBERS` gets ``seed + i``).
         batch_size: the samples attacked at once; it does not change the result.
@@ -81,7 +83,8 @@ class StrongEvaluation:
     """
 
     def __init__(self, model: torch.nn.Module, eps: float, norm: str = "linf", *, version: str = "standard",
-                 attacks: Sequence[str] | None = None, options: dict[str, dict[str, Any]] | None = None,
+                 attacks: Sequence[str] | None = None, extras: Sequence[str] = (),
+                 options: dict[str, dict[str, Any]] | None = None,
                  seed: int = 0, batch_size: int = 500, device: str | torch.device = "cpu", progress: bool = True,
                  sanity: bool = True, sanity_n: int = 200, warn: bool = True,
                  bounds: tuple[float, float] = (0.0, 1.0), log: Callable[[str], None] | None = None) -> None:
@@ -100,9 +103,11 @@ class StrongEvaluation:
         self.options = {name: {**defaults[name], **options.get(name, {})} for name in MEMBERS}
         self.left_out: dict[str, str] = {}
         if attacks is None:
-            self.left_out = {a: why for a in VERSIONS[version].attacks
-                             if (why := member_problem(a, norm, self.options[a])) is not None}
-            attacks = [a for a in VERSIONS[version].attacks if a not in self.left_out]
+            own = with_extras(VERSIONS[version].attacks, tuple(extras))
+            self.left_out = {a: why for a in own if (why := member_problem(a, norm, self.options[a])) is not None}
+            attacks = [a for a in own if a not in self.left_out]
+        else:
+            attacks = with_extras(tuple(attacks), tuple(extras))
             if not attacks:
                 reasons = "; ".join(self.left_out.values())
                 raise ValueError(f"no attack of the {version} version can run here: {reasons}")

@@ -12,6 +12,10 @@ version after Croce and Hein 2021, "Mind the box").
   over 20 forward passes (expectation over transformation), one restart.
 - ``quick`` is a cheaper first look: APGD-CE, APGD-T (3 targets) and Square with smaller budgets.
 
+``with decision`` (:data:`EXTRAS`) adds HopSkipJump (Chen et al. 2020; 1000 labels per point, 500 in ``quick``)
+after Square to any version, for models whose scores cannot be trusted (a flat or masked softmax that misleads
+the score-based Square as much as the gradient attacks): it reads only the predicted labels.
+
 FAB comes from :mod:`alva.attacks.fab`, imported when an evaluation first needs it.
 """
 
@@ -26,11 +30,13 @@ import torch
 from alva.attacks.apgd import APGD, APGDTargeted
 from alva.attacks.base import Attack
 from alva.attacks.fab import FAB, FABTargeted
+from alva.attacks.hop_skip_jump import HopSkipJump
 from alva.attacks.norms import Norm, get_norm
 from alva.attacks.square import Square
 from alva.evaluation.strong_result import MEMBERS
 
-__all__ = ["NORMS", "STANDARD", "VERSIONS", "MemberUnavailable", "Version", "build_member", "member_problem"]
+__all__ = ["EXTRAS", "NORMS", "STANDARD", "VERSIONS", "MemberUnavailable", "Version", "build_member", "member_problem",
+           "with_extras"]
 
 NORMS = ("linf", "l2", "l1")
 """The threat models of the strong evaluation."""
@@ -56,13 +62,29 @@ class Version:
         return {name: {**self.options[name], **changes.get(name, {})} for name in MEMBERS}
 
 
+EXTRAS = {"decision": "hsj"}
+"""Members that ``with_`` adds to a version, by name: ``decision`` adds HopSkipJump after Square."""
+
+
+def with_extras(attacks: tuple[str, ...], extras: tuple[str, ...]) -> tuple[str, ...]:
+    """The version's ``attacks`` with the members of ``extras`` (names of :data:`EXTRAS`) after Square (at the end
+    without Square)."""
+    unknown = [e for e in extras if e not in EXTRAS]
+    if unknown:
+        raise ValueError(f"unknown extras {unknown}; choose from {sorted(EXTRAS)}")
+    added = tuple(EXTRAS[e] for e in extras if EXTRAS[e] not in attacks)
+    at = attacks.index("square") + 1 if "square" in attacks else len(attacks)
+    return (*attacks[:at], *added, *attacks[at:])
+
+
 def _budgets(steps: int, targets: int, queries: int, **square: Any) -> dict[str, dict[str, Any]]:
     return {"apgd-ce": {"steps": steps, "restarts": 1},
             "apgd-t": {"steps": steps, "restarts": 1, "n_target_classes": targets},
             "apgd-dlr": {"steps": steps, "restarts": 1},
             "square": {"n_queries": queries, "p_init": 0.8, **square},
             "fab-t": {"steps": steps, "restarts": 1, "n_target_classes": targets},
-            "fab": {"steps": steps, "restarts": 1}}
+            "fab": {"steps": steps, "restarts": 1},
+            "hsj": {"max_queries": 1000 if queries > 1000 else 500}}
 
 
 # alva's Square counts the clean query and the starting point's query in n_queries: 5002 gives AutoAttack's
@@ -106,6 +128,10 @@ def build_member(name: str, model: torch.nn.Module, eps: float, norm: str, optio
         if type(get_norm(norm)).square_proposal is Norm.square_proposal:
             raise MemberUnavailable(f"alva's Square attack has no proposals under {norm}")
         return Square(model, eps, **opts, **common)
+    if name == "hsj":
+        if get_norm(norm).name not in HopSkipJump.norms:
+            raise MemberUnavailable(f"HopSkipJump has no form for {norm}")
+        return HopSkipJump(model, eps=eps, **opts, **common)
     if name in ("fab", "fab-t"):
         return (FABTargeted if name == "fab-t" else FAB)(model, eps=eps, **opts, **common)
     raise ValueError(f"unknown attack {name!r}; choose from {list(MEMBERS)}")

@@ -17,9 +17,9 @@ from alva.tracking import atomic_write_json
 __all__ = ["CLEAN_WRONG", "MEMBERS", "RESULT_FILE", "ROBUST", "StrongResult", "broken_by_names", "table_from_codes",
            "write_result"]
 
-MEMBERS = ("apgd-ce", "apgd-t", "apgd-dlr", "square", "fab-t", "fab")
+MEMBERS = ("apgd-ce", "apgd-t", "apgd-dlr", "square", "fab-t", "fab", "hsj")
 """Attacks the ensemble can run: APGD with cross-entropy, APGD-T (targeted DLR), APGD with untargeted DLR, Square,
-FAB-T (targeted FAB) and untargeted FAB."""
+FAB-T (targeted FAB), untargeted FAB and HopSkipJump (decision-based: the labels only)."""
 ROBUST, CLEAN_WRONG = -1, 0  # codes per sample besides 1 + MEMBERS.index(attack that broke it)
 RESULT_FILE = "result.json"
 
