@@ -29,11 +29,10 @@ class NES(ScoreGradientAttack):
         sigma: the search variance, the size of each query's Gaussian perturbation (Ilyas et al.: 0.001).
         alpha: the step size of each PGD step, in the units of ``norm``.
         norm: ``"linf"`` or ``"l2"``.
-        max_rows: the most queried points evaluated in one forward pass.
-        loss: the objective to raise; default ``"margin"``; or ``"ce"``.
-        early_stop: stop querying a sample once it succeeds (default True here).
 
-    ``target``, ``bounds`` and ``seed`` are those of every attack. ``steps`` counts the PGD steps per sample.
+    ``max_rows`` (the most queried points in one forward pass), ``loss`` (the objective raised: ``"margin"``, the
+    default, or ``"ce"``) and ``early_stop`` (default True) are those of
+    :class:`~alva.attacks.score_gradient.ScoreGradientAttack`; ``target``, ``bounds`` and ``seed`` those of every attack. ``steps`` counts the PGD steps per sample.
     """
 
     directions = staticmethod(gaussian)

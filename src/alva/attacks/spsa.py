@@ -38,11 +38,10 @@ class SPSA(ScoreGradientAttack):
         lr: Adam's learning rate (Uesato et al.: 0.01).
         betas: Adam's decay rates of the first and second moments.
         norm: ``"linf"`` or ``"l2"``.
-        max_rows: the most queried points evaluated in one forward pass.
-        loss: the objective to raise; default ``"margin"`` (Uesato et al.'s logit difference); or ``"ce"``.
-        early_stop: stop querying a sample once it succeeds (default True here).
 
-    ``target``, ``bounds`` and ``seed`` are those of every attack. ``steps`` counts the Adam steps per sample.
+    ``max_rows`` (the most queried points in one forward pass), ``loss`` (the objective raised: ``"margin"``, the
+    default, or ``"ce"``) and ``early_stop`` (default True) are those of
+    :class:`~alva.attacks.score_gradient.ScoreGradientAttack`; ``target``, ``bounds`` and ``seed`` those of every attack. ``steps`` counts the Adam steps per sample.
     """
 
     directions = staticmethod(rademacher)
