@@ -32,7 +32,9 @@ class NES(ScoreGradientAttack):
 
     ``max_rows`` (the most queried points in one forward pass), ``loss`` (the objective raised: ``"margin"``, the
     default, or ``"ce"``) and ``early_stop`` (default True) are those of
-    :class:`~alva.attacks.score_gradient.ScoreGradientAttack`; ``target``, ``bounds`` and ``seed`` those of every attack. ``steps`` counts the PGD steps per sample.
+    :class:`~alva.attacks.score_gradient.ScoreGradientAttack`;
+    ``target``, ``bounds`` and ``seed`` those of any attack.
+    ``steps`` counts the PGD steps per sample.
     """
 
     directions = staticmethod(gaussian)

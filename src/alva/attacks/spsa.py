@@ -41,7 +41,9 @@ class SPSA(ScoreGradientAttack):
 
     ``max_rows`` (the most queried points in one forward pass), ``loss`` (the objective raised: ``"margin"``, the
     default, or ``"ce"``) and ``early_stop`` (default True) are those of
-    :class:`~alva.attacks.score_gradient.ScoreGradientAttack`; ``target``, ``bounds`` and ``seed`` those of every attack. ``steps`` counts the Adam steps per sample.
+    :class:`~alva.attacks.score_gradient.ScoreGradientAttack`;
+    ``target``, ``bounds`` and ``seed`` those of any attack.
+    ``steps`` counts the Adam steps per sample.
     """
 
     directions = staticmethod(rademacher)
