@@ -7,49 +7,14 @@ import math
 
 import pytest
 import torch
+from attack_helpers import accuracy, distance
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from score_helpers import Counting
 from torch import nn
 
 from alva.attacks import AttackInputError, Square
 from alva.attacks.square import square_p
-
-ORDS = {"linf": math.inf, "l2": 2}
-
-
-def distance(norm: str, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return torch.linalg.vector_norm((a - b).reshape(len(a), -1).double(), ord=ORDS[norm], dim=1)
-
-
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    with torch.no_grad():
-        return (model(x).argmax(1) == y).double().mean().item()
-
-
-class Counting(nn.Module):
-    """Wraps a model; attributes every queried row to the clean sample nearest to it (L-inf) and keeps, per
-    sample, the number of queries and whether the last one was misclassified. Records whether any call
-    needed a gradient (a black-box attack must never ask for one)."""
-
-    def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> None:
-        super().__init__()
-        self.model, self.x, self.y, self.eps = model, x, y, eps
-        self.counts = torch.zeros(len(x), dtype=torch.long)
-        self.last_wrong = torch.zeros(len(x), dtype=torch.bool)
-        self.after_success = torch.zeros(len(x), dtype=torch.long)
-        self.grad_calls = 0
-
-    def forward(self, q: torch.Tensor) -> torch.Tensor:
-        self.grad_calls += int(torch.is_grad_enabled() and q.requires_grad)
-        out = self.model(q)
-        d = (q.reshape(len(q), 1, -1) - self.x.reshape(1, len(self.x), -1)).abs().amax(dim=2)
-        owner = d.argmin(dim=1)
-        assert (d.gather(1, owner[:, None]) <= self.eps + 1e-5).all()
-        for row, i in enumerate(owner.tolist()):
-            self.after_success[i] += int(self.last_wrong[i])
-            self.counts[i] += 1
-            self.last_wrong[i] = out[row].argmax() != self.y[i]
-        return out
 
 
 @pytest.mark.parametrize("eps, budget", [(0.3, 60), (0.05, 40)])

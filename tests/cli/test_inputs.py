@@ -109,14 +109,6 @@ def test_a_model_that_does_not_fit_the_data_is_refused(tmp_path):
     assert inputs.load_model(user, data)(torch.zeros(2, 3, 32, 32)).shape == (2, 3)
 
 
-def test_make_out_refuses_a_file(tmp_path):
-    (tmp_path / "f").write_text("x")
-    with pytest.raises(ValueError, match="is a file"):
-        inputs.make_out(tmp_path / "f")
-    assert inputs.make_out(tmp_path / "a" / "b").is_dir()
-
-
-
 def test_a_budget_that_is_no_number_stops_the_command_before_any_folder(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["eval", "--eps", "nan", "--out", str(tmp_path / "o")])

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -212,15 +211,6 @@ def default_eps(data: ImageData) -> float:
     return MNIST_EPS if data.shape[0] == 1 else RGB_EPS
 
 
-def make_out(path: str | Path) -> Path:
-    """Create the output folder ``path`` (and its parents); call it once every input has loaded and fits."""
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file, not a folder")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
 def subset(data: ImageData, n: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The fixed stratified subset of ``n`` samples of ``data`` for ``seed``, in memory (all for ``None``, or
     when ``n`` is at least the size of the data)."""
@@ -241,4 +231,4 @@ def samples(data: ImageData, n: int | None, seed: int) -> tuple[torch.Tensor | I
 
 __all__ = ["DATA_HELP", "EPS_HELP", "MODEL_HELP", "MNIST_EPS", "RGB_EPS", "add_data_options", "add_model_options",
            "check_outputs", "check_task", "default_eps", "first_images", "fraction", "fractions", "image_size",
-           "json_object", "load_data", "load_model", "load_splits", "make_out", "model_options", "samples", "subset"]
+           "json_object", "load_data", "load_model", "load_splits", "model_options", "samples", "subset"]

@@ -31,6 +31,7 @@ from torch import nn
 from alva import distributed
 from alva.data import ImageData
 from alva.tracking import LOCK_FILE, RunLock, atomic_write_json, remove_orphan_temporaries, tensors_sha256
+from alva.tracking.checkpoint import differences
 from alva.tracking.files import TEMPORARY
 from alva.tracking.lock import acquire, describe, peek
 from alva.tracking.verify import DamagedFileError
@@ -99,10 +100,11 @@ def record_differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
     if saved.get("command") != now["command"]:
         changes.append(f"command: alva {saved.get('command')} -> alva {now['command']}")
     may_change = MAY_CHANGE.get(now["command"], frozenset())
-    before, after = saved.get("settings", {}), now["settings"]
-    for key in dict.fromkeys([*before, *after]):
-        if key not in may_change and before.get(key) != after.get(key):
-            changes.append(f"--{key.replace('_', '-')}: {before.get(key)!r} -> {after.get(key)!r}")
+
+    def as_options(settings: dict[str, Any]) -> dict[str, Any]:
+        return {f"--{key.replace('_', '-')}": value for key, value in settings.items() if key not in may_change}
+
+    changes += differences(as_options(saved.get("settings", {})), as_options(now["settings"]))
     inputs_before, inputs_after = saved.get("inputs", {}), now["inputs"]
     for name in dict.fromkeys([*inputs_before, *inputs_after]):
         old, new = inputs_before.get(name), inputs_after.get(name)
