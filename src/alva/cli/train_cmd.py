@@ -68,6 +68,9 @@ def register(commands) -> None:
                         "pgd20_acc (adversarial validation accuracy) or clean_acc")
     p.add_argument("--patience", type=int, default=0,
                    help="with --monitor: stop after this many epochs without improvement (default 0: never)")
+    p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                   help="evaluate, monitor and save an exponential moving average of the weights with this decay, "
+                        "e.g. 0.999 (default 0: off); training goes on from the raw weights")
     p.add_argument("--gamma-neg", type=float, default=None, help="asl: focusing exponent of negatives (default 4)")
     p.add_argument("--gamma-pos", type=float, default=None, help="asl: focusing exponent of positives (default 1)")
     p.add_argument("--clip", type=float, default=None, help="asl: probability margin of negatives (default 0.05)")

@@ -242,7 +242,8 @@ def _restore(checkpoint: Path, steps: ManualObjective, settings: TrainSettings, 
     """Load the state of the last finished epoch after checking that settings, objective and training data are the
     saved ones (every difference listed); returns the progress and the record of that epoch."""
     state = load_checkpoint(checkpoint, REDO_TRAINING)
-    changed = differences(state["settings"], asdict(settings), may_change=steps.may_change)
+    saved = {"ema": 0.0, **state["settings"]}  # checkpoints written before weight averaging existed
+    changed = differences(saved, asdict(settings), may_change=steps.may_change)
     changed += differences({"objective": state["objective"]}, {"objective": steps.describe()})
     if "data" in state:  # checkpoints written before they recorded the data are not checked for it
         changed += differences({"training data": state["data"]}, {"training data": data})

@@ -31,6 +31,9 @@ class TrainSettings:
     # without improvement (0: never stop, but still end with the best weights).
     monitor: str = ""
     patience: int = 0
+    # Weight averaging: an exponential moving average of the weights with this decay (0: off) is what each epoch
+    # evaluates, monitors and saves, while training goes on from the raw weights.
+    ema: float = 0.0
 
     def __post_init__(self) -> None:
         check_run(self.epochs, self.batch_size, self.lr)
@@ -40,6 +43,8 @@ class TrainSettings:
             raise ValueError(f"unknown schedule {self.schedule!r}; choose one of {SCHEDULES}")
         if self.patience < 0:
             raise ValueError(f"patience must be >= 0, got {self.patience}")
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"ema is the decay of the weight average, in [0, 1) (0: off), got {self.ema}")
         if self.patience and not self.monitor:
             raise ValueError("patience needs monitor, the evaluation figure to watch (e.g. pgd20_acc)")
 
@@ -61,6 +66,12 @@ def learning_rate(settings: TrainSettings, step: int, total_steps: int) -> float
         t = step / max(total_steps, 1)
         return settings.lr * (t / 0.4 if t < 0.4 else max(0.0, (1 - t) / 0.6))
     return settings.lr
+
+
+def ema_decay(settings: TrainSettings, step: int) -> float:
+    """The weight-average decay after optimiser step ``step`` (0-based): ``settings.ema``, lowered early on as
+    ``(1 + step) / (10 + step)`` so that the average does not lean on the first, random weights."""
+    return min(settings.ema, (1 + step) / (10 + step))
 
 
 def epoch_seed(seed: int, epoch: int) -> int:

@@ -1,9 +1,11 @@
 """A loss :class:`~alva.training.objectives.Objective` as a step of the one training loop: the loop's optimiser
-(:func:`~alva.training.settings.make_optimizer`), its learning-rate schedule, the divergence check and, under
-``torchrun``, :class:`~torch.nn.parallel.DistributedDataParallel` over the batch."""
+(:func:`~alva.training.settings.make_optimizer`), its learning-rate schedule, the divergence check, the weight
+average (``TrainSettings.ema``) and, under ``torchrun``, :class:`~torch.nn.parallel.DistributedDataParallel` over
+the batch."""
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
@@ -13,7 +15,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from alva import distributed
 from alva.training.objectives import ManualObjective, Objective, TrainingDiverged
-from alva.training.settings import TrainSettings, learning_rate, make_optimizer
+from alva.training.settings import TrainSettings, ema_decay, learning_rate, make_optimizer
 
 
 class Supervised(ManualObjective):
@@ -21,6 +23,11 @@ class Supervised(ManualObjective):
 
     Under ``torchrun`` every rank draws the same shuffled global batch of ``settings.batch_size`` and trains on its
     own contiguous part of it, so the all-reduced gradient is that of the whole batch.
+
+    With ``settings.ema`` a copy of the model holds the exponential moving average of its weights (Polyak
+    averaging; for adversarial training see Gowal et al. 2020, "Uncovering the limits of adversarial training").
+    At the end of each epoch the two swap, so that the loop evaluates, monitors, checkpoints and saves the average;
+    the next epoch swaps back and trains on from the raw weights.
     """
 
     def __init__(self, objective: Objective) -> None:
@@ -42,9 +49,12 @@ class Supervised(ManualObjective):
                              f"samples for {world} processes; change --batch-size or the training size")
         # The training steps go through DDP (gradients all-reduced); evaluation, checks and saving use ``model``.
         self.trained = _DistributedModel(model) if distributed.is_initialized() else model
+        self.average = copy.deepcopy(model) if settings.ema else None
 
     def start_epoch(self, epoch: int, epochs: int) -> None:
         self.epoch = epoch
+        if self.average is not None and epoch > 0:
+            _swap(self.model, self.average)  # the model held the average since the end of the last epoch
         self.objective.start_epoch(epoch, epochs)
         self.trained.train()
 
@@ -65,13 +75,20 @@ class Supervised(ManualObjective):
             loss = loss * (len(x) * world / whole)
         loss.backward()
         self.optimizer.step()
+        if self.average is not None:
+            _update_average(self.average, self.model, ema_decay(self.settings, self.epoch * self.steps_per_epoch
+                                                                + batch))
         return metrics, len(x)
 
     def end_epoch(self, model: nn.Module, epoch: int) -> dict[str, Any]:
+        if self.average is not None:
+            _swap(self.model, self.average)
         return {"lr": learning_rate(self.settings, (epoch + 1) * self.steps_per_epoch - 1, self.total_steps)}
 
     def parts(self) -> dict[str, Any]:
-        return {"model": self.model, "optimizer": self.optimizer}
+        # Between epochs "model" is the average and "ema_raw" the raw weights training goes on from.
+        averaged = {"ema_raw": self.average} if self.average is not None else {}
+        return {"model": self.model, "optimizer": self.optimizer, **averaged}
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "objective_state": self.objective.state()}
@@ -85,6 +102,26 @@ class Supervised(ManualObjective):
 
     def evaluate(self, model, x, y):
         return self.objective.evaluate(model, x, y)
+
+
+@torch.no_grad()
+def _update_average(average: nn.Module, model: nn.Module, decay: float) -> None:
+    """``average <- decay * average + (1 - decay) * model`` for every floating entry (weights and batch-norm
+    statistics); other entries (batch counts) are copied."""
+    for mean, now in zip(average.state_dict().values(), model.state_dict().values(), strict=True):
+        if mean.is_floating_point():
+            mean.lerp_(now, 1.0 - decay)
+        else:
+            mean.copy_(now)
+
+
+@torch.no_grad()
+def _swap(a: nn.Module, b: nn.Module) -> None:
+    """Exchange the weights and buffers of two modules of the same architecture, in place."""
+    for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True):
+        held = x.clone()
+        x.copy_(y)
+        y.copy_(held)
 
 
 class _DistributedModel(DistributedDataParallel):
