@@ -9,14 +9,14 @@ from alva.data import fixed_subset
 from alva.evaluation.accuracy import accuracy
 from alva.models import card, load
 
-ROBUST = ["mnist/cnn-small-pgd", "mnist/cnn-small-fast", "mnist/cnn-wide-pgd"]
+ROBUST = ["mnist/cnn-small-pgd", "mnist/cnn-small-fast", "mnist/cnn-wide-pgd", "mnist/cnn-wide-trades"]
 
 
 @pytest.mark.parametrize("name", ROBUST)
 def test_robust_card_records_recipe_and_figures(name):
     info = card(name)
     assert info["command"].startswith("alva train") and "--adv" in info["command"]
-    assert info["objective"]["name"] in ("pgd", "fast") and info["objective"]["eps"] == 0.3
+    assert info["objective"]["name"] in ("pgd", "fast", "trades") and info["objective"]["eps"] == 0.3
     figures = info["robustness"]
     assert figures["eps"] == 0.3 and figures["n"] == 1000
     assert figures["clean_acc"] >= figures["fgsm_acc"] >= figures["pgd50x10_acc"] >= figures["strong_acc"] > 0.5
