@@ -16,8 +16,9 @@ PGD-100's. On cnn-small at eps 0.3 APGD-CE breaks nearly every point within a fe
 on each point once broken), so the later attacks have little or nothing left to attack; on a robust model
 they dominate the time.
 
-``--compare autoattack`` instead runs the reference AutoAttack (the ``autoattack`` package of Croce and Hein,
-when it can be imported; it is not a dependency of alva) in the same version, member by member on the points
+``--compare autoattack`` instead runs the reference AutoAttack (``pyautoattack`` from the package registry, else
+the ``autoattack`` package of Croce and Hein, when one can be imported; it is not a dependency of alva) in the
+same version, member by member on the points
 still robust, and alva's evaluation on the same images, and prints robust accuracy after each member for
 both, the points broken by one and not the other, and the seconds.
 
