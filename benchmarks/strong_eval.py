@@ -16,8 +16,9 @@ PGD-100's. On cnn-small at eps 0.3 APGD-CE breaks nearly every point within a fe
 on each point once broken), so the later attacks have little or nothing left to attack; on a robust model
 they dominate the time.
 
-``--compare autoattack`` instead runs the reference AutoAttack (the ``autoattack`` package of Croce and Hein,
-when it can be imported; it is not a dependency of alva) in the same version, member by member on the points
+``--compare autoattack`` instead runs the reference AutoAttack (``pyautoattack`` from the package registry, else
+the ``autoattack`` package of Croce and Hein, when one can be imported; it is not a dependency of alva) in the
+same version, member by member on the points
 still robust, and alva's evaluation on the same images, and prints robust accuracy after each member for
 both, the points broken by one and not the other, and the seconds.
 
@@ -93,53 +94,90 @@ def autoattack_members(args: argparse.Namespace, model: torch.nn.Module, x: torc
                        ) -> tuple[list[dict[str, Any]], torch.Tensor]:
     """The reference AutoAttack, one member at a time on the points still robust: rows as alva's table and the
     per-sample robust flags at the end."""
-    from autoattack import AutoAttack  # the reference implementation, not a dependency of alva
-
-    adversary = AutoAttack(model, norm=AUTOATTACK_NORMS[args.norm], eps=args.eps, version=args.version,
-                           seed=args.seed, verbose=False, device="cpu")
-    started = time.perf_counter()
+    adversary, evaluate = reference_autoattack(args, model)
+    started, cpu_started = time.perf_counter(), time.process_time()
     with torch.no_grad():
         robust = model(x).argmax(1) == y
-    rows = [{"attack": "clean", "robust_acc": robust.float().mean().item(), "seconds": time.perf_counter() - started}]
+    rows = [{"attack": "clean", "robust_acc": robust.float().mean().item(), "seconds": time.perf_counter() - started,
+             "cpu": time.process_time() - cpu_started}]
     for name in list(adversary.attacks_to_run):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         index = robust.nonzero().squeeze(1)
         if len(index):
             adversary.attacks_to_run = [name]
-            x_adv = adversary.run_standard_evaluation(x[index], y[index], bs=args.batch_size)
+            x_adv = evaluate(x[index], y[index])
             with torch.no_grad():
                 robust[index] = model(x_adv).argmax(1) == y[index]
         rows.append({"attack": name, "robust_acc": robust.float().mean().item(),
-                     "seconds": time.perf_counter() - started})
+                     "seconds": time.perf_counter() - started, "cpu": time.process_time() - cpu_started})
     return rows, robust
 
 
+def reference_autoattack(args: argparse.Namespace, model: torch.nn.Module) -> tuple[Any, Any]:
+    """The reference AutoAttack in ``args.version`` and a function running it on a set: the ``pyautoattack``
+    package of the registry (keyword-only batch size, no ``verbose``, returns the points and their labels), else
+    fra31's ``autoattack``."""
+    norm = AUTOATTACK_NORMS[args.norm]
+    try:
+        from pyautoattack import AutoAttack  # the reference implementation, not a dependency of alva
+    except ImportError:
+        from autoattack import AutoAttack
+        adversary = AutoAttack(model, norm=norm, eps=args.eps, version=args.version, seed=args.seed, verbose=False,
+                               device="cpu")
+        return adversary, lambda x, y: adversary.run_standard_evaluation(x, y, bs=args.batch_size)
+    adversary = AutoAttack(model, norm=norm, eps=args.eps, version=args.version, seed=args.seed, device="cpu")
+    adversary.verbose = False
+    return adversary, lambda x, y: adversary.run_standard_evaluation(x, y, batch_size=args.batch_size)[0]
+
+
 def compare(args: argparse.Namespace, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
-    """alva's strong evaluation against the reference AutoAttack on the same images."""
+    """alva's strong evaluation against the reference AutoAttack on the same images: per member the robust
+    accuracy after it, wall-clock and CPU seconds; the totals and their ratio; the points only one breaks."""
     if args.version not in ("standard", "plus", "rand"):
         raise SystemExit(f"AutoAttack has no version {args.version!r}; compare standard, plus or rand")
     try:
         reference, reference_robust = autoattack_members(args, model, x, y)
     except ImportError as error:
-        raise SystemExit(f"--compare autoattack needs the autoattack package: {error}") from None
+        raise SystemExit(f"--compare autoattack needs the pyautoattack or autoattack package: {error}") from None
     evaluation = StrongEvaluation(model, args.eps, args.norm, version=args.version, seed=args.seed,
                                   batch_size=args.batch_size, progress=False, sanity=False, warn=False)
-    result = evaluation.run(x, y)
+    cpu: dict[str, float] = {}
+    cpu_started = time.process_time()
+
+    def count_cpu(event: str, info: dict[str, Any]) -> None:
+        if event == "attack":
+            cpu[info["attack"]] = time.process_time() - cpu_started - sum(cpu.values())
+
+    started = time.perf_counter()
+    result = evaluation.run(x, y, callback=count_cpu)
+    seconds, spent = time.perf_counter() - started, time.process_time() - cpu_started
     ours = {row["attack"]: row for row in result.table}
-    print(f"{'attack':10s} {'AutoAttack':>10s} {'s':>7s} {'alva':>8s} {'s':>7s}")
+    print(f"{'attack':10s} {'AutoAttack':>10s} {'s':>7s} {'CPU s':>7s} {'alva':>8s} {'s':>7s} {'CPU s':>7s}")
     for row in reference:
         mine = ours.get(row["attack"])
-        acc, seconds = ("-", "-") if mine is None else (f"{mine['robust_acc']:.4f}", f"{mine['seconds']:.1f}")
-        print(f"{row['attack']:10s} {row['robust_acc']:10.4f} {row['seconds']:7.1f} {acc:>8s} {seconds:>7s}")
+        text = ("-", "-", "-") if mine is None else (f"{mine['robust_acc']:.4f}", f"{mine['seconds']:.1f}",
+                                                      f"{cpu.get(row['attack'], float('nan')):.1f}")
+        print(f"{row['attack']:10s} {row['robust_acc']:10.4f} {row['seconds']:7.1f} {row['cpu']:7.1f} "
+              f"{text[0]:>8s} {text[1]:>7s} {text[2]:>7s}")
+    reference_seconds = sum(row["seconds"] for row in reference)
+    reference_cpu = sum(row["cpu"] for row in reference)
+    print(f"{'total':10s} {'':10s} {reference_seconds:7.1f} {reference_cpu:7.1f} {'':8s} {seconds:7.1f} "
+          f"{spent:7.1f}   ratio alva / AutoAttack: {seconds / reference_seconds:.3f} wall-clock, "
+          f"{spent / reference_cpu:.3f} CPU")
     robust = result.robust
-    only_alva = int((reference_robust & ~robust).sum())
-    only_reference = int((~reference_robust & robust).sum())
+    only_alva = (reference_robust & ~robust).nonzero().squeeze(1).tolist()
+    only_reference = (~reference_robust & robust).nonzero().squeeze(1).tolist()
     print(f"robust accuracy: AutoAttack {reference_robust.float().mean().item():.4f}, alva {result.robust_acc:.4f}; "
-          f"broken only by alva: {only_alva}, only by AutoAttack: {only_reference}")
+          f"broken only by alva: {len(only_alva)}, only by AutoAttack: {len(only_reference)}")
     for message in result.warnings:
         print(f"WARNING (alva): {message}")
-    return {"autoattack": reference, "alva": result.table, "broken_only_by_alva": only_alva,
-            "broken_only_by_autoattack": only_reference, "warnings": result.warnings}
+    return {"autoattack": reference, "alva": result.table, "alva_cpu_seconds": cpu,
+            "autoattack_seconds": reference_seconds, "autoattack_cpu": reference_cpu, "alva_seconds": seconds,
+            "alva_cpu": spent, "ratio_seconds": seconds / reference_seconds, "ratio_cpu": spent / reference_cpu,
+            "autoattack_robust_acc": reference_robust.float().mean().item(), "alva_robust_acc": result.robust_acc,
+            "broken_only_by_alva": len(only_alva), "broken_only_by_autoattack": len(only_reference),
+            "points_broken_only_by_alva": only_alva, "points_broken_only_by_autoattack": only_reference,
+            "warnings": result.warnings}
 
 
 def main() -> None:

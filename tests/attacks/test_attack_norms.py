@@ -300,3 +300,27 @@ def test_l0_random_in_ball_changes_floor_eps_pixels():
     # The pixels are spread over the image: every position is chosen about 4/36 of the time.
     chosen = (sample.abs().amax(dim=1) > 0).double().mean(dim=0)
     assert (chosen - 4 / 36).abs().max() < 0.06
+
+
+@pytest.mark.parametrize("side", [1, 3, 7])
+def test_linf_square_proposal_sets_one_square_to_a_corner_of_the_ball(side):
+    # The proposal differs from the current point only inside one side x side square per sample, where each
+    # channel sits at x0 + eps or x0 - eps (clipped to the box); it always changes something (no wasted query).
+    g = torch.Generator().manual_seed(side)
+    x0 = torch.rand(40, 3, 12, 12, generator=g)
+    eps = 0.25
+    cur = (x0 + eps * torch.randint(0, 2, x0.shape, generator=g) * 2 - eps).clamp(0, 1)
+    cur[:5] = (x0[:5] + eps).clamp(0, 1)  # some already at +eps everywhere: those must get -eps
+    numbers = torch.rand(40, 5, generator=g)
+    cand = get_norm("linf").square_proposal(x0, cur, eps, side, lambda k: numbers[:, :k], (0.0, 1.0))
+    assert cand.shape == x0.shape
+    changed = (cand != cur).any(dim=1)  # n x h x w
+    assert changed.flatten(1).any(dim=1).all()
+    plus, minus = (x0 + eps).clamp(0, 1), (x0 - eps).clamp(0, 1)
+    for i in range(40):
+        rows, cols = changed[i].nonzero(as_tuple=True)
+        assert rows.max() - rows.min() < side and cols.max() - cols.min() < side
+        for ch in range(3):  # one sign per channel: every changed entry at x0 + eps, or every one at x0 - eps
+            moved = cand[i, ch] != cur[i, ch]
+            at_plus, at_minus = cand[i, ch] == plus[i, ch], cand[i, ch] == minus[i, ch]
+            assert (at_plus | ~moved).all() or (at_minus | ~moved).all()

@@ -82,19 +82,25 @@ def closest_hyperplane(norm: str | Norm, f: torch.Tensor, w: torch.Tensor, stron
 
 
 def _water_level(q: torch.Tensor, u: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-    """Per row, the ``r >= 0`` with ``sum_i q_i min(r, u_i) = c`` (``q, u >= 0``; ``inf`` where even ``r = inf``
-    falls short): the left side grows piecewise linearly in ``r``, with kinks at the sorted ``u``."""
-    u, order = u.sort(dim=1)
-    q = q.gather(1, order)
-    passed = (q * u).cumsum(dim=1)
-    below = torch.cat([torch.zeros_like(passed[:, :1]), passed[:, :-1]], dim=1)  # sum of q_i u_i over kinks passed
-    above = q.flip(1).cumsum(dim=1).flip(1)  # sum of q_i over the kinks not passed
-    reached = below + u * above >= c[:, None]
-    k = (~reached).sum(dim=1, keepdim=True)
-    inside = k < u.shape[1]
-    k = k.clamp_max(u.shape[1] - 1)
-    r = (c[:, None] - below.gather(1, k)) / above.gather(1, k).clamp_min(1e-30)
-    return torch.where(inside, r.clamp_min(0), torch.full_like(r, float("inf"))).squeeze(1)
+    """Per row, the ``r >= 0`` with ``g(r) = sum_i q_i min(r, u_i) = c`` (``q, u >= 0``; ``inf`` where even
+    ``r = inf`` falls short).
+
+    ``g`` is concave and piecewise linear with kinks at the ``u_i``: Newton's method from ``r = c / sum q``
+    (below the root) solves the linear piece through the current ``r``, ``sum_{u_i <= r} q_i u_i + r sum_{u_i > r}
+    q_i = c``; its root is never past the true one, and the iteration stops, exactly, when no kink lies between
+    two iterates (a few iterations, where sorting the kinks would cost a sort of every row).
+    """
+    qu = q * u  # the height an entry adds once r passes its kink (while r < u_i it adds the slope q_i)
+    r = c / q.sum(dim=1).clamp_min(1e-30)
+    for _ in range(u.shape[1] + 1):
+        above = (u > r[:, None]).to(q.dtype)
+        slope, height = (above * q).sum(dim=1), ((1 - above) * qu).sum(dim=1)
+        reached = torch.where(height >= c, r, torch.full_like(r, float("inf")))  # no slope left: the top of g
+        following = torch.where(slope > 0, (c - height) / slope.clamp_min(1e-30), reached)
+        if torch.equal(following, r):
+            break
+        r = following
+    return r.clamp_min(0)
 
 
 def _knapsack(a: torch.Tensor, m: torch.Tensor, c: torch.Tensor) -> torch.Tensor:

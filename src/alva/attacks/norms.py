@@ -16,7 +16,7 @@ import math
 import torch
 
 from alva.attacks.keyed import Uniform, generator_uniform
-from alva.attacks.square_geometry import corner, pyramid, signs, split_pyramid, window
+from alva.attacks.square_geometry import corner, pyramid, signs, split_pyramid, window, window_index
 
 __all__ = ["L0", "L1", "L2", "NORMS", "Linf", "Norm", "as_uniform", "get_norm", "per_sample", "pixel_view"]
 
@@ -121,15 +121,17 @@ class Linf(Norm):
     def square_proposal(self, x0, cur, eps, side, uniform, bounds):
         n, c, h, w = x0.shape
         u = uniform(2 + c)
-        mask = window(corner(u[:, 0], h, side), corner(u[:, 1], w, side), side, h, w)
-        sign = signs(u[:, 2:], x0.dtype).view(n, c, 1, 1)
-        cand = torch.where(mask, (x0 + eps * sign).clamp(*bounds), cur)
+        # Only the square changes: its entries are gathered, set and written back into a copy of cur.
+        index = window_index(corner(u[:, 0], h, side), corner(u[:, 1], w, side), side, w)
+        index = index[:, None, :].expand(n, c, side * side)
+        base = x0.reshape(n, c, h * w).gather(2, index)
+        sign = signs(u[:, 2:], x0.dtype).view(n, c, 1)
+        square = (base + eps * sign).clamp(*bounds)
         # A step that changes nothing would waste a query: there, use the opposite signs.
-        same = ~((cand != cur) & mask).reshape(n, -1).any(dim=1)
+        same = ~(square != cur.reshape(n, c, h * w).gather(2, index)).reshape(n, -1).any(dim=1)
         if same.any():
-            flip = mask & same.view(n, 1, 1, 1)
-            cand = torch.where(flip, (x0 - eps * sign).clamp(*bounds), cand)
-        return cand
+            square = torch.where(same.view(n, 1, 1), (base - eps * sign).clamp(*bounds), square)
+        return cur.reshape(n, c, h * w).clone().scatter_(2, index, square).view(n, c, h, w)
 
 
 class L2(Norm):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["corner", "pyramid", "split_pyramid", "window"]
+__all__ = ["corner", "pyramid", "split_pyramid", "window", "window_index"]
 
 
 def pyramid(a: int, b: int, device, dtype) -> torch.Tensor:
@@ -35,6 +35,14 @@ def window(top: torch.Tensor, left: torch.Tensor, s: int, h: int, w: int) -> tor
     in_rows = (rows[None, :] >= top[:, None]) & (rows[None, :] < top[:, None] + s)
     in_cols = (cols[None, :] >= left[:, None]) & (cols[None, :] < left[:, None] + s)
     return (in_rows[:, :, None] & in_cols[:, None, :])[:, None]
+
+
+def window_index(top: torch.Tensor, left: torch.Tensor, s: int, w: int) -> torch.Tensor:
+    """Per sample, the positions (n x s*s, row by row) in a flattened h x w image of the s x s square with corner
+    (top, left): a proposal that changes only the square reads and writes these entries alone."""
+    steps = torch.arange(s, device=top.device)
+    rows, cols = top[:, None] + steps, left[:, None] + steps
+    return (rows[:, :, None] * w + cols[:, None, :]).reshape(len(top), s * s)
 
 
 def corner(u: torch.Tensor, size: int, s: int) -> torch.Tensor:
