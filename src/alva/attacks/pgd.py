@@ -77,8 +77,10 @@ class PGD(GradientAttack):
             return super().clean_pass(x, y)
         leaf = x.detach().requires_grad_(True)
         logits = self.predict(leaf, y)
-        self._clean_graph = _CleanGraph(leaf, logits)
-        return logits.detach()
+        if isinstance(logits, torch.Tensor):  # anything else: the caller's check names what is wrong with it
+            self._clean_graph = _CleanGraph(leaf, logits)
+            logits = logits.detach()
+        return logits
 
     def gradient(self, rows: Rows) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         kept = self._clean_graph
@@ -90,12 +92,15 @@ class PGD(GradientAttack):
         kept.leaf, kept.logits = kept.leaf.detach(), kept.logits.detach()  # the graph is freed
         return kept.logits, loss.detach(), grad
 
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None) -> AttackResult:
+        try:
+            return super().__call__(x, y, target)
+        finally:
+            self._clean_graph = None  # no graph outlives the call, also when it raises
+
     def run(self, x, y, target, clean_logits, generator) -> AttackResult:
         kept = self._clean_graph
-        try:
-            result = super().run(x, y, target, clean_logits, generator)
-        finally:
-            self._clean_graph = None
+        result = super().run(x, y, target, clean_logits, generator)
         if kept is not None and kept.used:
             result.queries -= 1  # the first step's forward pass was the clean one, counted once
         return result
