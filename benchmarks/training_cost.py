@@ -22,7 +22,8 @@ Two tables, both on ``--n`` MNIST training images, ``cnn-small``, batch 128, Ada
 
 The floor and alva run alternately within each repeat (the order rotated from repeat to repeat), each from the same
 initial weights, so that load on the machine touches both alike; the tables give medians, and the floor table also
-the median of the per-repeat ratios.
+the median of the per-repeat ratios. ``--cpu-time`` gives the floor table in process CPU seconds, which load from
+other processes on a shared machine changes far less than wall-clock seconds.
 """
 
 from __future__ import annotations
@@ -129,24 +130,28 @@ def floor_fgsm_rs(model: nn.Module, data: Data, settings: TrainSettings) -> None
 
 # ------------------------------------------------------------------------------------------------------ timing
 
-def seconds(epoch: Epoch, data: Data, seed: int) -> float:
+def seconds(epoch: Epoch, data: Data, seed: int) -> tuple[float, float]:
+    """Wall-clock and process CPU seconds of one epoch from fresh weights of ``seed``."""
     torch.manual_seed(seed)
     model = create("cnn-small")
-    started = time.perf_counter()
+    started, started_cpu = time.perf_counter(), time.process_time()
     epoch(model, data, TrainSettings(epochs=1, batch_size=128, seed=seed))
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - started_cpu
 
 
-def measure(methods: dict[str, Epoch], data: Data, repeats: int) -> dict[str, list[float]]:
-    """Seconds of each method per repeat, the methods interleaved (order rotated per repeat) after one warm-up."""
+def measure(methods: dict[str, Epoch], data: Data, repeats: int, clock: int = 0) -> dict[str, list[float]]:
+    """Seconds of each method per repeat, the methods interleaved (order rotated per repeat) after one warm-up;
+    ``clock`` 0: wall-clock seconds, 1: process CPU seconds."""
     times: dict[str, list[float]] = {name: [] for name in methods}
     names = list(methods)
     seconds(methods[names[0]], (data[0][:256], data[1][:256]), 0)
     for r in range(repeats):
         shift = r % len(names)
         for name in names[shift:] + names[:shift]:
-            times[name].append(seconds(methods[name], data, r))
-            print(f"  repeat {r + 1}/{repeats}  {name:<24} {times[name][-1]:7.2f} s", file=sys.stderr, flush=True)
+            both = seconds(methods[name], data, r)
+            times[name].append(both[clock])
+            print(f"  repeat {r + 1}/{repeats}  {name:<24} {both[0]:7.2f} s, CPU {both[1]:7.2f} s", file=sys.stderr,
+                  flush=True)
     return times
 
 
@@ -161,7 +166,7 @@ def standard_table(data: Data, repeats: int) -> list[str]:
             *(f"| {name} | {s:.2f} | {s / reference:.2f} |" for name, s in times.items())]
 
 
-def floor_table(data: Data, repeats: int) -> list[str]:
+def floor_table(data: Data, repeats: int, clock: int) -> list[str]:
     pairs = {
         "pgd-10": (floor_loop(pgd_step(EPS, 2.5 * EPS / STEPS, STEPS)), lambda: PGDTraining(EPS, steps=STEPS)),
         "trades-10": (floor_loop(trades_step), lambda: TRADES(EPS, beta=BETA, steps=STEPS)),
@@ -170,7 +175,7 @@ def floor_table(data: Data, repeats: int) -> list[str]:
     rows = ["| objective | floor s/epoch | alva s/epoch | ratio | per-repeat ratios (median, range) | goal |",
             "|---|---:|---:|---:|---:|---:|"]
     for name, (floor, objective) in pairs.items():
-        times = measure({f"{name} floor": floor, f"{name} alva": alva_epoch(objective)}, data, repeats)
+        times = measure({f"{name} floor": floor, f"{name} alva": alva_epoch(objective)}, data, repeats, clock)
         floor_s, alva_s = times[f"{name} floor"], times[f"{name} alva"]
         paired = [a / f for a, f in zip(alva_s, floor_s, strict=True)]
         ratio = statistics.median(alva_s) / statistics.median(floor_s)
@@ -185,6 +190,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed epochs per method (default 3)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--only", choices=("standard", "floor"), default=None, help="print one of the two tables")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="floor table in process CPU seconds (steadier than wall-clock on a shared machine)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -194,7 +201,9 @@ def main() -> None:
     if args.only != "floor":
         print(f"\n{header}\n" + "\n".join(standard_table(data, args.repeats)))
     if args.only != "standard":
-        print(f"\n{header}; alva's fit against the hand-written floor\n" + "\n".join(floor_table(data, args.repeats)))
+        clock = "process CPU" if args.cpu_time else "wall-clock"
+        print(f"\n{header}; alva's fit against the hand-written floor, {clock} seconds\n"
+              + "\n".join(floor_table(data, args.repeats, int(args.cpu_time))))
 
 
 if __name__ == "__main__":
