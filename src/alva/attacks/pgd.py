@@ -129,7 +129,7 @@ class FGSM(PGD):
                          random_start=False, restarts=1, **kwargs)
 
     def step(self, rows: Rows, grad: torch.Tensor, k: int) -> torch.Tensor:
-        if self.norm.name == "linf" and rows.x is rows.x0:
+        if self.norm.name == "linf" and rows.x is rows.x0 and self.alpha <= self.eps:
             # x + eps sign(grad) lies in the eps ball around x: only the bounds project it.
             return torch.add(rows.x, grad.sign_(), alpha=self.alpha).clamp_(*self.bounds)
         return super().step(rows, grad, k)
