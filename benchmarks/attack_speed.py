@@ -1,4 +1,4 @@
-"""How fast is alva's PGD compared with the cheapest PGD one could write by hand?
+"""How fast are alva's PGD and FGSM compared with the cheapest ones one could write by hand?
 
 Measures wall-clock seconds of an L-inf PGD attack (by default eps 0.3, alpha 0.01, 40 steps, uniform
 random start) on one batch of MNIST test images against the shipped ``mnist/cnn-small`` model, three ways:
@@ -11,6 +11,16 @@ random start) on one batch of MNIST test images against the shipped ``mnist/cnn-
 2. ``alva PGD``: ``alva.attacks.PGD(..., random_start=True)`` without early stop (timed call includes
    alva's input validation, its clean forward pass and per-sample best-iterate tracking).
 3. ``alva PGD, early stop``: the same with ``early_stop=True``.
+
+With ``--attack fgsm``: FGSM (one signed step of eps from the clean images) three ways:
+
+1. ``floor``: ``floor_fgsm`` below, one forward and one backward pass for the gradient of the input only,
+   the step and the clip to [0, 1], in place; it returns the adversarial images only.
+2. ``floor + success``: the same and one forward pass at the adversarial images, with the per-sample success
+   (misclassified) from it: the least work that yields what an ``AttackResult`` holds (the images, their
+   logits, the success of each, besides the clean logits, which the gradient's forward pass gives).
+3. ``alva FGSM``: ``alva.attacks.FGSM(...)`` with its complete result (validation, clean and adversarial
+   logits, per-sample success, steps and queries).
 
 Each method runs once as warm-up, then ``--repeats`` times, interleaved within each repeat (in an
 order rotated from repeat to repeat) so that drift in machine load affects all three alike. The table
@@ -27,7 +37,7 @@ glibc to keep freed memory (``mallopt``: no trimming, no mmap), which measures t
 Process CPU seconds are recorded too: on a machine shared with other work, their ratio is a second
 opinion on the wall-clock one.
 
-Usage: ``python benchmarks/attack_speed.py [--n 1000] [--repeats 5] [--steps 40] [--json PATH]``
+Usage: ``python benchmarks/attack_speed.py [--attack pgd|fgsm] [--n 1000] [--repeats 5] [--steps 40] [--json PATH]``
 (also ``--eps``, ``--alpha``, ``--threads`` and ``--system-malloc``; see ``--help``).
 """
 
@@ -56,14 +66,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from alva import models
-from alva.attacks import PGD
+from alva.attacks import FGSM, PGD
 from alva.data import fixed_subset, load_mnist
 
 MODEL = "mnist/cnn-small"
 EPS = 0.3  # defaults of --eps and --alpha
 ALPHA = 0.01
 SEED = 0
-MAX_RATIO = 1.05  # the issue's bound on alva PGD (no early stop) / floor
+MAX_RATIO = 1.05  # the bound on alva PGD (no early stop) / floor and alva FGSM / floor
 
 # A method runs the attack on (x, y) and returns (clean_logits or None, x_adv or None, adv_logits or None);
 # whatever it leaves as None is computed after the timed section.
@@ -90,6 +100,7 @@ class Measurement:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--attack", choices=("pgd", "fgsm"), default="pgd", help="the attack timed (default pgd)")
     parser.add_argument("--n", type=int, default=1000, help="test images in the batch (default 1000)")
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats per method (default 5)")
     parser.add_argument("--steps", type=int, default=40, help="PGD steps (default 40)")
@@ -150,6 +161,33 @@ def floor_pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, al
         (grad,) = torch.autograd.grad(loss, x_adv)
         x_adv = x_adv.detach().add_(grad.sign_(), alpha=alpha).clamp_(lower, upper)
     return x_adv
+
+
+def floor_fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
+    """The minimal FGSM: one forward and backward pass for the input's gradient, then ``clip(x + eps sign(g))``."""
+    x_in = x.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(F.cross_entropy(model(x_in), y, reduction="sum"), x_in)
+    return x.add(grad.sign_(), alpha=eps).clamp_(0.0, 1.0)
+
+
+def make_fgsm_methods(model: nn.Module, eps: float) -> dict[str, Method]:
+    attack = FGSM(model, eps=eps, seed=SEED)
+
+    def floor(x: torch.Tensor, y: torch.Tensor) -> Outputs:
+        return None, floor_fgsm(model, x, y, eps), None
+
+    def floor_with_success(x: torch.Tensor, y: torch.Tensor) -> Outputs:
+        x_adv = floor_fgsm(model, x, y, eps)
+        with torch.no_grad():
+            adv_logits = model(x_adv)
+        adv_logits.argmax(dim=1).ne(y)  # the per-sample success
+        return None, x_adv, adv_logits
+
+    def alva_fgsm(x: torch.Tensor, y: torch.Tensor) -> Outputs:
+        result = attack(x, y)
+        return result.clean_logits, result.x_adv, result.adv_logits
+
+    return {"floor (hand-written FGSM)": floor, "floor + success": floor_with_success, "alva FGSM": alva_fgsm}
 
 
 def make_methods(model: nn.Module, eps: float, alpha: float, steps: int) -> dict[str, Method]:
@@ -232,20 +270,27 @@ def table(measurements: list[Measurement]) -> str:
     return "\n".join(rows)
 
 
-def summary(measurements: list[Measurement]) -> list[str]:
-    floor, plain, early = measurements
-    ratio = plain.median / floor.median
+def ratio_line(method: Measurement, reference: Measurement) -> str:
+    ratio = method.median / reference.median
     verdict = "meets" if ratio <= MAX_RATIO else "EXCEEDS"
-    acc_diff = early.robust_acc[-1] - plain.robust_acc[-1]
-    paired = [p / f for p, f in zip(plain.seconds, floor.seconds, strict=True)]
-    lines = [
-        f"alva PGD / floor = {ratio:.3f} ({verdict} the bound of {MAX_RATIO}); in process CPU time "
-        f"{plain.median_cpu / floor.median_cpu:.3f}; within each repeat {statistics.median(paired):.3f} "
-        f"(median; from {min(paired):.3f} to {max(paired):.3f})",
-        f"early stop: {plain.median / early.median:.2f}x faster than alva PGD without it; "
-        f"robust accuracy {early.robust_acc[-1]:.4f} vs {plain.robust_acc[-1]:.4f} "
-        f"(difference {acc_diff:+.4f})",
-    ]
+    paired = [m / r for m, r in zip(method.seconds, reference.seconds, strict=True)]
+    return (f"{method.name} / {reference.name} = {ratio:.3f} ({verdict} the bound of {MAX_RATIO}); in process CPU "
+            f"time {method.median_cpu / reference.median_cpu:.3f}; within each repeat {statistics.median(paired):.3f} "
+            f"(median; from {min(paired):.3f} to {max(paired):.3f})")
+
+
+def summary(measurements: list[Measurement]) -> list[str]:
+    floor, second, third = measurements
+    fgsm = third.name == "alva FGSM"
+    plain = third if fgsm else second
+    lines = [ratio_line(plain, floor)]
+    if fgsm:
+        lines.append(ratio_line(plain, second))
+    else:
+        acc_diff = third.robust_acc[-1] - plain.robust_acc[-1]
+        lines.append(f"early stop: {plain.median / third.median:.2f}x faster than alva PGD without it; "
+                     f"robust accuracy {third.robust_acc[-1]:.4f} vs {plain.robust_acc[-1]:.4f} "
+                     f"(difference {acc_diff:+.4f})")
     for m in measurements:
         if len(set(m.robust_acc)) > 1:
             lines.append(f"note: robust accuracy of {m.name} varied over repeats: {m.robust_acc}")
@@ -260,11 +305,14 @@ def main(argv: list[str] | None = None) -> int:
     env["malloc"] = "system" if args.system_malloc or not keep_freed_memory() else "keeps freed memory"
     model = load_model()
     x, y = load_batch(args.n)
-    methods = make_methods(model, args.eps, args.alpha, args.steps)
+    fgsm = args.attack == "fgsm"
+    env["attack"] = args.attack
+    methods = make_fgsm_methods(model, args.eps) if fgsm else make_methods(model, args.eps, args.alpha, args.steps)
     measurements = measure(methods, model, x, y, args.repeats)
     print(f"torch {env['torch']}, {env['threads']} threads, {env['date']}, malloc: {env['malloc']}")
-    print(f"{MODEL}, {args.n} MNIST test images, L-inf eps {args.eps}, alpha {args.alpha}, "
-          f"{args.steps} steps, median of {args.repeats} repeats after one warm-up\n")
+    steps = "FGSM" if fgsm else f"alpha {args.alpha}, {args.steps} steps"
+    print(f"{MODEL}, {args.n} MNIST test images, L-inf eps {args.eps}, {steps}, median of {args.repeats} repeats "
+          "after one warm-up\n")
     print(table(measurements))
     print()
     lines = summary(measurements)

@@ -69,7 +69,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from alva import models
@@ -80,7 +79,7 @@ from alva.data import fixed_subset, load_mnist
 # The floor PGD loop and the query-counting wrapper of the sibling benchmarks (this folder is on sys.path when a
 # benchmark runs as a script).
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from attack_speed import floor_pgd  # noqa: E402
+from attack_speed import floor_fgsm, floor_pgd  # noqa: E402
 from one_pixel import Counting  # noqa: E402
 
 MODEL = "mnist/cnn-small"
@@ -149,12 +148,6 @@ def probe_libraries(wanted: list[str]) -> tuple[dict[str, str], dict[str, str]]:
 
 
 # --------------------------------------------------------------------------------------------- floors
-
-def floor_fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
-    x_in = x.clone().requires_grad_(True)
-    (grad,) = torch.autograd.grad(F.cross_entropy(model(x_in), y, reduction="sum"), x_in)
-    return x.add(grad.sign_(), alpha=eps).clamp_(0.0, 1.0)
-
 
 def forward_floor(model: nn.Module, x: torch.Tensor, chunk: int, repeats: int = 5,
                   clock: Callable[[], float] = time.perf_counter) -> float:

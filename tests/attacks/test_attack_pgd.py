@@ -11,6 +11,7 @@ from attack_helpers import accuracy, distance, predict
 from torch import nn
 
 from alva.attacks import FGSM, PGD, AttackResult, margin
+from alva.attacks.engine import Repeated
 
 
 def assert_success_is_misclassification(model: nn.Module, res: AttackResult, y: torch.Tensor) -> None:
@@ -351,5 +352,26 @@ def test_fgsm_queries_and_steps(cnn_small, attack_batch):
     counting = CountingModel(cnn_small)
     res = FGSM(counting, eps=0.1)(x, y)
     assert (res.steps == 1).all()
-    assert (res.queries == 3).all()  # clean, gradient, final
-    assert counting.rows == 3 * len(x)
+    assert (res.queries == 2).all()  # the clean pass (which the gradient reuses), the final point
+    assert counting.rows == 2 * len(x)
+
+
+@pytest.mark.parametrize("make", [lambda m, t: FGSM(m, eps=0.1, target=t, seed=0),
+                                  lambda m, t: PGD(m, eps=0.1, steps=4, random_start=False, target=t, seed=0)],
+                         ids=["fgsm", "pgd-from-x"])
+@pytest.mark.parametrize("target", [None, "least-likely"])
+def test_sharing_the_clean_pass_with_the_first_gradient_changes_only_the_query_count(cnn_small, attack_batch, make,
+                                                                                    target):
+    """From the clean points the clean forward pass is also the first gradient's: the result is the engine's
+    without that sharing (``Repeated`` takes the clean pass apart), one query fewer, and no graph outlives it."""
+    x, y = attack_batch
+    attack = make(cnn_small, target)
+    shared, apart = attack(x, y), Repeated(attack, 1)(x, y)
+    for name in ("x_adv", "success", "steps", "adv_logits", "clean_logits"):
+        assert torch.equal(getattr(shared, name), getattr(apart, name)), name
+    assert (target is None and shared.target is None) or torch.equal(shared.target, apart.target)
+    assert torch.equal(shared.queries, apart.queries - 1)
+    with torch.no_grad():
+        torch.testing.assert_close(shared.clean_logits, cnn_small(x), rtol=0, atol=1e-6)
+    assert shared.clean_logits.grad_fn is None and not shared.adv_logits.requires_grad
+    assert all(p.grad is None for p in cnn_small.parameters())

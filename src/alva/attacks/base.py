@@ -9,6 +9,7 @@ compute no gradient; both are restored afterwards, also when the attack raises.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -127,10 +128,11 @@ def check_batch(x: torch.Tensor, y: torch.Tensor, bounds: tuple[float, float]) -
         raise AttackInputError(f"batch sizes differ: x has {len(x)} samples, y has {len(y)}")
     if y.device != x.device:
         raise AttackInputError(f"x is on {x.device} but y is on {y.device}")
-    if torch.isnan(x).any() or torch.isinf(x).any():
+    # One pass: the minimum and maximum are NaN where any value is, infinite where any value is.
+    x_min, x_max = (float(v) for v in torch.aminmax(x.detach()))
+    if not (math.isfinite(x_min) and math.isfinite(x_max)):
         raise AttackInputError("x contains NaN or infinite values")
     lo, hi = bounds
-    x_min, x_max = x.min().item(), x.max().item()
     if x_min < lo or x_max > hi:
         raise AttackInputError(
             f"x has values in [{x_min:.4g}, {x_max:.4g}], outside the bounds [{lo}, {hi}]: attacks take raw "
@@ -232,13 +234,18 @@ class Attack:
         if images:
             check_images_fit(self.model, x)
         try:
-            with torch.no_grad():
-                logits = self.predict(x, y)
+            logits = self.clean_pass(x, y)
         except (RuntimeError, IndexError) as err:
             shape = f"x of shape {tuple(x.shape)}" if images else f"inputs of shape {tuple(x.shape)}"
             raise ModelFailedError(f"the model fails on {shape}: {type(err).__name__}: "
                                    f"{' '.join(str(err).split())[:300]}") from err
         return checked_logits(logits, len(x))
+
+    def clean_pass(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The model's forward pass at the clean batch (default: without autograd). An attack whose first gradient
+        is taken at the clean points may keep the pass's graph for it, so that the two share one forward pass."""
+        with torch.no_grad():
+            return self.predict(x, y)
 
     def target_numbers(self, x: torch.Tensor, y: torch.Tensor) -> Uniform:
         """Keyed numbers for a random target rule, from a generator of their own: the run's generator, and so
