@@ -284,7 +284,8 @@ def run_demo(out: str | Path = "runs/demo", *, epochs: int = 2, n_eval: int = 10
     summary = {"clean_test_acc": trained["clean_test_acc"], "attacks": reports, "eps_curves": curves,
                "softmax_fgsm_eps_0.25": softmax["report"], "capabilities": capability_rows(trained, reports, softmax,
                                                                                            extra),
-               "quick": quick, "torch": torch.__version__, "command": command, "parts": list(PARTS)}
+               "quick": quick, "torch": torch.__version__, "threads": torch.get_num_threads(), "command": command,
+               "parts": list(PARTS)}
     atomic_write_json(out / "summary.json", summary, kind="demo-summary")
     (out / "summary.md").write_text(summary_markdown(summary))
     log((out / "summary.md").read_text())
