@@ -92,9 +92,36 @@ def test_local_processes_come_from_torchrun():
     assert threads.local_processes({"LOCAL_WORLD_SIZE": "x"}) == 1
 
 
+STAT_BEFORE = """cpu  300 0 100 600 0 0 0 0 0 0
+cpu0 100 0 0 100 0 0 0 0 0 0
+cpu1 100 0 50 50 0 0 0 0 0 0
+cpu2 100 0 50 450 0 0 0 0 0 0
+intr 12345 0 0
+"""
+# 100 ticks later: cpu0 all busy (user, nice and steal), cpu1 half busy (the rest idle or waiting on I/O),
+# cpu2 all idle
+STAT_AFTER = """cpu  0 0 0 0 0 0 0 0 0 0
+cpu0 180 10 0 100 0 0 0 10 5 0
+cpu1 130 0 70 80 20 0 0 0 0 0
+cpu2 100 0 50 550 0 0 0 0 0 0
+"""
+
+
+def test_busy_cores_are_the_busy_shares_of_the_cpus_this_process_may_use():
+    before, after = threads.parse_cpu_times(STAT_BEFORE), threads.parse_cpu_times(STAT_AFTER)
+    assert set(before) == {0, 1, 2}  # the lines of single CPUs only
+    assert threads.busy_cores(before, after, {0, 1, 2}) == pytest.approx(1.5)
+    assert threads.busy_cores(before, after, {0}) == pytest.approx(1.0)
+    assert threads.busy_cores(before, after, {1, 2}) == pytest.approx(0.5)  # pinned to cores that are free
+    assert threads.busy_cores(before, after, {7}) == 0.0  # a CPU not reported counts as free
+    assert threads.busy_cores(before, before, {0, 1}) == 0.0  # no time passed
+
+
 def test_the_machine_readers_give_usable_figures():
-    assert 1 <= threads.usable_cores() <= (__import__("os").cpu_count() or 1)
-    assert threads.other_load() >= 0.0
+    cores = threads.usable_cores()
+    assert 1 <= cores <= (__import__("os").cpu_count() or 1)
+    load, over = threads.other_load(window_s=0.05)
+    assert 0.0 <= load and over >= 1
 
 
 def test_set_threads_sets_torch(restore_threads, monkeypatch):
@@ -103,8 +130,7 @@ def test_set_threads_sets_torch(restore_threads, monkeypatch):
     assert threads.set_threads(environ={"ALVA_THREADS": "2"}).threads == 2
     assert torch.get_num_threads() == 2
     monkeypatch.setattr(threads, "usable_cores", lambda: 4)
-    monkeypatch.setattr(threads, "other_load", lambda processes=1: 1.0)
-    monkeypatch.setattr(threads.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(threads, "other_load", lambda processes=1: (1.0, 4))
     assert threads.set_threads(environ={}) == threads.ThreadChoice(3, "free cores")
     assert torch.get_num_threads() == 3
     assert threads.set_threads(environ={"LOCAL_WORLD_SIZE": "3"}).threads == 1

@@ -1,5 +1,5 @@
 """How many CPU threads torch uses: the count given, else ``ALVA_THREADS``, else ``OMP_NUM_THREADS``, else the
-cores that other jobs leave free.
+cores that other jobs leave free, measured when the command starts.
 
 torch starts one intra-op thread per core. On a machine where other jobs already run, those threads compete with
 the jobs for the same cores: every parallel region waits for its slowest thread, which waits for the scheduler,
@@ -26,8 +26,9 @@ import torch
 ENV_VAR = "ALVA_THREADS"
 """The environment variable that sets the thread count of every ``alva`` command (``--threads`` wins)."""
 
-__all__ = ["ENV_VAR", "ThreadChoice", "ThreadCountError", "choose_threads", "cgroup_cores", "free_cores",
-           "local_processes", "other_load", "parse_count", "set_threads", "usable_cores"]
+__all__ = ["ENV_VAR", "CpuTimes", "ThreadChoice", "ThreadCountError", "allowed_cpus", "busy_cores", "cgroup_cores",
+           "choose_threads", "free_cores", "local_processes", "other_load", "parse_count", "parse_cpu_times",
+           "set_threads", "usable_cores"]
 
 
 class ThreadCountError(ValueError):
@@ -64,10 +65,11 @@ def free_cores(cores: int, load: float, host_cores: int | None = None) -> int:
 
     Args:
         cores: The cores this process may use (its CPU affinity or container quota).
-        load: The number of other jobs running on the machine (its load average, from all its cores).
-        host_cores: The cores of the whole machine, when ``load`` counts jobs on more cores than ``cores`` (a
-            process pinned to some cores, a container with a quota): the load is taken to be spread evenly, so
-            the share on ``cores`` is ``load * cores / host_cores``. Default: ``cores``.
+        load: How many cores other jobs keep busy (see :func:`other_load`).
+        host_cores: The cores ``load`` was measured over, when they are more than ``cores`` (a container's
+            quota of a larger machine; the load average of a whole machine for a process pinned to some of its
+            cores): the load is taken to be spread evenly, so the share on ``cores`` is
+            ``load * cores / host_cores``. Default: ``cores``.
     """
     if cores < 1:
         raise ValueError(f"cores must be >= 1, got {cores}")
@@ -86,8 +88,8 @@ def choose_threads(given: int | None, environ: Mapping[str, str], cores: int, lo
         given: The count the user gave (``--threads``), or None.
         environ: The environment (``ALVA_THREADS``, ``OMP_NUM_THREADS``).
         cores: The cores this process may use.
-        load: The number of other jobs running.
-        host_cores: The cores of the whole machine (see :func:`free_cores`).
+        load: How many cores other jobs keep busy.
+        host_cores: The cores ``load`` was measured over (see :func:`free_cores`).
         processes: The processes on this machine that share the free cores (``LOCAL_WORLD_SIZE`` of torchrun).
 
     Raises:
@@ -122,7 +124,7 @@ def cgroup_cores(text: str) -> int | None:
 def usable_cores() -> int:
     """The cores this process may run on: its CPU affinity where the system reports it (else every core), capped
     by a container's CPU quota."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = len(allowed_cpus())
     try:
         quota = cgroup_cores(Path("/sys/fs/cgroup/cpu.max").read_text())
     except OSError:
@@ -130,31 +132,60 @@ def usable_cores() -> int:
     return max(1, min(cores, quota or cores))
 
 
-def runnable_now(samples: int = 5, pause_s: float = 0.01) -> int | None:
-    """The most runnable threads on the machine over a few samples of ``/proc/loadavg`` (this process's one
-    included); None where the system does not report it."""
-    most = None
-    for i in range(samples):
-        try:
-            running = int(Path("/proc/loadavg").read_text().split()[3].split("/")[0])
-        except (OSError, IndexError, ValueError):
-            return None
-        most = running if most is None else max(most, running)
-        if i + 1 < samples:
-            time.sleep(pause_s)
-    return most
+CpuTimes = dict[int, tuple[int, int]]
+"""Each CPU's (busy, total) time since boot, in clock ticks (``/proc/stat``)."""
 
 
-def other_load(processes: int = 1) -> float:
-    """The number of other jobs running: the 1-minute load average, or fewer where the threads runnable right now
-    say fewer (jobs that just ended still weigh on the average for a minute; the ``processes`` of this run,
-    this one included, are not others). 0 where the system reports neither."""
+def parse_cpu_times(text: str) -> CpuTimes:
+    """The ``cpuN`` lines of ``/proc/stat``: busy time is every column but idle and I/O wait (the 4th and 5th);
+    the guest columns, already counted in user time, are left out."""
+    times = {}
+    for line in text.splitlines():
+        name, *columns = line.split()
+        if name.startswith("cpu") and name[3:].isdigit():
+            ticks = [int(c) for c in columns[:8]]
+            total = sum(ticks)
+            times[int(name[3:])] = (total - sum(ticks[3:5]), total)
+    return times
+
+
+def busy_cores(before: CpuTimes, after: CpuTimes, cpus: set[int]) -> float:
+    """How many of ``cpus`` were busy between two readings of :func:`parse_cpu_times`: the sum of each one's busy
+    share of the time (a CPU with no ticks in between counts as idle)."""
+    busy = 0.0
+    for cpu in cpus & before.keys() & after.keys():
+        ticks = after[cpu][1] - before[cpu][1]
+        if ticks > 0:
+            busy += min(1.0, max(0.0, (after[cpu][0] - before[cpu][0]) / ticks))
+    return busy
+
+
+def allowed_cpus() -> set[int]:
+    """The CPUs this process may run on (all of them where the system does not say)."""
+    if hasattr(os, "sched_getaffinity"):
+        return set(os.sched_getaffinity(0))
+    return set(range(os.cpu_count() or 1))
+
+
+def other_load(processes: int = 1, window_s: float = 0.2) -> tuple[float, int]:
+    """How busy other jobs keep the CPUs this process may use, and over how many CPUs that was measured: the busy
+    CPUs of ``/proc/stat`` over ``window_s`` seconds, less the other ``processes - 1`` processes of this run
+    (torchrun's, busy starting up); where there is no ``/proc/stat``, the 1-minute load average of the whole
+    machine. The load of the moment, not an average: jobs that have just started count fully, and jobs that have
+    just ended (a previous command) not at all. This process, waiting while it measures, adds nothing."""
+    cpus = allowed_cpus()
     try:
-        load = os.getloadavg()[0]
+        before = parse_cpu_times(Path("/proc/stat").read_text())
+        time.sleep(window_s)
+        after = parse_cpu_times(Path("/proc/stat").read_text())
+    except (OSError, ValueError):
+        before = after = {}
+    if cpus & before.keys():
+        return max(0.0, busy_cores(before, after, cpus) - (processes - 1)), len(cpus)
+    try:
+        return os.getloadavg()[0], os.cpu_count() or 1
     except (OSError, AttributeError):
-        return 0.0
-    now = runnable_now()
-    return load if now is None else min(load, float(max(0, now - max(1, processes))))
+        return 0.0, 1
 
 
 def local_processes(environ: Mapping[str, str]) -> int:
@@ -178,7 +209,8 @@ def set_threads(given: int | None = None, environ: Mapping[str, str] | None = No
     """
     environ = os.environ if environ is None else environ
     processes = local_processes(environ)
-    choice = choose_threads(given, environ, usable_cores(), other_load(processes), os.cpu_count(), processes)
+    load, measured_over = other_load(processes)
+    choice = choose_threads(given, environ, usable_cores(), load, measured_over, processes)
     torch.set_num_threads(choice.threads)
     if torch.get_num_interop_threads() != choice.threads:
         try:

@@ -66,8 +66,7 @@ def test_without_a_setting_the_free_cores_are_taken(monkeypatch, capsys):
     monkeypatch.delenv("ALVA_THREADS", raising=False)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(threads, "usable_cores", lambda: 6)
-    monkeypatch.setattr(threads.os, "cpu_count", lambda: 6)
-    monkeypatch.setattr(threads, "other_load", lambda processes=1: 2.0)  # two busy jobs
+    monkeypatch.setattr(threads, "other_load", lambda processes=1: (2.0, 6))  # two busy jobs
     assert main(["zoo", "mnist/softmax"]) == 0
     assert torch.get_num_threads() == 4
 
