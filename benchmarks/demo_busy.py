@@ -12,8 +12,8 @@ session. Each run gets a fresh ``--out``, so nothing is reused. The busy jobs ar
 
 Prints a table (busy jobs, threads setting, threads used, wall-clock seconds, ratio to the reference, the three
 slowest parts) and writes every figure, with the load average and the busiest other processes at the start of
-each run, to ``--json`` (default ``OUT/demo_busy.json``). ``--quick`` passes ``--quick`` to the demo (a rehearsal
-in seconds, not results).
+each run, to ``--json`` (default ``OUT/demo_busy.json``), after every run. ``--demo-args`` passes more options to
+the demo (smaller budgets for a rehearsal: not the demo a new user runs).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -59,10 +60,10 @@ def part_seconds(out: Path) -> dict[str, float]:
     return seconds
 
 
-def run_demo(out: Path, threads: int | None, quick: bool, env: dict[str, str]) -> dict[str, Any]:
+def run_demo(out: Path, threads: int | None, demo_args: list[str], env: dict[str, str]) -> dict[str, Any]:
     """One ``alva demo`` into ``out`` (which must not exist): wall-clock seconds, threads used, parts' seconds."""
     command = [sys.executable, "-m", "alva.cli.main", "demo", "--out", str(out), "--no-progress",
-               *(["--threads", str(threads)] if threads is not None else []), *(["--quick"] if quick else [])]
+               *(["--threads", str(threads)] if threads is not None else []), *demo_args]
     load = os.getloadavg()[0]
     others = busiest_processes()
     started = time.perf_counter()
@@ -109,12 +110,17 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=30.0, help="seconds the busy jobs run before the demo")
     parser.add_argument("--out", default="/tmp/demo-busy", help="folder of the demo runs (a fresh one per run)")
     parser.add_argument("--json", default=None, help="where to write the figures (default: OUT/demo_busy.json)")
-    parser.add_argument("--quick", action="store_true", help="pass --quick to the demo: a rehearsal, not results")
+    parser.add_argument("--demo-args", default="",
+                        help="more options of alva demo, e.g. '--train-size 6000 --quick' (smaller budgets: not "
+                             "the demo a new user runs)")
     args = parser.parse_args()
     env = new_user_env()
+    demo_args = shlex.split(args.demo_args)
     default = torch_default_threads(env)
     root = Path(args.out) / time.strftime("%Y%m%d-%H%M%S")
-    rows = []
+    path = Path(args.json) if args.json else root / "demo_busy.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
     for busy in (int(b) for b in args.busy.split(",")):
         settings: list[int | None] = [None] + ([default] if args.reference and busy > 0 else [])
         for threads in settings:
@@ -122,19 +128,17 @@ def main() -> None:
             try:
                 time.sleep(args.warmup if busy else 0)
                 label = f"busy{busy}-" + ("auto" if threads is None else f"threads{threads}")
-                row = run_demo(root / label, threads, args.quick, env)
+                row = run_demo(root / label, threads, demo_args, env)
             finally:
                 stop_busy(jobs)
             row.update(busy=busy, setting="automatic" if threads is None else f"--threads {threads} (torch's default)")
             rows.append(row)
             print(f"{label}: {row['wall_s']:.0f} s with {row['threads_used']} thread(s)", flush=True)
-    print(f"\nalva demo{' --quick' if args.quick else ''}, {os.cpu_count()} cores, torch default {default} threads; "
+            path.write_text(json.dumps({"cores": os.cpu_count(), "torch_default_threads": default,
+                                        "warmup_s": args.warmup, "demo_args": demo_args, "rows": rows}, indent=2))
+    print(f"\nalva demo {args.demo_args}, {os.cpu_count()} cores, torch default {default} threads; "
           f"busy jobs: `python -c \"{BUSY_JOB}\"`, started {args.warmup:.0f} s before the demo\n")
     print(table(rows))
-    path = Path(args.json) if args.json else root / "demo_busy.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"cores": os.cpu_count(), "torch_default_threads": default, "warmup_s": args.warmup,
-                                "quick": args.quick, "rows": rows}, indent=2))
     print(f"\nwrote {path}")
 
 

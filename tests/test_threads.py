@@ -134,3 +134,14 @@ def test_set_threads_sets_torch(restore_threads, monkeypatch):
     assert threads.set_threads(environ={}) == threads.ThreadChoice(3, "free cores")
     assert torch.get_num_threads() == 3
     assert threads.set_threads(environ={"LOCAL_WORLD_SIZE": "3"}).threads == 1
+
+
+def test_a_count_the_user_set_needs_no_measurement(restore_threads, monkeypatch):
+    def measured(processes=1):
+        raise AssertionError("the machine was measured although the count was set")
+
+    monkeypatch.setattr(threads, "other_load", measured)
+    assert threads.set_threads(2, environ={}).threads == 2
+    assert threads.set_threads(environ={"ALVA_THREADS": "1"}).threads == 1
+    assert threads.set_threads(environ={"OMP_NUM_THREADS": "3"}) == threads.ThreadChoice(3, "OMP_NUM_THREADS")
+    assert threads.configured_threads(None, {"OMP_NUM_THREADS": "x"}) is None

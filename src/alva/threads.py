@@ -27,8 +27,8 @@ ENV_VAR = "ALVA_THREADS"
 """The environment variable that sets the thread count of every ``alva`` command (``--threads`` wins)."""
 
 __all__ = ["ENV_VAR", "CpuTimes", "ThreadChoice", "ThreadCountError", "allowed_cpus", "busy_cores", "cgroup_cores",
-           "choose_threads", "free_cores", "local_processes", "other_load", "parse_count", "parse_cpu_times",
-           "set_threads", "usable_cores"]
+           "choose_threads", "configured_threads", "free_cores", "local_processes", "other_load", "parse_count",
+           "parse_cpu_times", "set_threads", "usable_cores"]
 
 
 class ThreadCountError(ValueError):
@@ -78,19 +78,13 @@ def free_cores(cores: int, load: float, host_cores: int | None = None) -> int:
     return max(1, math.floor(cores - busy + 0.5))
 
 
-def choose_threads(given: int | None, environ: Mapping[str, str], cores: int, load: float,
-                   host_cores: int | None = None, processes: int = 1) -> ThreadChoice:
-    """The thread count of a process: ``given`` if set, else ``ALVA_THREADS``, else ``OMP_NUM_THREADS`` (torch's
-    own setting), else its share of the free cores (:func:`free_cores` divided among the ``processes`` that
-    ``torchrun`` started on this machine, at least 1).
+def configured_threads(given: int | None, environ: Mapping[str, str]) -> ThreadChoice | None:
+    """The thread count set by the user: ``given`` if set, else ``ALVA_THREADS``, else ``OMP_NUM_THREADS`` (torch's
+    own setting); None where none is set.
 
     Args:
         given: The count the user gave (``--threads``), or None.
         environ: The environment (``ALVA_THREADS``, ``OMP_NUM_THREADS``).
-        cores: The cores this process may use.
-        load: How many cores other jobs keep busy.
-        host_cores: The cores ``load`` was measured over (see :func:`free_cores`).
-        processes: The processes on this machine that share the free cores (``LOCAL_WORLD_SIZE`` of torchrun).
 
     Raises:
         ThreadCountError: ``given`` is below 1, or ``ALVA_THREADS`` is not a whole number >= 1.
@@ -104,7 +98,29 @@ def choose_threads(given: int | None, environ: Mapping[str, str], cores: int, lo
     try:  # torch's own variable; a value torch would not take either leaves the choice to the free cores
         return ThreadChoice(parse_count(environ.get("OMP_NUM_THREADS", ""), "OMP_NUM_THREADS"), "OMP_NUM_THREADS")
     except ThreadCountError:
-        pass
+        return None
+
+
+def choose_threads(given: int | None, environ: Mapping[str, str], cores: int, load: float,
+                   host_cores: int | None = None, processes: int = 1) -> ThreadChoice:
+    """The thread count of a process: the one the user set (:func:`configured_threads`), else its share of the
+    free cores (:func:`free_cores` divided among the ``processes`` that ``torchrun`` started on this machine, at
+    least 1).
+
+    Args:
+        given: The count the user gave (``--threads``), or None.
+        environ: The environment (``ALVA_THREADS``, ``OMP_NUM_THREADS``).
+        cores: The cores this process may use.
+        load: How many cores other jobs keep busy.
+        host_cores: The cores ``load`` was measured over (see :func:`free_cores`).
+        processes: The processes on this machine that share the free cores (``LOCAL_WORLD_SIZE`` of torchrun).
+
+    Raises:
+        ThreadCountError: ``given`` is below 1, or ``ALVA_THREADS`` is not a whole number >= 1.
+    """
+    configured = configured_threads(given, environ)
+    if configured is not None:
+        return configured
     return ThreadChoice(max(1, free_cores(cores, load, host_cores) // max(1, processes)), "free cores")
 
 
@@ -208,9 +224,11 @@ def set_threads(given: int | None = None, environ: Mapping[str, str] | None = No
         ThreadCountError: ``given`` is below 1, or ``ALVA_THREADS`` is not a whole number >= 1.
     """
     environ = os.environ if environ is None else environ
-    processes = local_processes(environ)
-    load, measured_over = other_load(processes)
-    choice = choose_threads(given, environ, usable_cores(), load, measured_over, processes)
+    choice = configured_threads(given, environ)
+    if choice is None:  # only then is the machine measured (0.2 s)
+        processes = local_processes(environ)
+        load, measured_over = other_load(processes)
+        choice = choose_threads(None, environ, usable_cores(), load, measured_over, processes)
     torch.set_num_threads(choice.threads)
     if torch.get_num_interop_threads() != choice.threads:
         try:
