@@ -19,11 +19,17 @@ from alva.data import fixed_subset, load_mnist
 @pytest.fixture(scope="module", autouse=True)
 def one_torch_thread():
     """Every test module runs torch on one thread, restored after: the models and batches here are too small to
-    gain from more, and on a busy machine competing intra-op threads make them many times slower."""
-    before = torch.get_num_threads()
+    gain from more, and on a busy machine competing intra-op threads make them many times slower. The commands
+    that the tests run (in this process or another) take one thread from ``ALVA_THREADS``."""
+    before, variable = torch.get_num_threads(), os.environ.get("ALVA_THREADS")
     torch.set_num_threads(1)
+    os.environ["ALVA_THREADS"] = "1"
     yield
     torch.set_num_threads(before)
+    if variable is None:
+        os.environ.pop("ALVA_THREADS", None)
+    else:
+        os.environ["ALVA_THREADS"] = variable
 
 
 @pytest.fixture(scope="session")

@@ -91,6 +91,9 @@ CLI_CASES = [
     ("attack-split-unknown", [*A, "--split", "validation"], "validation"),
     ("eval-batch-size-negative", [*E, "--batch-size", "-1"], "--batch-size must be >= 1"),
     ("eval-threads-zero", [*E, "--threads", "0"], "--threads must be >= 1"),
+    ("attack-threads-negative", [*A, "--threads", "-1"], "--threads must be >= 1, got -1"),
+    ("threads-zero-before-the-command", ["--threads", "0", *T], "--threads must be >= 1, got 0"),
+    ("threads-not-a-whole-number", ["--threads", "1.5", *T], "argument --threads: invalid int value: '1.5'"),
     ("eval-model-nan-logits", [*E, "--model", "{models}:nan_model"], "gives NaN or infinite logits"),
     ("eval-model-multilabel", [*E, "--model", "{multilabel}"], "is a multilabel model"),
     ("eval-device-cuda-absent", [*E, "--device", NO_GPU], "CUDA GPU"),
@@ -149,11 +152,16 @@ def filled(argv: list[str], names: dict[str, str]) -> list[str]:
     return [a.format(**names) for a in argv]
 
 
-@pytest.mark.filterwarnings("ignore:Initializing zero-element tensors")  # torch, building a model for 1x1 images
-@pytest.mark.parametrize("argv, message", [c[1:] for c in CLI_CASES], ids=[c[0] for c in CLI_CASES])
-def test_a_command_refuses_bad_input_with_one_line_and_writes_nothing(world, tmp_path, monkeypatch, capsys,
-                                                                      argv, message):
-    monkeypatch.chdir(tmp_path)  # anything a command wrote by a relative path would land here
+ENV_CASES = [
+    # the environment: the thread count of every command
+    ("alva-threads-not-a-number", {"ALVA_THREADS": "abc"}, A, "ALVA_THREADS must be a whole number >= 1, got 'abc'"),
+    ("alva-threads-zero", {"ALVA_THREADS": "0"}, T, "ALVA_THREADS must be a whole number >= 1, got '0'"),
+]
+
+
+def refused(argv: list[str], message: str, world: dict[str, str], tmp_path: Path, capsys) -> None:
+    """Run ``argv`` and check that it is refused as every row says: exit status 2, the message on one line of
+    stderr, no traceback, nothing written or changed."""
     names = {**world, "out": str(tmp_path / "out")}
     before, here = snapshot(Path(world["root"])), snapshot(tmp_path)
     try:
@@ -166,6 +174,23 @@ def test_a_command_refuses_bad_input_with_one_line_and_writes_nothing(world, tmp
     assert "Traceback" not in err
     assert len(err.strip().splitlines()) == 1 or "usage:" in err  # argparse adds its usage line
     assert snapshot(Path(world["root"])) == before and snapshot(tmp_path) == here
+
+
+@pytest.mark.filterwarnings("ignore:Initializing zero-element tensors")  # torch, building a model for 1x1 images
+@pytest.mark.parametrize("argv, message", [c[1:] for c in CLI_CASES], ids=[c[0] for c in CLI_CASES])
+def test_a_command_refuses_bad_input_with_one_line_and_writes_nothing(world, tmp_path, monkeypatch, capsys,
+                                                                      argv, message):
+    monkeypatch.chdir(tmp_path)  # anything a command wrote by a relative path would land here
+    refused(argv, message, world, tmp_path, capsys)
+
+
+@pytest.mark.parametrize("env, argv, message", [c[1:] for c in ENV_CASES], ids=[c[0] for c in ENV_CASES])
+def test_a_bad_environment_is_refused_with_one_line_and_nothing_written(world, tmp_path, monkeypatch, capsys,
+                                                                        env, argv, message):
+    monkeypatch.chdir(tmp_path)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    refused(argv, message, world, tmp_path, capsys)
 
 
 def test_debug_shows_the_traceback(world, tmp_path):

@@ -9,7 +9,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src" / "alva"
 # From the top down; a package may import itself and anything after it in this list.
 LAYERS = [["cli", "demo"], ["defenses"], ["training"], ["evaluation"], ["report"], ["attacks"], ["models", "data"],
-          ["tracking", "results", "units", "distributed"]]
+          ["tracking", "results", "units", "distributed", "threads"]]
 RANK = {name: i for i, layer in enumerate(LAYERS) for name in layer}
 
 

@@ -35,7 +35,7 @@ from alva.training.advgan import AdvGANSettings, train_advgan
 from alva.training.augment import GenerationSettings, generate_dataset
 from alva.training.convergence import ConvergenceSettings, converge
 
-EPS_VALUES = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
+EPS_VALUES = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)  # the last is the eps of the parts' attacks
 
 
 def _part(out: Path, name: str, work: Callable[[Path], dict[str, Any]], log: Callable[[str], None]
@@ -148,9 +148,12 @@ def run_demo(out: str | Path = "runs/demo", *, epochs: int = 2, n_eval: int = 10
     reports: dict[str, dict[str, Any]] = {}
     for name, make in attacks.items():
         def attack(folder: Path, name: str = name, make=make) -> dict[str, Any]:
-            report, batch = evaluate_attack(make(0.3), x, y, name=name, device=device, progress=progress)
+            report, batch = evaluate_attack(make(EPS_VALUES[-1]), x, y, name=name, device=device, progress=progress)
             adversarial_grid(folder / "grid.png", batch, title=f"{name.upper()} eps=0.3 on the demo cnn-small")
-            curve = eps_curve(make, EPS_VALUES, x, y, device=device, progress=progress)
+            # the point at eps 0.3 is the attack just run (same seed, same batches): the same figures, not run again
+            curve = eps_curve(make, EPS_VALUES[:-1], x, y, device=device, progress=progress)
+            curve.append({"eps": EPS_VALUES[-1], "robust_acc": report.robust_acc, "adv_error": report.adv_error,
+                          "confidence_misclassified": report.confidence_misclassified})
             eps_curve_plot(folder / "eps_curve.png", {name.upper(): curve},
                            title=f"demo cnn-small: {name.upper()} robust accuracy against eps (L-inf)")
             return {"report": report.to_dict(), "eps_curve": curve}
@@ -284,7 +287,8 @@ def run_demo(out: str | Path = "runs/demo", *, epochs: int = 2, n_eval: int = 10
     summary = {"clean_test_acc": trained["clean_test_acc"], "attacks": reports, "eps_curves": curves,
                "softmax_fgsm_eps_0.25": softmax["report"], "capabilities": capability_rows(trained, reports, softmax,
                                                                                            extra),
-               "quick": quick, "torch": torch.__version__, "command": command, "parts": list(PARTS)}
+               "quick": quick, "torch": torch.__version__, "threads": torch.get_num_threads(), "command": command,
+               "parts": list(PARTS)}
     atomic_write_json(out / "summary.json", summary, kind="demo-summary")
     (out / "summary.md").write_text(summary_markdown(summary))
     log((out / "summary.md").read_text())

@@ -75,6 +75,7 @@ def test_demo_runs_and_a_rerun_skips_finished_parts(tmp_path, capsys):
     # the command line as typed (defaults left out), and what each file holds
     assert summary["command"] == f"alva demo --out {out} --n 50 --train-size 2000 --quick --no-progress"
     assert summary["kind"] == "demo-summary"
+    assert summary["threads"] == 1  # the thread count it ran with: ALVA_THREADS, as the tests set it
     assert json.loads((out / "sparse" / "result.json").read_text())["kind"] == "sparse-result"
     pictures = {"train": [], "converge": ["rounds.png"], "label-flip": ["flips.png"],
                 "fgsm": ["grid.png", "eps_curve.png"], "pgd": ["grid.png", "eps_curve.png"]}

@@ -35,6 +35,25 @@ def add_common(parser: argparse.ArgumentParser, handler: Callable[[argparse.Name
     parser.add_argument("--debug", action="store_true", help="show the full traceback on error")
 
 
+THREADS_HELP = ("torch CPU threads (default: $ALVA_THREADS, else $OMP_NUM_THREADS, else the cores that other jobs "
+                "leave free; under torchrun, each process's share of them)")
+
+
+def add_threads(parser: argparse.ArgumentParser) -> None:
+    """``--threads`` on ``parser`` and on every command and action under it, so that it may stand before or after
+    the command's name (``alva --threads 1 eval ...`` or ``alva eval ... --threads 1``). Only ``parser`` has a
+    default (None: choose); under it the option is absent unless given, so it does not undo one given before the
+    command's name."""
+    parser.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
+    pending = [parser]
+    while pending:
+        for action in pending.pop()._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for command in dict.fromkeys(action.choices.values()):  # aliases name the same parser
+                    command.add_argument("--threads", type=int, default=argparse.SUPPRESS, help=THREADS_HELP)
+                    pending.append(command)
+
+
 def add_once(parser: argparse.ArgumentParser, flag: str, **kwargs) -> None:
     """Add ``flag`` unless ``parser`` has it already (an option that several groups of options offer)."""
     try:

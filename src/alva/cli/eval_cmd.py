@@ -53,17 +53,12 @@ def register(commands) -> None:
     p.add_argument("--seed", type=int, default=0, help="seeds the attacks and the choice of images")
     p.add_argument("--resume", action="store_true", help="go on from the state in --out")
     p.add_argument("--no-sanity", action="store_true", help="skip the sanity checks")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--out", required=True, help="output folder")
     add_common(p, run_folder=True)
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
     args.device = distributed.init_from_env(args.device)  # under torchrun: each process attacks its share
     data = inputs.load_data(args)
     if data.task != "multiclass":

@@ -46,13 +46,10 @@ def register(commands) -> None:
     t.add_argument("--aux-fake-weight", type=float, default=0.0,
                    help="weight of the critic's auxiliary loss on generated images (Odena et al.: 1; default 0 "
                         "trains that head on real images only)")
-    t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     add_common(t, run, out="run folder", resume="continue the run in --out from its last finished epoch")
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.threads:
-        torch.set_num_threads(args.threads)
     settings = settings_from(GanSettings, args)
     train = load_data(args, args.train_split)
     test = load_data(args, args.test_split)

@@ -27,7 +27,9 @@ from alva.cli import (
     transfer_cmd,
     zoo_cmd,
 )
+from alva.cli.common import add_threads
 from alva.cli.run_folder import release
+from alva.threads import set_threads
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -76,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     for module in (demo_cmd, train_cmd, gan_cmd, attack_cmd, eval_cmd, label_cmd, alva_cmd, zoo_cmd, sparse_cmd,
                    fakeclass_cmd, transfer_cmd, detect_cmd, report_cmd, genattack_cmd, data_cmd):
         module.register(commands)
+    add_threads(parser)
     return parser
 
 
@@ -116,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         checks.check_options(args)  # before the command reads, loads or creates anything
+        args.threads = set_threads(args.threads).threads  # recorded with the settings of the commands that do
         return int(args.handler(args) or 0)
     except KeyboardInterrupt:
         print("\nstopped: finished epochs and parts are saved; rerun the same command (with --resume for "

@@ -80,19 +80,6 @@ def _add_de(p: argparse.ArgumentParser, pixels: int, popsize: int, generations: 
     p.add_argument("--crossover", type=float, default=1.0, help="DE crossover probability CR")
 
 
-def _add_threads(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: torch's choice); on a CPU shared with other work, 1 can be "
-                        "many times faster")
-
-
-def _set_threads(args: argparse.Namespace) -> None:
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
-
-
 def register(commands) -> None:
     p = commands.add_parser("sparse", help="generate sparse images a classifier assigns to chosen classes",
                             description=SPARSE_DESCRIPTION)
@@ -114,7 +101,6 @@ def register(commands) -> None:
     p.add_argument("--zero-tol", type=float, default=1e-3, help="a pixel counts as non-zero above this")
     _add_de(p, 30, 100, 100, "best1")  # rand1 reaches few classes with 30 pixels
     add_numbers(p, seed=0)
-    _add_threads(p)
     add_common(p, run_sparse, out="output folder",
                resume="run again into --out, which holds a run with the same settings and model (the images are "
                       "made again)")
@@ -130,7 +116,6 @@ def register(commands) -> None:
     q.add_argument("--n", type=int, default=100, help="number of test images (fixed stratified subset)")
     q.add_argument("--batch-size", type=int, default=100, help="images attacked together")
     add_numbers(q, seed=0)
-    _add_threads(q)
     add_common(q, run_one_pixel, out="output folder")
 
 
@@ -165,7 +150,6 @@ def _concat(parts: list[AttackResult]) -> AttackResult:
 def run_sparse(args: argparse.Namespace) -> int:
     if args.n_per_class < 1:
         raise ValueError(f"--n-per-class must be >= 1, got {args.n_per_class}")
-    _set_threads(args)
     # Under torchrun each process generates the images of its share of the classes; rank 0 writes them all.
     args.device = distributed.init_from_env(args.device)
     data = load_data(args)
@@ -221,7 +205,6 @@ def run_sparse(args: argparse.Namespace) -> int:
 
 
 def run_one_pixel(args: argparse.Namespace) -> int:
-    _set_threads(args)
     data = load_data(args)
     model = load_model(args, data)
     x, y = subset(data, args.n, args.seed)
