@@ -35,7 +35,10 @@ RECIPES: dict[str, tuple[str, list[str]]] = {
     "wong-ramp": ("the same + eps ramp over 3 epochs", ["--adv", "fast", "--ramp-epochs", "3"]),
     "n-fgsm": ("N-FGSM (noise 2 eps, step eps, no projection)", ["--adv", "n-fgsm"]),
     "grad-align": ("FGSM + GradAlign (lambda 2)", ["--adv", "grad-align"]),
-    "n-fgsm-k3": ("N-FGSM, noise 3 eps", ["--adv", "n-fgsm", "--noise", "3"]),
+    "n-fgsm-k1": ("N-FGSM, noise 1 eps", ["--adv", "n-fgsm", "--noise", "1"]),
+    "n-fgsm-k05": ("N-FGSM, noise 0.5 eps", ["--adv", "n-fgsm", "--noise", "0.5"]),
+    "grad-align-ramp": ("FGSM + GradAlign (lambda 2) + eps ramp over 3 epochs",
+                        ["--adv", "grad-align", "--ramp-epochs", "3"]),
     "grad-align-l05": ("FGSM + GradAlign (lambda 0.5)", ["--adv", "grad-align", "--align-weight", "0.5"]),
 }
 RESULT = Path(__file__).parent / "results" / "catastrophic_overfitting.json"
