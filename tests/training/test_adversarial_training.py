@@ -243,8 +243,8 @@ def test_adversarial_examples_stay_in_the_objectives_bounds(objective):
 
 
 def test_the_registry_holds_every_objective():
-    from alva.training import ADVERSARIAL_OBJECTIVES, OBJECTIVES, get_objective
+    from alva.training import ADVERSARIAL_OBJECTIVES, FAST_GUARD_OBJECTIVES, OBJECTIVES, get_objective
 
-    assert set(ADVERSARIAL_OBJECTIVES) | {"standard", "bce", "asl"} == set(OBJECTIVES)
+    assert set(ADVERSARIAL_OBJECTIVES) | set(FAST_GUARD_OBJECTIVES) | {"standard", "bce", "asl"} == set(OBJECTIVES)
     assert isinstance(get_objective("trades", eps=0.2), TRADES)
     assert get_objective("trades", eps=0.2).describe() == get_objective("trades", eps=0.2, bounds=(0, 1)).describe()

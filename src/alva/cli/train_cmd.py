@@ -45,18 +45,24 @@ def register(commands) -> None:
     p.add_argument("--adv", "--objective", dest="objective", default=None,
                    choices=sorted(k for k in OBJECTIVES if k != "logistic-fgsm"),
                    help="training objective: standard (cross-entropy, mnist), fgsm-mix (Goodfellow et al.), pgd "
-                        "(Madry et al.), fast (FGSM with random start, Wong et al.), trades (Zhang et al.); bce or "
+                        "(Madry et al.), fast (FGSM with random start, Wong et al.), n-fgsm (FGSM from a larger noise, "
+                        "unprojected, de Jorge et al.), grad-align (FGSM plus gradient alignment, Andriushchenko and "
+                        "Flammarion), trades (Zhang et al.); bce or "
                         "asl (multi-label binary cross-entropy or asymmetric loss, mnist-multilabel); default: the "
                         "data set's (standard, asl)")
-    adv = p.add_argument_group("adversarial objectives (fgsm-mix, pgd, fast, trades)")
+    adv = p.add_argument_group("adversarial objectives (fgsm-mix, pgd, fast, n-fgsm, grad-align, trades)")
     adv.add_argument("--eps", type=fraction, default=None,
                      help="L-inf radius, e.g. 8/255 (default: 8/255 on RGB data; on 1-channel data such as MNIST "
-                          "fgsm-mix 0.25, pgd/fast/trades 0.3)")
+                          "fgsm-mix 0.25, the others 0.3)")
     adv.add_argument("--alpha", type=fraction, default=None,
-                     help="attack step (defaults: pgd/trades 2.5 eps / steps, fast 1.25 eps)")
+                     help="attack step (defaults: pgd/trades 2.5 eps / steps, fast 1.25 eps, n-fgsm/grad-align eps)")
     adv.add_argument("--attack-steps", type=int, default=None, help="pgd/trades attack steps (default 10)")
     adv.add_argument("--mix", type=float, default=None, help="fgsm-mix weight of the clean loss (default 0.5)")
     adv.add_argument("--beta", type=float, default=None, help="trades weight of the robust KL term (default 6)")
+    adv.add_argument("--noise", type=float, default=None,
+                     help="n-fgsm: radius of the uniform noise, in multiples of eps (default 2)")
+    adv.add_argument("--align-weight", type=float, default=None,
+                     help="grad-align: weight lambda of the gradient-alignment term (default 2)")
     adv.add_argument("--ramp-epochs", type=int, default=None,
                      help="raise eps linearly from eps/N to eps over the first N epochs (default 0: no ramp)")
     adv.add_argument("--eval-steps", type=int, default=None,
@@ -84,13 +90,13 @@ def register(commands) -> None:
 
 
 # flag -> (keyword of the objective, the objectives that take it)
+_BALL = {"fgsm-mix", "pgd", "fast", "n-fgsm", "grad-align", "trades"}
 OBJECTIVE_FLAGS = {
     "gamma_neg": ("gamma_neg", {"asl"}), "gamma_pos": ("gamma_pos", {"asl"}), "clip": ("clip", {"asl"}),
-    "eps": ("eps", {"fgsm-mix", "pgd", "fast", "trades"}), "alpha": ("alpha", {"pgd", "fast", "trades"}),
+    "eps": ("eps", _BALL), "alpha": ("alpha", _BALL - {"fgsm-mix"}),
     "attack_steps": ("steps", {"pgd", "trades"}), "mix": ("mix", {"fgsm-mix"}), "beta": ("beta", {"trades"}),
-    "ramp_epochs": ("ramp_epochs", {"fgsm-mix", "pgd", "fast", "trades"}),
-    "eval_steps": ("eval_steps", {"fgsm-mix", "pgd", "fast", "trades"}),
-    "eval_size": ("eval_size", {"fgsm-mix", "pgd", "fast", "trades"}),
+    "noise": ("noise", {"n-fgsm"}), "align_weight": ("align_weight", {"grad-align"}),
+    "ramp_epochs": ("ramp_epochs", _BALL), "eval_steps": ("eval_steps", _BALL), "eval_size": ("eval_size", _BALL),
 }
 
 

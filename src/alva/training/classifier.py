@@ -32,7 +32,7 @@ DATASETS: dict[str, str] = {"mnist": "standard", "mnist-multilabel": "asl"}
 
 # objectives that attack during training: a budget they are not given is 8/255 on RGB data (their own default,
 # 0.3 or 0.25, is for MNIST)
-ADVERSARIAL = ("fgsm-mix", "pgd", "fast", "trades")
+ADVERSARIAL = ("fgsm-mix", "pgd", "fast", "n-fgsm", "grad-align", "trades")
 RGB_EPS = 8 / 255
 
 

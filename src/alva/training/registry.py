@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from alva.training.adversarial import ADVERSARIAL_OBJECTIVES
+from alva.training.fast_guards import FAST_GUARD_OBJECTIVES
 from alva.training.objectives import AsymmetricLoss, MultiLabelBCE, Objective, Standard
 
 OBJECTIVES: dict[str, type[Objective]] = {"standard": Standard, "bce": MultiLabelBCE, "asl": AsymmetricLoss,
-                                          **ADVERSARIAL_OBJECTIVES}
+                                          **ADVERSARIAL_OBJECTIVES, **FAST_GUARD_OBJECTIVES}
 
 
 def get_objective(name: str | Objective, **settings) -> Objective:
