@@ -48,16 +48,10 @@ from alva.evaluation.strong import NORMS, VERSIONS, StrongEvaluation
 AUTOATTACK_NORMS = {"linf": "Linf", "l2": "L2", "l1": "L1"}
 
 
-def timing(args: argparse.Namespace, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
-    """The strong evaluation's table against PGD-100 and the sanity checks, with seconds."""
-    pgd = PGD(model, eps=args.eps, steps=100, norm=args.norm, seed=args.seed)
-    started, cpu_started = time.perf_counter(), time.process_time()
-    ref = run_attack(pgd, x, y, batch_size=args.batch_size, progress=False)
-    pgd_seconds = time.perf_counter() - started
-    pgd_acc = ((ref.clean_logits.argmax(1) == y) & ~ref.success).float().mean().item()
-
-    pgd_cpu = time.process_time() - cpu_started
-
+def timed_strong_evaluation(args: argparse.Namespace, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor
+                            ) -> tuple[Any, dict[str, float], float, float]:
+    """alva's strong evaluation without sanity checks: its result, the CPU seconds of each member, and the
+    wall-clock and CPU seconds of the whole."""
     evaluation = StrongEvaluation(model, args.eps, args.norm, version=args.version, seed=args.seed,
                                   batch_size=args.batch_size, progress=False, sanity=False, warn=False)
     cpu: dict[str, float] = {}
@@ -69,7 +63,20 @@ def timing(args: argparse.Namespace, model: torch.nn.Module, x: torch.Tensor, y:
 
     started = time.perf_counter()
     result = evaluation.run(x, y, callback=count_cpu)
-    strong_seconds, strong_cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    return result, cpu, time.perf_counter() - started, time.process_time() - cpu_started
+
+
+def timing(args: argparse.Namespace, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
+    """The strong evaluation's table against PGD-100 and the sanity checks, with seconds."""
+    pgd = PGD(model, eps=args.eps, steps=100, norm=args.norm, seed=args.seed)
+    started, cpu_started = time.perf_counter(), time.process_time()
+    ref = run_attack(pgd, x, y, batch_size=args.batch_size, progress=False)
+    pgd_seconds = time.perf_counter() - started
+    pgd_acc = ((ref.clean_logits.argmax(1) == y) & ~ref.success).float().mean().item()
+
+    pgd_cpu = time.process_time() - cpu_started
+
+    result, cpu, strong_seconds, strong_cpu = timed_strong_evaluation(args, model, x, y)
     started, cpu_started = time.perf_counter(), time.process_time()
     messages = result.warnings + run_sanity_checks(model, x, y, args.eps, args.norm, table=result.table,
                                                    n_total=len(x), warn=False)
@@ -139,18 +146,7 @@ def compare(args: argparse.Namespace, model: torch.nn.Module, x: torch.Tensor, y
         reference, reference_robust = autoattack_members(args, model, x, y)
     except ImportError as error:
         raise SystemExit(f"--compare autoattack needs the pyautoattack or autoattack package: {error}") from None
-    evaluation = StrongEvaluation(model, args.eps, args.norm, version=args.version, seed=args.seed,
-                                  batch_size=args.batch_size, progress=False, sanity=False, warn=False)
-    cpu: dict[str, float] = {}
-    cpu_started = time.process_time()
-
-    def count_cpu(event: str, info: dict[str, Any]) -> None:
-        if event == "attack":
-            cpu[info["attack"]] = time.process_time() - cpu_started - sum(cpu.values())
-
-    started = time.perf_counter()
-    result = evaluation.run(x, y, callback=count_cpu)
-    seconds, spent = time.perf_counter() - started, time.process_time() - cpu_started
+    result, cpu, seconds, spent = timed_strong_evaluation(args, model, x, y)
     ours = {row["attack"]: row for row in result.table}
     print(f"{'attack':10s} {'AutoAttack':>10s} {'s':>7s} {'CPU s':>7s} {'alva':>8s} {'s':>7s} {'CPU s':>7s}")
     for row in reference:
