@@ -100,11 +100,22 @@ def test_margin_loss_breaks_cnn_small(cnn_small, attack_batch):
     assert torch.equal(res.success, margin(res.adv_logits, y, targeted=False) > 0)
 
 
-def test_eps_zero_changes_nothing(cnn_small, attack_batch):
+@pytest.mark.parametrize("make", [lambda m: PGD(m, eps=0.0, steps=3, seed=0), lambda m: FGSM(m, eps=0.0),
+                                  lambda m: PGD(m, eps=0.0, steps=3, random_start=False)])
+def test_eps_zero_changes_nothing_and_costs_only_the_clean_pass(cnn_small, attack_batch, make):
     x, y = attack_batch
-    res = PGD(cnn_small, eps=0.0, steps=3, seed=0)(x, y)
+    res = make(cnn_small)(x, y)
     assert torch.equal(res.x_adv, x)
     assert torch.equal(res.success, predict(cnn_small, x) != y)
+    assert (res.steps == 0).all() and (res.queries == 1).all()
+    torch.testing.assert_close(res.adv_logits, cnn_small(x), rtol=1e-5, atol=1e-5)
+
+
+def test_eps_zero_targeted_succeeds_only_where_the_clean_prediction_is_the_target(cnn_small, attack_batch):
+    x, y = attack_batch
+    target = (y + 1) % 10
+    res = PGD(cnn_small, eps=0.0, steps=3)(x, y, target=target)
+    assert torch.equal(res.success, predict(cnn_small, x) == target) and torch.equal(res.target, target)
 
 
 # --- targeted ----------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from torch import nn
 
 from alva.models import ARCHITECTURES, MNIST_MEAN, MNIST_STD, Normalized, create
 
-NAMES = ["softmax", "mlp", "maxout", "cnn-small", "cnn", "cnn-gmp"]
+NAMES = ["softmax", "mlp", "maxout", "cnn-small", "cnn-wide", "cnn-large", "cnn", "cnn-gmp"]
 
 
 def test_the_documented_architectures_exist():
@@ -104,3 +104,24 @@ def test_normalized_rejects_statistics_that_are_not_finite():
         Normalized(nn.Identity(), (float("nan"),), (1.0,))
     with pytest.raises(ValueError, match="finite"):
         Normalized(nn.Identity(), (0.0,), (float("inf"),))
+
+
+def test_channels_last_architectures_compute_what_the_default_layout_computes(tmp_path):
+    """cnn-gmp is built with channels-last weights (faster on CPU); its outputs and input gradients are those
+    of the same weights in the default layout, and it saves and loads like any model."""
+    from alva.models.zoo import architecture_card, load, save
+
+    torch.manual_seed(0)
+    model = create("cnn-gmp", in_shape=(1, 56, 56)).eval()
+    # the second conv: a weight with one input channel fits both layouts
+    conv = [m for m in model.modules() if isinstance(m, nn.Conv2d)][1]
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous()
+    plain = create("cnn-gmp", in_shape=(1, 56, 56)).eval().to(memory_format=torch.contiguous_format)
+    plain.load_state_dict(model.state_dict())
+    x = torch.rand(8, 1, 56, 56, requires_grad=True)
+    torch.testing.assert_close(model(x), plain(x), rtol=1e-5, atol=1e-5)
+    (g1,) = torch.autograd.grad(model(x).sum(), x)
+    (g2,) = torch.autograd.grad(plain(x).sum(), x)
+    torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-6)
+    path = save(model, architecture_card(model), tmp_path / "gmp.safetensors")
+    torch.testing.assert_close(load(path)(x), model(x), rtol=0, atol=0)

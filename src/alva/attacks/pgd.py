@@ -73,7 +73,7 @@ class PGD(GradientAttack):
         self.eot_iter = positive_int("eot_iter", eot_iter)
 
     def clean_pass(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if self.random_start or self.early_stop or self.eot_iter != 1 or not torch.is_grad_enabled():
+        if self.random_start or self.early_stop or self.eot_iter != 1 or self.eps == 0 or not torch.is_grad_enabled():
             return super().clean_pass(x, y)
         leaf = x.detach().requires_grad_(True)
         logits = self.predict(leaf, y)
@@ -99,6 +99,11 @@ class PGD(GradientAttack):
             self._clean_graph = None  # no graph outlives the call, also when it raises
 
     def run(self, x, y, target, clean_logits, generator) -> AttackResult:
+        if self.eps == 0:  # the ball is the point x: the clean pass is the whole attack (the first point of eps curves)
+            n, device = len(x), x.device
+            return AttackResult(x.clone(), self.is_success(x, clean_logits, y, target),
+                                torch.zeros(n, dtype=torch.long, device=device),
+                                torch.ones(n, dtype=torch.long, device=device), clean_logits, clean_logits, target)
         kept = self._clean_graph
         result = super().run(x, y, target, clean_logits, generator)
         if kept is not None and kept.used:
