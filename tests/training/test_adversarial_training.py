@@ -7,9 +7,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from robust_training import EPS, robust_accuracy, train_cnn_small
 from torch import nn
 
-from alva.attacks import PGD, Linf
+from alva.attacks import Linf
 from alva.models import create
 from alva.training import (
     TRADES,
@@ -25,24 +26,10 @@ from alva.training import (
     perturb,
 )
 
-EPS = 0.1
-
-
-def _train(objective, data, epochs=4, seed=0, **settings):
-    torch.manual_seed(seed)
-    model = create("cnn-small")
-    fit(model, data, TrainSettings(epochs=epochs, batch_size=64, lr=2e-3, seed=seed, **settings),
-        objective=objective, progress=False)
-    return model.eval()
-
-
-def _robust_acc(model, x, y, eps=EPS):
-    return 1 - PGD(model, eps=eps, steps=10, seed=0)(x, y).success.float().mean().item()
-
 
 @pytest.fixture(scope="module")
 def standard_model(train_subset):
-    return _train(Standard(), train_subset)
+    return train_cnn_small(Standard(), train_subset)
 
 
 @pytest.mark.parametrize("objective", [
@@ -51,8 +38,8 @@ def standard_model(train_subset):
 def test_objective_raises_robust_accuracy_over_standard_training(objective, train_subset, test_subset,
                                                                  standard_model):
     x, y = test_subset[0][:300], test_subset[1][:300]
-    robust = _train(objective, train_subset)
-    before, after = _robust_acc(standard_model, x, y), _robust_acc(robust, x, y)
+    robust = train_cnn_small(objective, train_subset)
+    before, after = robust_accuracy(standard_model, x, y), robust_accuracy(robust, x, y)
     assert after > before + 0.1, (objective.name, before, after)
     clean = (robust(x).argmax(1) == y).float().mean().item()
     assert clean > 0.7, (objective.name, clean)
@@ -91,7 +78,7 @@ def test_perturb_stays_in_eps_ball_and_bounds(test_subset, cnn_small_copy):
     x_adv = perturb(cnn_small_copy, x, y, 0.2, 0.05, 7, Linf(), random_start=True)
     assert (x_adv - x).abs().max() <= 0.2 + 1e-6
     assert x_adv.min() >= 0 and x_adv.max() <= 1
-    assert _robust_acc(cnn_small_copy, x_adv, y, eps=0.0) < (cnn_small_copy(x).argmax(1) == y).float().mean()
+    assert robust_accuracy(cnn_small_copy, x_adv, y, eps=0.0) < (cnn_small_copy(x).argmax(1) == y).float().mean()
 
 
 @pytest.fixture
@@ -147,7 +134,7 @@ class Collapsing(FastFGSM):
 
 def test_guard_rolls_back_the_collapsed_epoch_and_stops(train_subset):
     data = (train_subset[0][:256], train_subset[1][:256])
-    one_epoch = _train(FastFGSM(eps=EPS), data, epochs=1)
+    one_epoch = train_cnn_small(FastFGSM(eps=EPS), data, epochs=1)
     history = []
     torch.manual_seed(0)
     model = create("cnn-small")
@@ -170,7 +157,7 @@ class Scripted(Standard):
 
 def test_early_stopping_keeps_the_best_epoch(train_subset, tmp_path):
     data = (train_subset[0][:256], train_subset[1][:256])
-    two_epochs = _train(Standard(), data, epochs=2)
+    two_epochs = train_cnn_small(Standard(), data, epochs=2)
     torch.manual_seed(0)
     model = create("cnn-small")
     seen = []

@@ -8,35 +8,20 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from robust_training import EPS, robust_accuracy, train_cnn_small
 from torch import nn
 
-from alva.attacks import PGD, Linf
+from alva.attacks import Linf
 from alva.models import create
 from alva.training import (
     NFGSM,
     OBJECTIVES,
     GradAlign,
     Standard,
-    TrainSettings,
-    fit,
     get_objective,
     gradient_misalignment,
     noisy_fgsm,
 )
-
-EPS = 0.1
-
-
-def _train(objective, data, epochs=4, seed=0, **kwargs):
-    torch.manual_seed(seed)
-    model = create("cnn-small")
-    fit(model, data, TrainSettings(epochs=epochs, batch_size=64, lr=2e-3, seed=seed), objective=objective,
-        progress=False, **kwargs)
-    return model.eval()
-
-
-def _robust_acc(model, x, y, eps=EPS):
-    return 1 - PGD(model, eps=eps, steps=10, seed=0)(x, y).success.float().mean().item()
 
 
 def _input_gradient(model, x, y):
@@ -122,11 +107,11 @@ def test_objective_lowers_its_loss_and_raises_robust_accuracy_over_standard_trai
                                                                                    test_subset):
     x, y = test_subset[0][:300], test_subset[1][:300]
     history = []
-    standard = _train(Standard(), train_subset)
-    robust = _train(objective, train_subset, on_epoch_end=lambda epoch, record: history.append(record))
+    standard = train_cnn_small(Standard(), train_subset)
+    robust = train_cnn_small(objective, train_subset, on_epoch_end=lambda epoch, record: history.append(record))
     losses = [r["train"]["loss"] for r in history]
     assert losses[-1] < 0.8 * losses[0], losses
-    before, after = _robust_acc(standard, x, y), _robust_acc(robust, x, y)
+    before, after = robust_accuracy(standard, x, y), robust_accuracy(robust, x, y)
     assert after > before + 0.1, (objective.name, before, after)
     assert (robust(x).argmax(1) == y).float().mean().item() > 0.7
 
@@ -141,10 +126,10 @@ def _stop(epoch, record):
 
 def test_resumed_n_fgsm_run_equals_uninterrupted(train_subset, tmp_path):
     data = (train_subset[0][:256], train_subset[1][:256])
-    whole = _train(NFGSM(eps=EPS), data, epochs=2, out=tmp_path / "whole")
+    whole = train_cnn_small(NFGSM(eps=EPS), data, epochs=2, out=tmp_path / "whole")
     with pytest.raises(Stop):
-        _train(NFGSM(eps=EPS), data, epochs=2, out=tmp_path / "split", on_epoch_end=_stop)
-    resumed = _train(NFGSM(eps=EPS), data, epochs=2, seed=0, out=tmp_path / "split", resume=True)
+        train_cnn_small(NFGSM(eps=EPS), data, epochs=2, out=tmp_path / "split", on_epoch_end=_stop)
+    resumed = train_cnn_small(NFGSM(eps=EPS), data, epochs=2, seed=0, out=tmp_path / "split", resume=True)
     for a, b in zip(whole.state_dict().values(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b)
 
