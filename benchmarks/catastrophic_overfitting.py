@@ -40,6 +40,9 @@ RECIPES: dict[str, tuple[str, list[str]]] = {
     "grad-align-ramp": ("FGSM + GradAlign (lambda 2) + eps ramp over 3 epochs",
                         ["--adv", "grad-align", "--ramp-epochs", "3"]),
     "grad-align-l05": ("FGSM + GradAlign (lambda 0.5)", ["--adv", "grad-align", "--align-weight", "0.5"]),
+    "wong-ramp5": ("fast FGSM + eps ramp over 5 epochs", ["--adv", "fast", "--ramp-epochs", "5"]),
+    "wong-ramp-a1": ("fast FGSM + eps ramp over 3 epochs, alpha 1.0 eps", ["--adv", "fast", "--ramp-epochs", "3",
+                                                                            "--alpha", "0.3"]),
 }
 RESULT = Path(__file__).parent / "results" / "catastrophic_overfitting.json"
 COLLAPSE_PGD, COLLAPSE_CLEAN = 0.05, 0.9

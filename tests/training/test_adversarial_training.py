@@ -170,6 +170,24 @@ def test_early_stopping_keeps_the_best_epoch(train_subset, tmp_path):
         assert torch.equal(a, b)
 
 
+class ScriptedTie(Scripted):
+    """Evaluation figures that peak at epoch 2 and tie it at epoch 3."""
+
+    values = [0.5, 0.9, 0.9, 0.6, 0.95]
+
+
+def test_early_stopping_keeps_the_later_of_tied_epochs_and_counts_patience_from_the_rise(train_subset, tmp_path):
+    data = (train_subset[0][:256], train_subset[1][:256])
+    three_epochs = train_cnn_small(Standard(), data, epochs=3)
+    torch.manual_seed(0)
+    model = create("cnn-small")
+    history = fit(model, data, TrainSettings(epochs=5, batch_size=64, lr=2e-3, monitor="score", patience=2),
+                  objective=ScriptedTie(), eval_data=data, progress=False, out=tmp_path)
+    assert [r["epoch"] for r in history] == [1, 2, 3, 4] and "at epoch 3" in history[-1]["stopped"]
+    for a, b in zip(three_epochs.state_dict().values(), model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
 def test_cyclic_learning_rate_peaks_at_two_fifths():
     settings = TrainSettings(lr=0.01, schedule="cyclic")
     rates = [learning_rate(settings, s, 100) for s in range(101)]

@@ -70,8 +70,8 @@ def register(commands) -> None:
     adv.add_argument("--eval-size", type=int, default=None,
                      help="test images for the adversarial validation (default 1000; 0: off)")
     p.add_argument("--monitor", default="",
-                   help="keep the weights of the epoch with the best value of this evaluation figure, e.g. "
-                        "pgd20_acc (adversarial validation accuracy) or clean_acc")
+                   help="keep the weights of the epoch with the best value of this evaluation figure (of tied "
+                        "epochs, the later), e.g. pgd20_acc (adversarial validation accuracy) or clean_acc")
     p.add_argument("--patience", type=int, default=0,
                    help="with --monitor: stop after this many epochs without improvement (default 0: never)")
     p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",

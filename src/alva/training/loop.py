@@ -123,10 +123,12 @@ def fit(model: nn.Module, train_data: tuple[torch.Tensor, torch.Tensor] | None, 
                     record["eval"] = _evaluate_once(steps, model, eval_data, main)
                 if settings.monitor:
                     value = _monitored(record, settings.monitor)
-                    if best is None or value > best["value"]:
-                        best = {"value": value, "epoch": epoch + 1, "record": record,
+                    if best is None or value >= best["value"]:
+                        # A tie keeps the later epoch, trained longer; patience counts from the last rise.
+                        risen = epoch + 1 if best is None or value > best["value"] else best["risen"]
+                        best = {"value": value, "epoch": epoch + 1, "risen": risen, "record": record,
                                 "model": {k: v.detach().clone() for k, v in model.state_dict().items()}}
-                    elif settings.patience and epoch + 1 - best["epoch"] >= settings.patience:
+                    if settings.patience and epoch + 1 - best["risen"] >= settings.patience:
                         record["stopped"] = (f"{settings.monitor} did not improve for {settings.patience} epochs; "
                                              f"best {best['value']:.4f} at epoch {best['epoch']}")
                         stopped = True
@@ -252,6 +254,7 @@ def _restore(checkpoint: Path, steps: ManualObjective, settings: TrainSettings, 
     best = state.get("best")
     if best is not None:
         best["value"], best["epoch"] = float(best["value"]), int(best["epoch"])
+        best["risen"] = int(best.get("risen", best["epoch"]))  # checkpoints written before ties kept the later
     return (int(state["epochs_done"]), best, bool(state.get("stopped", False)),
             float(state.get("train_time_s", 0.0)), state.get("record"))
 

@@ -27,7 +27,8 @@ class TrainSettings:
     schedule: str = "constant"
     seed: int = 0
     # Early stopping: keep the weights of the epoch with the highest ``monitor`` (a key of the objective's
-    # evaluation, e.g. "pgd20_acc" for the adversarial validation accuracy); stop after ``patience`` epochs
+    # evaluation, e.g. "pgd20_acc" for the adversarial validation accuracy; of tied epochs the later one); stop
+    # after ``patience`` epochs
     # without improvement (0: never stop, but still end with the best weights).
     monitor: str = ""
     patience: int = 0
