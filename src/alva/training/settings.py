@@ -28,8 +28,7 @@ class TrainSettings:
     seed: int = 0
     # Early stopping: keep the weights of the epoch with the highest ``monitor`` (a key of the objective's
     # evaluation, e.g. "pgd20_acc" for the adversarial validation accuracy; of tied epochs the later one); stop
-    # after ``patience`` epochs
-    # without improvement (0: never stop, but still end with the best weights).
+    # after ``patience`` epochs without a rise (0: never stop, but still end with the best weights).
     monitor: str = ""
     patience: int = 0
     # Weight averaging: an exponential moving average of the weights with this decay (0: off) is what each epoch
