@@ -82,3 +82,35 @@ def test_export_refuses_to_write_into_a_folder_with_files(tmp_path):
     assert (tmp_path / "taken" / "keep.txt").read_text() == "mine"
     with pytest.raises(ValueError, match="unknown export format"):
         export("mnist", "test", tmp_path / "x", format="jpeg")
+
+
+def test_a_second_png_export_to_the_same_folder_stops_and_leaves_the_first_alone(tmp_path):
+    """While one export holds ``OUT.partial`` (an export under way), another to the same OUT stops naming it,
+    writes nothing and removes nothing of the first."""
+    from alva.tracking.lock import RunFolderBusy, acquire
+
+    out, partial = tmp_path / "png", tmp_path / "png.partial"
+    partial.mkdir()
+    (partial / "0").mkdir()
+    (partial / "0" / "0000.png").write_bytes(b"half-written by the first export")
+    first = acquire(partial, "data export --out png")
+    try:
+        with pytest.raises(RunFolderBusy, match="held by process"):
+            export("mnist", "test", out, format="png", count=20)
+        assert not out.exists()
+        assert (partial / "0" / "0000.png").read_bytes() == b"half-written by the first export"
+    finally:
+        first.release()
+
+
+def test_a_png_export_clears_what_a_killed_export_left_and_writes_only_the_data(tmp_path):
+    out, partial = tmp_path / "png", tmp_path / "png.partial"
+    (partial / "stray").mkdir(parents=True)
+    (partial / "stray" / "9999.png").write_bytes(b"left by a killed export")
+    (partial / ".alva-lock").write_text('{"pid": 1, "command": "data export"}')  # its lock, no longer held
+    export("mnist", "test", out, format="png", count=20)
+    source = load("mnist", "test", count=20)
+    back = load(str(out))
+    assert torch.equal(back.x, source.x) and torch.equal(back.y, source.y)
+    assert sorted(p.name for p in out.iterdir()) == [str(c) for c in range(10)]  # no stray folder, no lock file
+    assert not partial.exists()

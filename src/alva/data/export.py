@@ -23,6 +23,7 @@ from alva.data.dataset import ImageData
 from alva.data.mnist import DataError
 from alva.data.registry import load
 from alva.tracking.files import atomic_write_bytes
+from alva.tracking.lock import LOCK_FILE, acquire
 
 FORMATS = ("png", "npz")
 
@@ -51,26 +52,50 @@ def write_png(image: torch.Tensor, path: Path) -> None:
 
 
 def export_png(data: ImageData, out: Path, batch_size: int = 256) -> None:
-    """Write ``data`` as an image folder under ``out`` (written beside it, then renamed into place)."""
+    """Write ``data`` as an image folder under ``out``: written into ``OUT.partial`` under its lock (a second
+    export to the same folder stops with :class:`~alva.tracking.lock.RunFolderBusy`, naming the first), then
+    renamed into place; an export killed half-way leaves only ``OUT.partial``, which the next one clears."""
     if data.task != "multiclass":
         raise DataError(f"{data.source}: an image folder holds one class per image; export multi-label data as npz")
     names = folder_names(data.class_names)
     partial = out.with_name(out.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True, exist_ok=True)
+    lock = acquire(partial, f"data export --out {out}")
+    try:
+        _clear(partial, keep=LOCK_FILE)
+        _write_classes(data, partial, names, batch_size)
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise FileExistsError(f"{out} was written by another process during this export; choose a new folder")
+        if out.exists():
+            out.rmdir()
+        os.replace(partial, out)
+        (out / LOCK_FILE).unlink()
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    finally:
+        lock.release()
+
+
+def _clear(folder: Path, keep: str) -> None:
+    for child in folder.iterdir():
+        if child.name != keep:
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+
+
+def _write_classes(data: ImageData, folder: Path, names: list[str], batch_size: int) -> None:
     for name in names:
-        (partial / name).mkdir(parents=True)
+        (folder / name).mkdir()
     width = len(str(len(data) - 1))
     start = 0
     for xb, yb in data.loader(batch_size):
         q = as_uint8(xb)
         if q is None:
-            shutil.rmtree(partial, ignore_errors=True)
             raise DataError(f"{data.source}: images are not 8-bit (multiples of 1/255), so PNG would change them; "
                             "export as npz")
         for offset, (image, label) in enumerate(zip(q, yb.tolist(), strict=True)):
-            write_png(image, partial / names[label] / f"{start + offset:0{width}d}.png")
+            write_png(image, folder / names[label] / f"{start + offset:0{width}d}.png")
         start += len(xb)
-    os.replace(partial, out)
 
 
 def export_npz(data: ImageData, out: Path) -> None:
@@ -106,8 +131,6 @@ def export(spec: str | ImageData, split: str = "test", out: str | os.PathLike = 
         raise ValueError(f"an npz export is written to a FILE.npz, got {target}")
     data = spec if isinstance(spec, ImageData) else load(spec, split, **load_options)
     if format == "png":
-        if target.exists():
-            target.rmdir()
         export_png(data, target)
     else:
         export_npz(data, target)
