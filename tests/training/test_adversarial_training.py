@@ -81,6 +81,35 @@ def test_perturb_stays_in_eps_ball_and_bounds(test_subset, cnn_small_copy):
     assert robust_accuracy(cnn_small_copy, x_adv, y, eps=0.0) < (cnn_small_copy(x).argmax(1) == y).float().mean()
 
 
+class InputRecorder(nn.Module):
+    """A model that records the smallest and largest pixel of every input it sees."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.seen = model, []
+
+    def forward(self, x):
+        self.seen.append((x.min().item(), x.max().item()))
+        return self.model(x)
+
+
+@pytest.mark.parametrize("clip_start", [False, True])
+def test_fast_fgsm_takes_its_gradient_at_the_unclipped_start_unless_told_and_trains_on_images_in_bounds(
+        test_subset, cnn_small_copy, clip_start):
+    """Wong et al.'s random start is the image plus uniform noise, outside [0, 1] where the image is near 0 or 1;
+    only the training example is projected into the ball and the bounds."""
+    x, y = test_subset[0][:64], test_subset[1][:64]
+    recorder = InputRecorder(cnn_small_copy)
+    torch.manual_seed(0)
+    objective = FastFGSM(eps=0.3, clip_start=clip_start)
+    objective(recorder, x, y)
+    (start_min, start_max), (example_min, example_max) = recorder.seen
+    assert (start_min < -0.2 and start_max > 1.2) is not clip_start
+    assert start_min >= 0 and start_max <= 1 or not clip_start
+    assert example_min >= 0 and example_max <= 1
+    assert objective.describe()["clip_start"] is clip_start
+
+
 @pytest.fixture
 def cnn_small_copy():
     import alva.models
