@@ -104,6 +104,21 @@ def test_training_against_a_saved_critic_runs(tmp_path, cnn_small):
         assert g(g.get_noise(4, seed=0), torch.arange(4)).shape == (4, 1, 28, 28)
 
 
+def test_the_shipped_critic_carries_the_sha256_of_its_weights_and_loads_checked(tmp_path):
+    from alva.tracking.verify import SHA256_KEY, DamagedFileError, read_verified, tensors_sha256
+    from alva.training.atgan import SHIPPED_CRITIC
+
+    tensors, metadata = read_verified(SHIPPED_CRITIC)
+    assert metadata[SHA256_KEY] == tensors_sha256(tensors)
+    assert not any(p.requires_grad for p in load_critic().parameters())
+    altered = tmp_path / "critic.safetensors"
+    raw = bytearray(SHIPPED_CRITIC.read_bytes())
+    raw[-1] ^= 0xFF  # one bit pattern of the last weight changed
+    altered.write_bytes(bytes(raw))
+    with pytest.raises(DamagedFileError, match="SHA-256"):
+        load_critic(altered)
+
+
 def test_cli_advgan_and_atgan(tmp_path, capsys):
     from alva.cli.main import main
 
