@@ -11,8 +11,10 @@ time (a lock file per pair lets a second driver share the work), then writes
 ``benchmarks/results/catastrophic_overfitting.json`` and prints the markdown table of what
 has finished.
 
-A run has *collapsed* when some epoch trained at the full eps ends with PGD-20 validation accuracy below 5%
-while clean accuracy is above 90%: the signature of catastrophic overfitting (Wong et al. 2020).
+A run has *collapsed* when some epoch after the first, trained at the full eps, ends with PGD-20 validation
+accuracy below 5% while clean accuracy is above 90%: the signature of catastrophic overfitting (Wong et al.
+2020). The first epoch is left out: it starts from random weights at a learning rate rising from 0, so a
+model is not yet robust at its end whether or not it collapses.
 """
 
 from __future__ import annotations
@@ -98,7 +100,7 @@ def summarise_run(run: Path, ramp_epochs: int) -> dict | None:
     pgd = [e["eval"].get("pgd20_acc") for e in epochs]
     clean = [e["eval"]["clean_acc"] for e in epochs]
     collapsed = [e["epoch"] for e, p, c in zip(epochs, pgd, clean, strict=True)
-                 if e["epoch"] > ramp_epochs and p is not None and p < COLLAPSE_PGD and c > COLLAPSE_CLEAN]
+                 if e["epoch"] > max(ramp_epochs, 1) and p is not None and p < COLLAPSE_PGD and c > COLLAPSE_CLEAN]
     return {"strong_acc": result["robust_acc"], "clean_acc": result["clean_acc"], "n": result["n"],
             "warnings": len(result.get("warnings", [])), "train_time_s": card["train_time_s"],
             "final_clean_test_acc": card["clean_test_accuracy"], "pgd20_per_epoch": pgd,
