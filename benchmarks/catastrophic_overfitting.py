@@ -35,6 +35,7 @@ COMMON = ["--eps", "0.3", "--epochs", "10", "--schedule", "cyclic", "--lr", "5e-
 RECIPES: dict[str, tuple[str, list[str]]] = {
     "wong": ("fast FGSM, Wong et al.'s recipe (alpha 1.25 eps, start not clipped, roll-back guard on)",
              ["--adv", "fast"]),
+    "wong-ramp": ("the same + eps ramp over 3 epochs", ["--adv", "fast", "--ramp-epochs", "3"]),
     "wong-raw": ("the same on raw pixels (no input standardisation) in batches of 100, as in their MNIST script",
                  ["--adv", "fast", "--mean", "0", "--std", "1", "--batch-size", "100"]),
     "wong-clip": ("fast FGSM with the random start clipped to [0, 1] before its gradient",
@@ -144,7 +145,7 @@ def markdown(table: dict, n: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=Path, required=True, help="folder of the run folders (outside the repository)")
-    parser.add_argument("--recipes", default="wong,wong-raw,wong-clip,wong-ramp-clip,n-fgsm",
+    parser.add_argument("--recipes", default="wong,wong-ramp,wong-raw,wong-clip,wong-ramp-clip,n-fgsm",
                         help="groups separated by ';', recipes by ','; each group runs seed by seed before the next "
                              f"(known: {', '.join(RECIPES)})")
     parser.add_argument("--seeds", default="0,1,2,3,4")
