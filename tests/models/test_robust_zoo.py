@@ -9,7 +9,8 @@ from alva.data import fixed_subset
 from alva.evaluation.accuracy import accuracy
 from alva.models import card, load
 
-ROBUST = ["mnist/cnn-small-pgd", "mnist/cnn-small-fast", "mnist/cnn-wide-pgd", "mnist/cnn-wide-trades"]
+ROBUST = ["mnist/cnn-small-pgd", "mnist/cnn-small-fast", "mnist/cnn-small-wong", "mnist/cnn-wide-pgd",
+          "mnist/cnn-wide-trades"]
 
 
 @pytest.mark.parametrize("name", ROBUST)
