@@ -3,7 +3,8 @@
     OMP_NUM_THREADS=1 nice -n 10 python benchmarks/catastrophic_overfitting.py --runs /work/co-runs --jobs 1
 
 For every recipe and seed: ``alva train`` (cnn-small, full MNIST training set, 10 epochs, eps 0.3, cyclic
-learning rate 5e-3, batch 128, PGD-20 validation on 500 test images after each epoch) into ``RUNS/RECIPE/sSEED``,
+learning rate 5e-3, batch 128, PGD-20 validation on 500 test images after each epoch; a recipe's own options
+come last and override these) into ``RUNS/RECIPE/sSEED``,
 then the strong evaluation ``alva eval --eps 0.3 --n N --threads 1`` (AutoAttack standard with FAB-T) into
 ``RUNS/RECIPE/sSEED/eval``. Resumable: finished trainings and evaluations are skipped, interrupted ones resumed.
 Runs the jobs in the order recipes x seeds (seed-major within each group of ``--recipes``), ``--jobs`` at a
@@ -36,6 +37,7 @@ RECIPES: dict[str, tuple[str, list[str]]] = {
     "wong": ("fast FGSM, Wong et al.'s recipe (alpha 1.25 eps, start not clipped, roll-back guard on)",
              ["--adv", "fast"]),
     "wong-ramp": ("the same + eps ramp over 3 epochs", ["--adv", "fast", "--ramp-epochs", "3"]),
+    "wong-lr2": ("the same with the learning rate peaking at 2e-3", ["--adv", "fast", "--lr", "2e-3"]),
     "wong-raw": ("the same on raw pixels (no input standardisation) in batches of 100, as in their MNIST script",
                  ["--adv", "fast", "--mean", "0", "--std", "1", "--batch-size", "100"]),
     "wong-clip": ("fast FGSM with the random start clipped to [0, 1] before its gradient",
@@ -68,7 +70,7 @@ def train_and_evaluate(runs: Path, recipe: str, seed: int, n: int) -> None:
     log = run.parent / f"s{seed}.log"
     if not _trained(run):
         resume = ["--resume"] if (run / "checkpoint.safetensors").exists() else []
-        alva("train", *RECIPES[recipe][1], *COMMON, "--seed", str(seed), "--out", str(run), *resume, log=log)
+        alva("train", *COMMON, *RECIPES[recipe][1], "--seed", str(seed), "--out", str(run), *resume, log=log)
     evaluation = run / "eval"
     if not (evaluation / "result.json").exists():
         resume = ["--resume"] if (evaluation / "state.safetensors").exists() else []
@@ -120,7 +122,7 @@ def summarise(runs: Path, recipes: list[str], seeds: list[int]) -> dict:
             continue
         strong = [r["strong_acc"] for r in done.values()]
         table[recipe] = {
-            "recipe": RECIPES[recipe][0], "command": " ".join(["alva", "train", *RECIPES[recipe][1], *COMMON]),
+            "recipe": RECIPES[recipe][0], "command": " ".join(["alva", "train", *COMMON, *RECIPES[recipe][1]]),
             "seeds": done, "strong_mean": statistics.mean(strong), "strong_min": min(strong),
             "strong_max": max(strong), "clean_mean": statistics.mean(r["clean_acc"] for r in done.values()),
             "train_s_mean": statistics.mean(r["train_time_s"] for r in done.values()),
@@ -145,7 +147,7 @@ def markdown(table: dict, n: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=Path, required=True, help="folder of the run folders (outside the repository)")
-    parser.add_argument("--recipes", default="wong,wong-ramp,wong-raw,wong-clip,wong-ramp-clip,n-fgsm",
+    parser.add_argument("--recipes", default="wong,wong-ramp,wong-lr2,wong-raw,wong-clip,wong-ramp-clip,n-fgsm",
                         help="groups separated by ';', recipes by ','; each group runs seed by seed before the next "
                              f"(known: {', '.join(RECIPES)})")
     parser.add_argument("--seeds", default="0,1,2,3,4")
