@@ -167,7 +167,7 @@ def create(name: str, *, num_classes: int = 10, in_shape: tuple[int, int, int] =
         raise ValueError(f"mean and std have {len(mean)} values but the images have {in_shape[0]} channel(s)")
     model = Normalized(arch.build(tuple(in_shape), num_classes), mean, std)
     if arch.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs omit it
     # What rebuilds this model from a weights file (see alva.models.zoo.architecture_card).
     model.spec = {"architecture": name, "num_classes": num_classes, "in_shape": list(in_shape)}
     return model
