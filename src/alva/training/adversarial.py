@@ -42,16 +42,27 @@ def perturb(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alph
     x = x.detach()
     if eps == 0:
         return x
-    lo, hi = bounds
     loss = "ce" if loss_fn is None else (lambda logits, labels, _targeted: loss_fn(logits, labels))
     attack = PGD(model, eps=eps, alpha=alpha, steps=steps, norm=norm, random_start=False, loss=loss, bounds=bounds)
-    start = x
-    if random_start:
-        start = x + norm.random_in_ball(x, eps, None)
-        if clip_start:
-            start = start.clamp_(lo, hi)
+    start = uniform_around(x, eps, norm, bounds if clip_start else None) if random_start else x
     with attack_mode(model):
         return attack.iterate(x, y, start)
+
+
+def uniform_around(x: torch.Tensor, radius: float, norm: Norm, bounds: tuple[float, float] | None
+                   ) -> torch.Tensor:
+    """A uniform random point of the ``radius`` ball of ``norm`` around each sample of ``x`` (torch's global
+    generator), clipped to ``bounds`` unless they are None: the random start of the training attacks."""
+    start = x + norm.random_in_ball(x, radius, None)
+    return start if bounds is None else start.clamp_(*bounds)
+
+
+def adversarial_loss(model: nn.Module, x_adv: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    """The cross-entropy of ``model`` at the training examples ``x_adv`` and its figures to log (the loss and
+    the accuracy on those examples)."""
+    logits = model(x_adv)
+    loss = F.cross_entropy(logits, y)
+    return loss, {"loss": loss.item(), "adv_acc": (logits.argmax(1) == y).float().mean().item()}
 
 
 def _metrics(loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor, adv_logits: torch.Tensor | None = None
@@ -150,10 +161,8 @@ class PGDTraining(Adversarial):
         eps = self.current_eps
         x_adv = perturb(model, x, y, eps, self.alpha_ratio * eps, self.steps, self.norm, self.random_start,
                         bounds=self.bounds)
-        logits = model(x_adv)
-        loss = F.cross_entropy(logits, y)
-        return loss, {"loss": loss.item(), "adv_acc": (logits.argmax(1) == y).float().mean().item(),
-                      "eps": eps}
+        loss, figures = adversarial_loss(model, x_adv, y)
+        return loss, {**figures, "eps": eps}
 
     def describe(self):
         return {**super().describe(), "steps": self.steps, "alpha_ratio": self.alpha_ratio,
@@ -189,9 +198,7 @@ class FastFGSM(Adversarial):
         eps = self.current_eps
         x_adv = perturb(model, x, y, eps, self.alpha_ratio * eps, 1, self.norm, random_start=True, bounds=self.bounds,
                         clip_start=self.clip_start)
-        logits = model(x_adv)
-        loss = F.cross_entropy(logits, y)
-        return loss, {"loss": loss.item(), "adv_acc": (logits.argmax(1) == y).float().mean().item()}
+        return adversarial_loss(model, x_adv, y)
 
     def check(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[dict[str, float], bool]:
         """PGD accuracy on the training batch ``(x, y)`` and whether training has collapsed."""

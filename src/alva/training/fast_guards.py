@@ -24,7 +24,7 @@ from torch import nn
 
 from alva.attacks.errors import finite
 from alva.attacks.norms import Norm
-from alva.training.adversarial import Adversarial, perturb
+from alva.training.adversarial import Adversarial, adversarial_loss, perturb, uniform_around
 
 
 def noisy_fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, noise: float, alpha: float, norm: Norm,
@@ -33,7 +33,7 @@ def noisy_fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, noise: float,
     clipped to ``bounds`` only (its distance to ``x`` may reach ``noise + alpha``). The gradient step runs
     with the model in eval mode and its weights frozen; the noise comes from torch's global generator."""
     x = x.detach()
-    start = (x + norm.random_in_ball(x, noise, None)).clamp_(*bounds) if noise > 0 else x
+    start = uniform_around(x, noise, norm, bounds) if noise > 0 else x
     # One step of size alpha from the noisy point, projected onto the alpha ball around that point: a no-op,
     # so the example is not pulled back towards x.
     return perturb(model, start, y, alpha, alpha, 1, norm, random_start=False, bounds=bounds)
@@ -56,7 +56,7 @@ def gradient_misalignment(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ep
     differentiable with respect to the weights through the second gradient. Samples whose gradient is exactly
     zero at either point are left out (their cosine is undefined); with none left it is 0."""
     at_x = input_gradient(model, x, y).flatten(1)
-    noisy = (x + norm.random_in_ball(x, eps, None)).clamp_(*bounds)
+    noisy = uniform_around(x, eps, norm, bounds)
     at_noisy = input_gradient(model, noisy, y, create_graph=True).flatten(1)
     keep = (at_x.norm(dim=1) > 0) & (at_noisy.norm(dim=1) > 0)
     if not keep.any():
@@ -83,9 +83,7 @@ class NFGSM(Adversarial):
     def __call__(self, model, x, y):
         eps = self.current_eps
         x_adv = noisy_fgsm(model, x, y, self.noise_ratio * eps, self.alpha_ratio * eps, self.norm, self.bounds)
-        logits = model(x_adv)
-        loss = F.cross_entropy(logits, y)
-        return loss, {"loss": loss.item(), "adv_acc": (logits.argmax(1) == y).float().mean().item()}
+        return adversarial_loss(model, x_adv, y)
 
     def describe(self):
         return {**super().describe(), "noise_ratio": self.noise_ratio, "alpha_ratio": self.alpha_ratio}
