@@ -31,7 +31,8 @@ from pathlib import Path
 
 from alva.tracking import atomic_write_json
 
-COMMON = ["--eps", "0.3", "--epochs", "10", "--schedule", "cyclic", "--lr", "5e-3", "--eval-size", "500",
+EPOCHS = 10
+COMMON = ["--eps", "0.3", "--epochs", str(EPOCHS), "--schedule", "cyclic", "--lr", "5e-3", "--eval-size", "500",
           "--no-progress"]
 RECIPES: dict[str, tuple[str, list[str]]] = {
     "wong": ("fast FGSM, Wong et al.'s recipe (alpha 1.25 eps, start not clipped, roll-back guard on)",
@@ -49,6 +50,10 @@ RECIPES: dict[str, tuple[str, list[str]]] = {
     "n-fgsm": ("N-FGSM (noise 2 eps, step eps, no projection)", ["--adv", "n-fgsm"]),
     "grad-align": ("FGSM + GradAlign (lambda 2)", ["--adv", "grad-align"]),
     "n-fgsm-k1": ("N-FGSM, noise 1 eps", ["--adv", "n-fgsm", "--noise", "1"]),
+    "wong-retry": ("Wong et al.'s recipe; on a collapse, roll back and train the epoch again at half the learning "
+                   "rate (`--collapse-lr-factor 0.5`)", ["--adv", "fast", "--collapse-lr-factor", "0.5"]),
+    "wong-ramp-retry": ("the same + eps ramp over 3 epochs",
+                        ["--adv", "fast", "--ramp-epochs", "3", "--collapse-lr-factor", "0.5"]),
 }
 RESULT = Path(__file__).parent / "results" / "catastrophic_overfitting.json"
 COLLAPSE_PGD, COLLAPSE_CLEAN = 0.05, 0.9
@@ -70,7 +75,7 @@ def train_and_evaluate(runs: Path, recipe: str, seed: int, n: int) -> None:
     log = run.parent / f"s{seed}.log"
     if not _trained(run):
         resume = ["--resume"] if (run / "checkpoint.safetensors").exists() else []
-        alva("train", *COMMON, *RECIPES[recipe][1], "--seed", str(seed), "--out", str(run), *resume, log=log)
+        alva(*train_args(recipe), "--seed", str(seed), "--out", str(run), *resume, log=log)
     evaluation = run / "eval"
     if not (evaluation / "result.json").exists():
         resume = ["--resume"] if (evaluation / "state.safetensors").exists() else []
@@ -78,9 +83,14 @@ def train_and_evaluate(runs: Path, recipe: str, seed: int, n: int) -> None:
              *resume, log=log)
 
 
+def train_args(recipe: str) -> list[str]:
+    """The ``alva`` arguments that train ``recipe``: the common options, then the recipe's own."""
+    return ["train", *COMMON, *RECIPES[recipe][1]]
+
+
 def _trained(run: Path) -> bool:
     epochs = _epochs(run)
-    return (run / "model.json").exists() and bool(epochs) and (len(epochs) == 10 or "stopped" in epochs[-1])
+    return (run / "model.json").exists() and bool(epochs) and (len(epochs) == EPOCHS or "stopped" in epochs[-1])
 
 
 def _epochs(run: Path) -> list[dict]:
@@ -107,7 +117,8 @@ def summarise_run(run: Path, ramp_epochs: int) -> dict | None:
     return {"strong_acc": result["robust_acc"], "clean_acc": result["clean_acc"], "n": result["n"],
             "warnings": len(result.get("warnings", [])), "train_time_s": card["train_time_s"],
             "final_clean_test_acc": card["clean_test_accuracy"], "pgd20_per_epoch": pgd,
-            "collapsed_epochs": collapsed, "guard_fired": any("stopped" in e for e in epochs),
+            "collapsed_epochs": collapsed, "guard_fired": any("stopped" in e or "retried" in e for e in epochs),
+            "retries": sum(len(e.get("retried", [])) for e in epochs),
             "epochs_run": len(epochs)}
 
 
@@ -122,7 +133,7 @@ def summarise(runs: Path, recipes: list[str], seeds: list[int]) -> dict:
             continue
         strong = [r["strong_acc"] for r in done.values()]
         table[recipe] = {
-            "recipe": RECIPES[recipe][0], "command": " ".join(["alva", "train", *COMMON, *RECIPES[recipe][1]]),
+            "recipe": RECIPES[recipe][0], "command": " ".join(["alva", *train_args(recipe)]),
             "seeds": done, "strong_mean": statistics.mean(strong), "strong_min": min(strong),
             "strong_max": max(strong), "clean_mean": statistics.mean(r["clean_acc"] for r in done.values()),
             "train_s_mean": statistics.mean(r["train_time_s"] for r in done.values()),
@@ -169,9 +180,22 @@ def main() -> None:
                                   strict=True):
                 print(f"{job[0]} seed {job[1]}: {error or 'done'} ({time.time() - started:.0f} s)", flush=True)
     table = summarise(args.runs, recipes, seeds)
-    atomic_write_json(RESULT, {"n": args.n, "runs": str(args.runs), "recipes": table},
+    kept = earlier_rows(RESULT, args.n, table)
+    atomic_write_json(RESULT, {"n": args.n, "runs": str(args.runs), "recipes": {**kept, **table}},
                       kind="catastrophic-overfitting")
-    print(markdown(table, args.n))
+    print(markdown({**kept, **table}, args.n))
+
+
+def earlier_rows(path: Path, n: int, table: dict) -> dict:
+    """The rows of ``path`` (an earlier summary with the same ``n``) for recipes ``table`` does not hold, so that
+    a run of some recipes keeps what others measured; each row names the runs folder it came from."""
+    if not path.exists():
+        return {}
+    earlier = json.loads(path.read_text())
+    if earlier.get("n") != n:
+        return {}
+    return {recipe: {"runs": earlier.get("runs"), **row} for recipe, row in earlier["recipes"].items()
+            if recipe not in table}
 
 
 def _attempt(runs: Path, recipe: str, seed: int, n: int) -> str | None:

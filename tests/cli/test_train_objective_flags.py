@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from alva.cli.main import build_parser
+from alva.cli.main import build_parser, main
 from alva.cli.train_cmd import objective_settings
 
 
@@ -27,3 +27,16 @@ def test_n_fgsm_and_grad_align_flags_become_objective_settings():
 def test_a_flag_of_another_objective_is_refused(flags, objective):
     with pytest.raises(ValueError, match=flags[0]):
         objective_settings(_args("--adv", objective, *flags), objective)
+
+
+
+@pytest.mark.parametrize("flags, message", [
+    (("--adv", "pgd"), "--collapse-lr-factor acts on"), (("--adv", "n-fgsm"), "--collapse-lr-factor acts on"),
+    ((), "--collapse-lr-factor acts on"), (("--adv", "fast", "--collapse-lr-factor", "1"), "--collapse-lr-factor must"),
+    (("--adv", "fast", "--collapse-lr-factor", "nan"), "--collapse-lr-factor must"),
+])
+def test_a_collapse_lr_factor_it_cannot_use_is_refused_and_nothing_written(flags, message, tmp_path, capsys):
+    out = tmp_path / "run"
+    flags = flags if "--collapse-lr-factor" in flags else (*flags, "--collapse-lr-factor", "0.5")
+    assert main(["train", *flags, "--out", str(out), "--threads", "1"]) == 2
+    assert message in capsys.readouterr().err and not out.exists()

@@ -21,10 +21,12 @@ from alva.training import (
     Standard,
     TrainSettings,
     fit,
+    get_objective,
     learning_rate,
     logistic_fgsm_loss,
     perturb,
 )
+from alva.training.settings import COLLAPSE_RETRIES
 
 
 @pytest.fixture(scope="module")
@@ -174,6 +176,75 @@ def test_guard_rolls_back_the_collapsed_epoch_and_stops(train_subset):
         assert torch.equal(a, b)
 
 
+class CollapsingOnce(FastFGSM):
+    """A fast objective whose guard reports a collapse on its second check only (the first try of epoch 2)."""
+
+    def check(self, model, x, y):
+        self.calls = getattr(self, "calls", 0) + 1
+        return {"check_pgd_acc": 1.0 / self.calls}, self.calls == 2
+
+
+class AlwaysCollapsing(FastFGSM):
+    """A fast objective whose guard reports a collapse at every check after the first."""
+
+    def check(self, model, x, y):
+        self.calls = getattr(self, "calls", 0) + 1
+        return {"check_pgd_acc": 1.0 / self.calls}, self.calls >= 2
+
+
+class Stop(Exception):
+    pass
+
+
+def _train_with_retry(data, objective, epochs=3, **options):
+    torch.manual_seed(0)
+    model = create("cnn-small")
+    settings = TrainSettings(epochs=epochs, batch_size=64, lr=2e-3, collapse_lr_factor=0.25)
+    return model, fit(model, data, settings, objective=objective, progress=False, **options)
+
+
+def test_guard_with_lr_factor_retrains_the_collapsed_epoch_at_a_lower_rate(train_subset, tmp_path):
+    data = (train_subset[0][:256], train_subset[1][:256])
+    model, history = _train_with_retry(data, CollapsingOnce(eps=EPS), out=tmp_path / "whole")
+    assert [r["epoch"] for r in history] == [1, 2, 3] and not any("stopped" in r for r in history)
+    assert [len(r.get("retried", [])) for r in history] == [0, 1, 0]
+    assert [r["lr"] for r in history] == pytest.approx([2e-3, 5e-4, 5e-4])
+
+    # Stopped after epoch 2 and resumed: epoch 3 keeps the lowered rate (it is in the checkpoint).
+    def stop_after_2(epoch, record):
+        if epoch == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        _train_with_retry(data, CollapsingOnce(eps=EPS), out=tmp_path / "split", on_epoch_end=stop_after_2)
+    resumed, rest = _train_with_retry(data, CollapsingOnce(eps=EPS), out=tmp_path / "split", resume=True)
+    assert [r["epoch"] for r in rest] == [3] and rest[0]["lr"] == pytest.approx(5e-4)
+    for a, b in zip(model.state_dict().values(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_guard_with_lr_factor_stops_after_its_retries(train_subset):
+    data = (train_subset[0][:256], train_subset[1][:256])
+    one_epoch = train_cnn_small(FastFGSM(eps=EPS), data, epochs=1)
+    model, history = _train_with_retry(data, AlwaysCollapsing(eps=EPS), epochs=4)
+    assert len(history) == 2 and "stopped" in history[-1] and len(history[-1]["retried"]) == COLLAPSE_RETRIES
+    for a, b in zip(one_epoch.state_dict().values(), model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_guard_with_weight_average_rolls_back_to_the_saved_average(train_subset):
+    data = (train_subset[0][:256], train_subset[1][:256])
+    averaged = []
+    for objective, epochs in ((FastFGSM(eps=EPS), 1), (Collapsing(eps=EPS), 4)):
+        torch.manual_seed(0)
+        model = create("cnn-small")
+        fit(model, data, TrainSettings(epochs=epochs, batch_size=64, lr=2e-3, ema=0.9), objective=objective,
+            progress=False)
+        averaged.append(model)
+    for a, b in zip(averaged[0].state_dict().values(), averaged[1].state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
 class Scripted(Standard):
     """Evaluation figures that peak at epoch 2."""
 
@@ -282,3 +353,11 @@ def test_the_registry_holds_every_objective():
     assert set(ADVERSARIAL_OBJECTIVES) | set(FAST_GUARD_OBJECTIVES) | {"standard", "bce", "asl"} == set(OBJECTIVES)
     assert isinstance(get_objective("trades", eps=0.2), TRADES)
     assert get_objective("trades", eps=0.2).describe() == get_objective("trades", eps=0.2, bounds=(0, 1)).describe()
+
+
+@pytest.mark.parametrize("name", ["pgd", "fast", "trades", "n-fgsm", "grad-align"])
+@pytest.mark.parametrize("alpha", [float("nan"), -0.1, 0.0, float("inf")])
+def test_an_attack_step_that_is_not_a_positive_number_is_refused(name, alpha):
+    with pytest.raises(ValueError, match="alpha"):
+        get_objective(name, eps=0.3, alpha=alpha)
+    assert get_objective(name, eps=0.3, alpha=0.15).describe()["alpha_ratio"] == pytest.approx(0.5)

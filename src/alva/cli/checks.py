@@ -42,7 +42,7 @@ INTERVALS = {
                      "gamma_neg", "gamma_pos", "gan_weight", "gp_lambda", "hinge_bound", "hinge_weight", "hold",
                      "lam", "weight_decay", "zero_tol"), "[0, inf)"),
     **dict.fromkeys(("confidence", "crossover", "min_fake_share", "mix", "threshold"), "[0, 1]"),
-    **dict.fromkeys(("clip", "ema", "fpr", "mask_fraction", "momentum"), "[0, 1)"),
+    **dict.fromkeys(("clip", "collapse_lr_factor", "ema", "fpr", "mask_fraction", "momentum"), "[0, 1)"),
 }
 
 

@@ -12,7 +12,7 @@ from alva.cli.run_folder import claim
 from alva.models import ARCHITECTURES, zoo
 from alva.training import OBJECTIVES, ClassifierRun, TrainSettings, train_classifier
 from alva.training.classifier import DATASETS
-from alva.training.loop import OPTIMIZERS, SCHEDULES
+from alva.training.settings import COLLAPSE_RETRIES, OPTIMIZERS, SCHEDULES
 
 
 def register(commands) -> None:
@@ -80,6 +80,10 @@ def register(commands) -> None:
     p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
                    help="evaluate, monitor and save an exponential moving average of the weights with this decay, "
                         "e.g. 0.999 (default 0: off); training goes on from the raw weights")
+    p.add_argument("--collapse-lr-factor", type=float, default=0.0, metavar="FACTOR",
+                   help="fast: when the guard sees catastrophic overfitting, roll the epoch back, multiply the "
+                        "learning rate by FACTOR for the rest of the run and train the epoch again, at most "
+                        f"{COLLAPSE_RETRIES} times per epoch (default 0: roll back and stop)")
     p.add_argument("--gamma-neg", type=float, default=None, help="asl: focusing exponent of negatives (default 4)")
     p.add_argument("--gamma-pos", type=float, default=None, help="asl: focusing exponent of positives (default 1)")
     p.add_argument("--clip", type=float, default=None, help="asl: probability margin of negatives (default 0.05)")
@@ -122,6 +126,9 @@ def run(args: argparse.Namespace) -> int:
     args.device = distributed.init_from_env(args.device)
     settings = settings_from(TrainSettings, args)
     objective = args.objective or DATASETS.get(args.data)  # None: by the data's labels
+    if settings.collapse_lr_factor and objective != "fast":
+        raise ValueError("--collapse-lr-factor acts on the collapse guard of --adv fast; "
+                         f"{objective or 'this objective'} has none")
     chosen = objective_settings(args, objective or "standard")
     job = ClassifierRun(model=args.model, out=args.out, settings=settings, objective=objective,
                         objective_settings=chosen, train_size=args.train_size, test_size=args.test_size,

@@ -97,6 +97,18 @@ class Adversarial(Objective):
             raise ValueError(f"bounds must be (low, high) with low < high, got {bounds}")
         self.bounds = (float(bounds[0]), float(bounds[1]))
 
+    def step_ratio(self, alpha: float | None, default: float) -> float:
+        """The attack step as a multiple of eps (it follows eps during a ramp): ``alpha / eps``, or ``default``
+        when ``alpha`` is None or eps is 0.
+
+        Raises:
+            ValueError: ``alpha`` is not a finite number above 0.
+        """
+        if alpha is None:
+            return default
+        finite("alpha", alpha, strict=True)
+        return alpha / self.eps if self.eps else default
+
     def start_epoch(self, epoch: int, epochs: int) -> None:
         """Ramp eps linearly over the first ``ramp_epochs`` epochs: ``eps * (epoch + 1) / ramp_epochs``."""
         self.current_eps = self.eps * min(1.0, (epoch + 1) / self.ramp_epochs) if self.ramp_epochs else self.eps
@@ -154,7 +166,7 @@ class PGDTraining(Adversarial):
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
         self.steps = int(steps)
-        self.alpha_ratio = (alpha / self.eps if alpha is not None and self.eps else 2.5 / self.steps)
+        self.alpha_ratio = self.step_ratio(alpha, 2.5 / self.steps)
         self.random_start = bool(random_start)
 
     def __call__(self, model, x, y):
@@ -179,7 +191,8 @@ class FastFGSM(Adversarial):
 
     Guard against catastrophic overfitting: after every epoch :meth:`check` measures PGD accuracy at the full eps
     (also during an eps ramp) on one training batch; when it falls below ``collapse_ratio`` times the best seen so
-    far (once that best has passed 0.2) the loop rolls back to the weights before that epoch and stops.
+    far (once that best has passed 0.2) the loop rolls back to the weights before that epoch and stops, or, with
+    ``TrainSettings(collapse_lr_factor=...)``, trains that epoch again at a lower learning rate.
     """
 
     name = "fast"
@@ -187,7 +200,7 @@ class FastFGSM(Adversarial):
     def __init__(self, eps: float = 0.3, alpha: float | None = None, check_size: int = 512, check_steps: int = 10,
                  collapse_ratio: float = 0.5, clip_start: bool = False, **kwargs) -> None:
         super().__init__(eps, **kwargs)
-        self.alpha_ratio = alpha / self.eps if alpha is not None and self.eps else 1.25
+        self.alpha_ratio = self.step_ratio(alpha, 1.25)
         self.clip_start = bool(clip_start)
         self.check_size = int(check_size)
         self.check_steps = int(check_steps)
@@ -234,7 +247,7 @@ class TRADES(Adversarial):
             raise ValueError(f"beta must be >= 0, got {beta}")
         self.beta = float(beta)
         self.steps = int(steps)
-        self.alpha_ratio = alpha / self.eps if alpha is not None and self.eps else 2.5 / self.steps
+        self.alpha_ratio = self.step_ratio(alpha, 2.5 / self.steps)
 
     def __call__(self, model, x, y):
         eps = self.current_eps

@@ -76,9 +76,7 @@ class NFGSM(Adversarial):
     def __init__(self, eps: float = 0.3, noise: float = 2.0, alpha: float | None = None, **kwargs) -> None:
         super().__init__(eps, **kwargs)
         self.noise_ratio = finite("noise", noise)
-        if alpha is not None:
-            finite("alpha", alpha, strict=True)
-        self.alpha_ratio = alpha / self.eps if alpha is not None and self.eps else 1.0
+        self.alpha_ratio = self.step_ratio(alpha, 1.0)
 
     def __call__(self, model, x, y):
         eps = self.current_eps
@@ -105,9 +103,7 @@ class GradAlign(Adversarial):
                  random_start: bool = False, **kwargs) -> None:
         super().__init__(eps, **kwargs)
         self.align_weight = finite("align_weight", align_weight)
-        if alpha is not None:
-            finite("alpha", alpha, strict=True)
-        self.alpha_ratio = alpha / self.eps if alpha is not None and self.eps else 1.0
+        self.alpha_ratio = self.step_ratio(alpha, 1.0)
         self.random_start = bool(random_start)
 
     def __call__(self, model, x, y):

@@ -27,7 +27,15 @@ from alva.tracking.files import atomic_write_bytes
 from alva.tracking.logger import MetricsLogger, read_metrics
 from alva.tracking.verify import tensors_sha256
 from alva.training.objectives import ManualObjective, Objective, Standard, TrainingDiverged
-from alva.training.settings import OPTIMIZERS, SCHEDULES, TrainSettings, epoch_seed, learning_rate, make_optimizer
+from alva.training.settings import (
+    COLLAPSE_RETRIES,
+    OPTIMIZERS,
+    SCHEDULES,
+    TrainSettings,
+    epoch_seed,
+    learning_rate,
+    make_optimizer,
+)
 from alva.training.supervised import Supervised
 
 __all__ = ["CHECKPOINT", "OPTIMIZERS", "SCHEDULES", "TrainSettings", "TrainingDataError", "TrainingDiverged",
@@ -97,13 +105,13 @@ def fit(model: nn.Module, train_data: tuple[torch.Tensor, torch.Tensor] | None, 
     history: list[dict[str, Any]] = []
     try:
         with steps.running():
-            for epoch in range(start_epoch, settings.epochs):
-                if stopped:
-                    break
+            epoch, retried = start_epoch, []
+            while epoch < settings.epochs and not stopped:
                 # One stream per rank for dropout and random draws; rank 0 is that of a single process.
                 torch.manual_seed(epoch_seed(settings.seed, epoch) + rank)
-                steps.start_epoch(epoch, settings.epochs)
+                # Taken before start_epoch, as a checkpoint holds it (with --ema: the average in "model").
                 before = copy.deepcopy(steps.state_dict()) if check is not None else {}
+                steps.start_epoch(epoch, settings.epochs)
                 started = time.perf_counter()
                 record: dict[str, Any] = {"epoch": epoch + 1,
                                           "train": _train_epoch(steps, train_data, settings, epoch, device,
@@ -115,10 +123,16 @@ def fit(model: nn.Module, train_data: tuple[torch.Tensor, torch.Tensor] | None, 
                     figures, collapsed = check(model, xb, yb)
                     record["check"] = figures
                     if collapsed:
-                        # Catastrophic overfitting (Wong et al. 2020): back to the weights before this epoch, stop.
+                        # Catastrophic overfitting (Wong et al. 2020): back to the weights before this epoch.
                         steps.load_state_dict(before)
+                        if settings.collapse_lr_factor and len(retried) < COLLAPSE_RETRIES:
+                            retried.append({**figures, "lr": record.get("lr"), "time_s": _since(started)})
+                            steps.lower_learning_rate(settings.collapse_lr_factor)
+                            continue
                         record["stopped"] = "robust accuracy on a training batch collapsed: rolled back this epoch"
                         stopped = True
+                if retried:
+                    record["retried"], retried = retried, []
                 if eval_data is not None:
                     record["eval"] = _evaluate_once(steps, model, eval_data, main)
                 if settings.monitor:
@@ -132,7 +146,7 @@ def fit(model: nn.Module, train_data: tuple[torch.Tensor, torch.Tensor] | None, 
                         record["stopped"] = (f"{settings.monitor} did not improve for {settings.patience} epochs; "
                                              f"best {best['value']:.4f} at epoch {best['epoch']}")
                         stopped = True
-                record["time_s"] = round(time.perf_counter() - started, 3)
+                record["time_s"] = _since(started)
                 history.append(record)
                 if logger is not None and folder is not None:
                     _save_epoch(folder, logger, steps, model, settings, record,
@@ -141,6 +155,7 @@ def fit(model: nn.Module, train_data: tuple[torch.Tensor, torch.Tensor] | None, 
                 if on_epoch_end is not None and main:
                     on_epoch_end(epoch + 1, record)
                 distributed.barrier()
+                epoch += 1
     finally:
         if logger is not None:
             logger.close()
@@ -224,6 +239,10 @@ def _check_batch(x: torch.Tensor, y: torch.Tensor, seed: int, epoch: int, device
     return x[rows].to(device), y[rows].to(device)
 
 
+def _since(started: float) -> float:
+    return round(time.perf_counter() - started, 3)
+
+
 def _monitored(record: dict[str, Any], key: str) -> float:
     for part in ("eval", "check", "train"):
         if key in record.get(part, {}):
@@ -244,7 +263,8 @@ def _restore(checkpoint: Path, steps: ManualObjective, settings: TrainSettings, 
     """Load the state of the last finished epoch after checking that settings, objective and training data are the
     saved ones (every difference listed); returns the progress and the record of that epoch."""
     state = load_checkpoint(checkpoint, REDO_TRAINING)
-    saved = {"ema": 0.0, **state["settings"]}  # checkpoints written before weight averaging existed
+    # Checkpoints written before weight averaging and the collapse retry existed.
+    saved = {"ema": 0.0, "collapse_lr_factor": 0.0, **state["settings"]}
     changed = differences(saved, asdict(settings), may_change=steps.may_change)
     changed += differences({"objective": state["objective"]}, {"objective": steps.describe()})
     if "data" in state:  # checkpoints written before they recorded the data are not checked for it

@@ -12,6 +12,7 @@ from torch import nn
 
 SCHEDULES = ("constant", "cosine", "cyclic")
 OPTIMIZERS = ("adam", "sgd")
+COLLAPSE_RETRIES = 3
 
 
 @dataclass
@@ -34,6 +35,10 @@ class TrainSettings:
     # Weight averaging: an exponential moving average of the weights with this decay (0: off) is what each epoch
     # evaluates, monitors and saves, while training goes on from the raw weights.
     ema: float = 0.0
+    # When an objective's guard sees catastrophic overfitting (fast FGSM's check): 0 rolls back the epoch and
+    # stops; a factor in (0, 1) rolls back, multiplies the learning rate by it for the rest of the run and trains
+    # the epoch again (at most ``COLLAPSE_RETRIES`` times per epoch, then stops).
+    collapse_lr_factor: float = 0.0
 
     def __post_init__(self) -> None:
         check_run(self.epochs, self.batch_size, self.lr)
@@ -45,6 +50,9 @@ class TrainSettings:
             raise ValueError(f"patience must be >= 0, got {self.patience}")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema is the decay of the weight average, in [0, 1) (0: off), got {self.ema}")
+        if not 0.0 <= self.collapse_lr_factor < 1.0:
+            raise ValueError("collapse_lr_factor multiplies the learning rate after a collapse, in (0, 1) (0: stop "
+                             f"instead), got {self.collapse_lr_factor}")
         if self.patience and not self.monitor:
             raise ValueError("patience needs monitor, the evaluation figure to watch (e.g. pgd20_acc)")
 

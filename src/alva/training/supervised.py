@@ -33,6 +33,7 @@ class Supervised(ManualObjective):
     def __init__(self, objective: Objective) -> None:
         self.objective = objective
         self.name = objective.name
+        self.lr_scale = 1.0  # lowered by the loop after a collapse (TrainSettings.collapse_lr_factor)
         if hasattr(objective, "check"):
             self.check = objective.check
 
@@ -65,7 +66,8 @@ class Supervised(ManualObjective):
             # This rank's contiguous part of the global batch; every rank drew the same batch.
             x, y = x.tensor_split(world)[distributed.rank()], y.tensor_split(world)[distributed.rank()]
         for group in self.optimizer.param_groups:
-            group["lr"] = learning_rate(self.settings, self.epoch * self.steps_per_epoch + batch, self.total_steps)
+            group["lr"] = self.lr_scale * learning_rate(self.settings, self.epoch * self.steps_per_epoch + batch,
+                                                        self.total_steps)
         loss, metrics = self.objective(self.trained, x, y)
         if not torch.isfinite(loss):
             raise TrainingDiverged(f"loss is {loss.item()} at epoch {self.epoch + 1}, batch {batch + 1}: lower the lr")
@@ -83,7 +85,12 @@ class Supervised(ManualObjective):
     def end_epoch(self, model: nn.Module, epoch: int) -> dict[str, Any]:
         if self.average is not None:
             _swap(self.model, self.average)
-        return {"lr": learning_rate(self.settings, (epoch + 1) * self.steps_per_epoch - 1, self.total_steps)}
+        last = (epoch + 1) * self.steps_per_epoch - 1
+        return {"lr": self.lr_scale * learning_rate(self.settings, last, self.total_steps)}
+
+    def lower_learning_rate(self, factor: float) -> None:
+        """Multiply the learning rate by ``factor`` for the rest of the run (kept in the checkpoint)."""
+        self.lr_scale *= factor
 
     def parts(self) -> dict[str, Any]:
         # Between epochs "model" is the average and "ema_raw" the raw weights training goes on from.
@@ -91,11 +98,12 @@ class Supervised(ManualObjective):
         return {"model": self.model, "optimizer": self.optimizer, **averaged}
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "objective_state": self.objective.state()}
+        return {**super().state_dict(), "objective_state": self.objective.state(), "lr_scale": self.lr_scale}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.objective.load_state(state.get("objective_state", {}))
+        self.lr_scale = float(state.get("lr_scale", 1.0))
 
     def describe(self) -> dict:
         return self.objective.describe()
