@@ -10,7 +10,7 @@ from alva.evaluation.accuracy import accuracy
 from alva.models import card, load
 
 ROBUST = ["mnist/cnn-small-pgd", "mnist/cnn-small-fast", "mnist/cnn-small-wong", "mnist/cnn-wide-pgd",
-          "mnist/cnn-wide-trades"]
+          "mnist/cnn-wide-trades", "mnist/cnn-wide-trades-long"]
 
 
 @pytest.mark.parametrize("name", ROBUST)
