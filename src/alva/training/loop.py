@@ -105,7 +105,8 @@ def fit(model: nn.Module, train_data: tuple[torch.Tensor, torch.Tensor] | None, 
     history: list[dict[str, Any]] = []
     try:
         with steps.running():
-            epoch, retried = start_epoch, []
+            epoch = start_epoch
+            retried: list[dict[str, Any]] = []  # the collapsed tries of this epoch
             while epoch < settings.epochs and not stopped:
                 # One stream per rank for dropout and random draws; rank 0 is that of a single process.
                 torch.manual_seed(epoch_seed(settings.seed, epoch) + rank)

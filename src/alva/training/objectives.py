@@ -179,6 +179,11 @@ class ManualObjective:
     def evaluate(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         return {"clean_acc": accuracy(model, x, y)}
 
+    def lower_learning_rate(self, factor: float) -> None:
+        """Multiply the learning rate by ``factor`` for the rest of the run, after a collapse that its ``check``
+        saw (``TrainSettings.collapse_lr_factor``); only steps with such a check need it."""
+        raise NotImplementedError(f"{self.name} has no learning rate to lower")
+
 
 def check_finite(loss: torch.Tensor, what: str, epoch: int, batch: int) -> None:
     """Raise :class:`TrainingDiverged` when ``loss`` is NaN or infinite."""
