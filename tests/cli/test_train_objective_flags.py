@@ -29,7 +29,6 @@ def test_a_flag_of_another_objective_is_refused(flags, objective):
         objective_settings(_args("--adv", objective, *flags), objective)
 
 
-
 @pytest.mark.parametrize("flags, message", [
     (("--adv", "pgd"), "--collapse-lr-factor acts on"), (("--adv", "n-fgsm"), "--collapse-lr-factor acts on"),
     ((), "--collapse-lr-factor acts on"), (("--adv", "fast", "--collapse-lr-factor", "1"), "--collapse-lr-factor must"),

@@ -156,11 +156,15 @@ def test_logistic_fgsm_objective_trains_3_against_7(train_subset, test_subset):
 
 
 class Collapsing(FastFGSM):
-    """A fast objective whose guard reports a collapse after the second epoch."""
+    """A fast objective whose guard reports a collapse on its second check only (after the second epoch, or on
+    the first try of epoch 2)."""
+
+    def collapses(self, calls: int) -> bool:
+        return calls == 2
 
     def check(self, model, x, y):
         self.calls = getattr(self, "calls", 0) + 1
-        return {"check_pgd_acc": 1.0 / self.calls}, self.calls == 2
+        return {"check_pgd_acc": 1.0 / self.calls}, self.collapses(self.calls)
 
 
 def test_guard_rolls_back_the_collapsed_epoch_and_stops(train_subset):
@@ -176,20 +180,11 @@ def test_guard_rolls_back_the_collapsed_epoch_and_stops(train_subset):
         assert torch.equal(a, b)
 
 
-class CollapsingOnce(FastFGSM):
-    """A fast objective whose guard reports a collapse on its second check only (the first try of epoch 2)."""
-
-    def check(self, model, x, y):
-        self.calls = getattr(self, "calls", 0) + 1
-        return {"check_pgd_acc": 1.0 / self.calls}, self.calls == 2
-
-
-class AlwaysCollapsing(FastFGSM):
+class AlwaysCollapsing(Collapsing):
     """A fast objective whose guard reports a collapse at every check after the first."""
 
-    def check(self, model, x, y):
-        self.calls = getattr(self, "calls", 0) + 1
-        return {"check_pgd_acc": 1.0 / self.calls}, self.calls >= 2
+    def collapses(self, calls: int) -> bool:
+        return calls >= 2
 
 
 class Stop(Exception):
@@ -205,7 +200,7 @@ def _train_with_retry(data, objective, epochs=3, **options):
 
 def test_guard_with_lr_factor_retrains_the_collapsed_epoch_at_a_lower_rate(train_subset, tmp_path):
     data = (train_subset[0][:256], train_subset[1][:256])
-    model, history = _train_with_retry(data, CollapsingOnce(eps=EPS), out=tmp_path / "whole")
+    model, history = _train_with_retry(data, Collapsing(eps=EPS), out=tmp_path / "whole")
     assert [r["epoch"] for r in history] == [1, 2, 3] and not any("stopped" in r for r in history)
     assert [len(r.get("retried", [])) for r in history] == [0, 1, 0]
     assert [r["lr"] for r in history] == pytest.approx([2e-3, 5e-4, 5e-4])
@@ -216,8 +211,8 @@ def test_guard_with_lr_factor_retrains_the_collapsed_epoch_at_a_lower_rate(train
             raise Stop
 
     with pytest.raises(Stop):
-        _train_with_retry(data, CollapsingOnce(eps=EPS), out=tmp_path / "split", on_epoch_end=stop_after_2)
-    resumed, rest = _train_with_retry(data, CollapsingOnce(eps=EPS), out=tmp_path / "split", resume=True)
+        _train_with_retry(data, Collapsing(eps=EPS), out=tmp_path / "split", on_epoch_end=stop_after_2)
+    resumed, rest = _train_with_retry(data, Collapsing(eps=EPS), out=tmp_path / "split", resume=True)
     assert [r["epoch"] for r in rest] == [3] and rest[0]["lr"] == pytest.approx(5e-4)
     for a, b in zip(model.state_dict().values(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b)

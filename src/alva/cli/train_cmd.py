@@ -126,8 +126,9 @@ def run(args: argparse.Namespace) -> int:
     args.device = distributed.init_from_env(args.device)
     settings = settings_from(TrainSettings, args)
     objective = args.objective or DATASETS.get(args.data)  # None: by the data's labels
-    if settings.collapse_lr_factor and objective != "fast":
-        raise ValueError("--collapse-lr-factor acts on the collapse guard of --adv fast; "
+    if settings.collapse_lr_factor and not hasattr(OBJECTIVES.get(objective or "standard"), "check"):
+        guarded = sorted(name for name, kind in OBJECTIVES.items() if hasattr(kind, "check"))
+        raise ValueError(f"--collapse-lr-factor acts on the collapse guard of --adv {'/'.join(guarded)}; "
                          f"{objective or 'this objective'} has none")
     chosen = objective_settings(args, objective or "standard")
     job = ClassifierRun(model=args.model, out=args.out, settings=settings, objective=objective,
